@@ -11,7 +11,7 @@ ifeq ($(strip $(PKG_LIBS)),)
   PKG_LIBS := -lopenblas -lcjson -lutf8proc -lz
 endif
 
-OPT      ?= -O3 -march=x86-64-v2
+OPT      ?= -O3 -march=x86-64-v3
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE -I. -Ihost $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm -fopenmp -lpthread
@@ -49,7 +49,15 @@ TESTS    := $(patsubst tests/%.c,$(BUILD_DIR)/tests/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCHES   := $(patsubst bench/%.c,$(BUILD_DIR)/bench/%,$(BENCH_SRC))
 
-.PHONY: all drivers test test-cpu bench clean models device-check info
+.DEFAULT_GOAL := all
+.PHONY: all drivers test test-cpu bench clean models device-check info run
+
+# The main job: technique 1 on the Reuters training file with all-MiniLM-L6-v2 (README, first command).
+DATA  ?= ../shared/datasets/reuters21578/train.csv.gz
+MODEL ?= models/all-MiniLM-L6-v2
+run: all
+	@mkdir -p runs
+	$(BUILD_DIR)/rk-embed --model $(MODEL) --data $(DATA) --out runs/embed_reuters.json
 all: info $(LIB) $(DRIVERS)
 drivers: $(DRIVERS)
 

@@ -1,0 +1,127 @@
+/*
+ * backend_cpu.c: the CPU backend, the reference for every other backend (STYLE.md 1.2). f32 only; dense
+ * products through OpenBLAS, loops through OpenMP. One switch dispatches to the rk_cpu_* references in kernels/.
+ */
+#include "backend.h"
+#include "check.h"
+#include "kernels/attn.h"
+#include "kernels/elementwise.h"
+#include "kernels/embed.h"
+#include "kernels/layernorm.h"
+#include "kernels/matmul.h"
+#include "kernels/pool.h"
+#include "kernels/softmax.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+struct cpu_ctx {
+    int threads;
+};
+
+static bool all_f32(const struct rk_op_call * c, int nsrc) {
+    if (c->dst->dtype != RK_DTYPE_F32) return false;
+    for (int i = 0; i < nsrc; i++) {
+        if (c->src[i] && c->src[i]->dtype != RK_DTYPE_F32) return false;
+    }
+    return true;
+}
+
+static bool cpu_supports_op(struct rk_backend * be, const struct rk_op_call * c) {
+    (void) be;
+    switch (c->op) {
+        case RK_OP_EMBED:
+            return c->dst->dtype == RK_DTYPE_F32 && c->src[0]->dtype == RK_DTYPE_F32 &&
+                   c->src[1]->dtype == RK_DTYPE_I32 && (!c->src[4] || c->src[4]->dtype == RK_DTYPE_I32);
+        case RK_OP_LAYERNORM: return all_f32(c, 4);
+        case RK_OP_MATMUL:    return all_f32(c, 3);
+        case RK_OP_GELU:      return all_f32(c, 1);
+        case RK_OP_ADD:       return all_f32(c, 2);
+        case RK_OP_SOFTMAX:   return all_f32(c, 1);
+        case RK_OP_ATTN_FWD:
+            return all_f32(c, 3) && (!c->src[3] || c->src[3]->dtype == RK_DTYPE_I32) &&
+                   (!c->src[4] || c->src[4]->dtype == RK_DTYPE_F32);
+        case RK_OP_POOL:      return all_f32(c, 1) && (!c->src[1] || c->src[1]->dtype == RK_DTYPE_I32);
+        case RK_OP_L2NORM:    return all_f32(c, 1);
+        case RK_OP_COUNT:     break;
+    }
+    return false;
+}
+
+static enum rk_status cpu_compute(struct rk_backend * be, const struct rk_op_call * c) {
+    struct cpu_ctx * ctx = be->ctx;
+    omp_set_num_threads(ctx->threads);
+    switch (c->op) {
+        case RK_OP_EMBED:
+            return rk_cpu_embed(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], c->src[4], &c->p.embed);
+        case RK_OP_LAYERNORM:
+            rk_cpu_layernorm(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], &c->p.layernorm);
+            return RK_OK;
+        case RK_OP_MATMUL:
+            rk_cpu_matmul(c->dst, c->src[0], c->src[1], c->src[2], &c->p.matmul);
+            return RK_OK;
+        case RK_OP_GELU:
+            rk_cpu_gelu(c->dst, c->src[0]);
+            return RK_OK;
+        case RK_OP_ADD:
+            rk_cpu_add(c->dst, c->src[0], c->src[1]);
+            return RK_OK;
+        case RK_OP_SOFTMAX:
+            rk_cpu_softmax(c->dst, c->src[0], &c->p.softmax);
+            return RK_OK;
+        case RK_OP_ATTN_FWD:
+            rk_cpu_attn_fwd(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], (struct rk_tensor *) c->src[4],
+                            &c->p.attn);
+            return RK_OK;
+        case RK_OP_POOL:
+            rk_cpu_pool(c->dst, c->src[0], c->src[1], &c->p.pool);
+            return RK_OK;
+        case RK_OP_L2NORM:
+            rk_cpu_l2norm(c->dst, c->src[0], &c->p.l2norm);
+            return RK_OK;
+        case RK_OP_COUNT: break;
+    }
+    return rk_set_error(RK_STATUS_UNSUPPORTED, "cpu backend: unknown op %d", (int) c->op);
+}
+
+/* 64-byte aligned host memory, so SIMD loops and OpenBLAS see aligned rows. */
+static void * cpu_alloc(struct rk_backend * be, size_t n) {
+    (void) be;
+    void * p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64) != 0) return NULL;
+    return p;
+}
+static void cpu_free(struct rk_backend * be, void * p) { (void) be; free(p); }
+static enum rk_status cpu_copy(struct rk_backend * be, void * dst, const void * src, size_t n) {
+    (void) be;
+    memcpy(dst, src, n);
+    return RK_OK;
+}
+static enum rk_status cpu_sync(struct rk_backend * be) { (void) be; return RK_OK; }
+static void cpu_destroy(struct rk_backend * be) {
+    free(be->ctx);
+    free(be);
+}
+
+struct rk_backend * rk_backend_cpu_init(int threads) {
+    struct rk_backend * be  = rk_xcalloc(1, sizeof(*be));
+    struct cpu_ctx *    ctx = rk_xcalloc(1, sizeof(*ctx));
+    ctx->threads = threads > 0 ? threads : omp_get_num_procs();
+    openblas_set_num_threads(ctx->threads);
+    *be = (struct rk_backend) {
+        .name           = "cpu",
+        .device         = RK_DEVICE_CPU,
+        .act_dtype      = RK_DTYPE_F32,
+        .supports_op    = cpu_supports_op,
+        .compute        = cpu_compute,
+        .alloc          = cpu_alloc,
+        .free           = cpu_free,
+        .copy_to_device = cpu_copy,
+        .copy_to_host   = cpu_copy,
+        .synchronize    = cpu_sync,
+        .destroy        = cpu_destroy,
+        .ctx            = ctx,
+    };
+    return be;
+}

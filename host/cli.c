@@ -1,0 +1,125 @@
+/*
+ * cli.c: shared driver helpers (see cli.h).
+ */
+#include "cli.h"
+
+#include "check.h"
+#include "datasets/dataset.h"
+#include "datasets/split.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum rk_status rk_cli_int(const char * flag, const char * s, int64_t lo, int64_t hi, int64_t * out) {
+    char * end = NULL;
+    errno      = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < lo || v > hi) {
+        return rk_set_error(RK_STATUS_ARG, "%s: '%s' is not an integer in [%lld, %lld]", flag, s ? s : "",
+                            (long long) lo, (long long) hi);
+    }
+    *out = v;
+    return RK_OK;
+}
+
+enum rk_status rk_cli_double(const char * flag, const char * s, double lo, double hi, double * out) {
+    char * end = NULL;
+    errno      = 0;
+    double v   = s ? strtod(s, &end) : 0.0;
+    if (!s || !*s || *end || errno || !isfinite(v) || v < lo || v > hi) {
+        return rk_set_error(RK_STATUS_ARG, "%s: '%s' is not a number in [%g, %g]", flag, s ? s : "", lo, hi);
+    }
+    *out = v;
+    return RK_OK;
+}
+
+enum rk_status rk_write_file_atomic(const char * path, const char * text) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long) getpid());
+    FILE * f = fopen(tmp, "wb");
+    if (!f) return rk_set_error(RK_STATUS_IO, "%s: cannot write: %s", path, strerror(errno));
+    const size_t n  = strlen(text);
+    bool         ok = fwrite(text, 1, n, f) == n;
+    ok              = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return rk_set_error(RK_STATUS_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    return RK_OK;
+}
+
+enum rk_status rk_write_json_atomic(const char * path, const cJSON * json) {
+    char * text = cJSON_Print(json);
+    if (!text) return rk_set_error(RK_STATUS_OOM, "%s: cannot format JSON", path);
+    size_t n   = strlen(text);
+    char * txt = rk_xmalloc(n + 2);
+    memcpy(txt, text, n);
+    txt[n]     = '\n';
+    txt[n + 1] = '\0';
+    cJSON_free(text);
+    enum rk_status s = rk_write_file_atomic(path, txt);
+    free(txt);
+    return s;
+}
+
+/* mkdir -p of the folder holding path. */
+static enum rk_status make_parent(const char * path) {
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", path);
+    char * dir = dirname(buf);
+    if (strcmp(dir, ".") == 0 || strcmp(dir, "/") == 0) return RK_OK;
+    for (char * p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) return rk_set_error(RK_STATUS_IO, "%s: cannot create folder: %s", dir, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return rk_set_error(RK_STATUS_IO, "%s: cannot create folder: %s", dir, strerror(errno));
+    return RK_OK;
+}
+
+void rk_cli_default_split_path(const char * data_path, uint64_t seed, char * buf, size_t n) {
+    const char * base = strrchr(data_path, '/');
+    base              = base ? base + 1 : data_path;
+    char stem[512];
+    snprintf(stem, sizeof(stem), "%s", base);
+    const char * const exts[] = { ".gz", ".csv" }; /* strip "x.csv.gz" to "x" */
+    for (int i = 0; i < 2; i++) {
+        size_t ls = strlen(stem), le = strlen(exts[i]);
+        if (ls > le && strcmp(stem + ls - le, exts[i]) == 0) stem[ls - le] = '\0';
+    }
+    snprintf(buf, n, "splits/%s.seed%llu.csv", stem, (unsigned long long) seed);
+}
+
+enum rk_status rk_cli_split(const struct rk_dataset * d, const char * split_path, const double fractions[3],
+                            uint64_t seed, uint8_t * fold, bool * created) {
+    *created = false;
+    if (access(split_path, F_OK) == 0) return rk_split_read(split_path, d, fold);
+    RK_TRY(rk_split_iterative(d->labels, d->n_docs, d->n_labels, fractions, 3, seed, fold));
+    RK_TRY(make_parent(split_path));
+    RK_TRY(rk_split_write(split_path, d, fold));
+    *created = true;
+    return RK_OK;
+}
+
+void rk_print_metrics(FILE * f, const struct rk_metrics * m, char ** label_names) {
+    fprintf(f, "%-24s %8s\n", "metric", "value");
+    fprintf(f, "%-24s %8.4f\n", "micro F1", m->micro_f1);
+    fprintf(f, "%-24s %8.4f\n", "macro F1", m->macro_f1);
+    fprintf(f, "%-24s %8.4f\n", "micro precision", m->micro_precision);
+    fprintf(f, "%-24s %8.4f\n", "micro recall", m->micro_recall);
+    fprintf(f, "%-24s %8.4f\n", "subset accuracy", m->subset_accuracy);
+    fprintf(f, "%-24s %8.4f\n", "hamming loss", m->hamming_loss);
+    fprintf(f, "\n%-20s %8s %9s %9s %9s\n", "label", "support", "precision", "recall", "f1");
+    for (int64_t j = 0; j < m->L; j++) {
+        const struct rk_label_scores * s = &m->per_label[j];
+        fprintf(f, "%-20s %8lld %9.4f %9.4f %9.4f\n", label_names ? label_names[j] : "?", (long long) s->support,
+                s->precision, s->recall, s->f1);
+    }
+}

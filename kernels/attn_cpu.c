@@ -1,0 +1,92 @@
+/*
+ * attn_cpu.c: CPU reference of RK_OP_ATTN_FWD: softmax(q k^T * scale + mask) v per (batch, head), with key
+ * padding masks, causal masking (with a query offset for KV-cache decoding), a sliding window and grouped-query
+ * heads. Scores are formed one query row at a time in a per-thread buffer; the softmax runs in fp32 with the
+ * row maximum subtracted, and the row's logsumexp is written out for the backward pass.
+ */
+#include "check.h"
+#include "kernels/attn.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* ------------------------------------------------------------------------------------------------
+ * CPU reference */
+
+/* Dot product with 8 independent partial sums (vectorizes without reassociation flags). */
+static inline float dot_f32(const float * a, const float * b, int64_t n) {
+    float   acc[8] = { 0 };
+    int64_t i      = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int l = 0; l < 8; l++) acc[l] += a[i + l] * b[i + l];
+    }
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+#define AT(t, b, h, i) ((const float *) ((const char *) (t)->data + (b) * (t)->nb[0] + (h) * (t)->nb[1] + (i) * (t)->nb[2]))
+
+/*
+ * q (B,NH,Tq,HS), k/v (B,NKV,Tk,HS), dst (B,NH,Tq,HS): strided, innermost dim contiguous.
+ * mask (B,Tk) i32 or NULL; lse (B,NH,Tq) f32 contiguous or NULL.
+ */
+void rk_cpu_attn_fwd(struct rk_tensor * dst, const struct rk_tensor * q, const struct rk_tensor * k,
+                     const struct rk_tensor * v, const struct rk_tensor * mask, struct rk_tensor * lse,
+                     const struct rk_attn_params * p) {
+    const int64_t B = q->ne[0], NH = q->ne[1], Tq = q->ne[2], HS = q->ne[3];
+    const int64_t NKV = k->ne[1], Tk = k->ne[2];
+    RK_ASSERT(k->ne[0] == B && v->ne[0] == B && v->ne[1] == NKV && v->ne[2] == Tk);
+    RK_ASSERT(k->ne[3] == HS && v->ne[3] == HS && NKV > 0 && NH % NKV == 0);
+    RK_ASSERT(dst->ne[0] == B && dst->ne[1] == NH && dst->ne[2] == Tq && dst->ne[3] == HS);
+    RK_ASSERT(q->nb[3] == 4 && k->nb[3] == 4 && v->nb[3] == 4 && dst->nb[3] == 4);
+    RK_ASSERT(!mask || (mask->ne[0] == B && mask->ne[1] == Tk && rk_tensor_is_contiguous(mask)));
+    RK_ASSERT(!lse || (rk_tensor_nelements(lse) == B * NH * Tq && rk_tensor_is_contiguous(lse)));
+    const int64_t   group = NH / NKV;
+    const int32_t * mk    = mask ? mask->data : NULL;
+
+#pragma omp parallel
+    {
+        float * s = malloc((size_t) (Tk > 0 ? Tk : 1) * sizeof(float));
+        RK_ASSERT(s != NULL);
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            for (int64_t h = 0; h < NH; h++) {
+                const int64_t hk = h / group;
+                for (int64_t i = 0; i < Tq; i++) {
+                    const float * qi   = AT(q, b, h, i);
+                    float *       o    = (float *) AT(dst, b, h, i);
+                    const int64_t qpos = p->q_offset + i;
+                    float         mx   = -INFINITY;
+                    for (int64_t j = 0; j < Tk; j++) {
+                        bool ok = !mk || mk[b * Tk + j] != 0;
+                        if (p->causal && j > qpos) ok = false;
+                        if (p->window > 0 && j <= qpos - p->window) ok = false;
+                        s[j] = ok ? dot_f32(qi, AT(k, b, hk, j), HS) * p->scale : -INFINITY;
+                        if (s[j] > mx) mx = s[j];
+                    }
+                    for (int64_t d = 0; d < HS; d++) o[d] = 0.0f;
+                    float * l = lse ? (float *) lse->data + (b * NH + h) * Tq + i : NULL;
+                    if (mx == -INFINITY) { /* no key to attend to */
+                        if (l) *l = -INFINITY;
+                        continue;
+                    }
+                    double sum = 0.0;
+                    for (int64_t j = 0; j < Tk; j++) {
+                        s[j] = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);
+                        sum += s[j];
+                    }
+                    const float inv = (float) (1.0 / sum);
+                    for (int64_t j = 0; j < Tk; j++) {
+                        if (s[j] == 0.0f) continue;
+                        const float   w  = s[j] * inv;
+                        const float * vj = AT(v, b, hk, j);
+                        for (int64_t d = 0; d < HS; d++) o[d] += w * vj[d];
+                    }
+                    if (l) *l = mx + (float) log(sum);
+                }
+            }
+        }
+        free(s);
+    }
+}

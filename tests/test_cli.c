@@ -1,0 +1,175 @@
+/*
+ * test_cli.c: the rk-embed driver end to end, as a user runs it: a small arXiv-schema file through the tiny
+ * golden model (the article's data set shape goes through the same path as Reuters), and every kind of bad input
+ * giving one line on stderr that names the file, a non-zero exit, and no results file.
+ */
+#include "test_util.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+static char g_dir[256];
+
+/* Runs the driver with args (shell-quoted by the caller); returns the exit status, stderr into err. */
+static int run_embed(const char * args, char * err, size_t n) {
+    char cmd[8192], errpath[512];
+    snprintf(errpath, sizeof(errpath), "%s/stderr.txt", g_dir);
+    snprintf(cmd, sizeof(cmd), "cd %s && %s/build/rk-embed %s >%s/stdout.txt 2>%s", g_dir, rk_test_root(), args, g_dir,
+             errpath);
+    int rc = system(cmd);
+    FILE * f = fopen(errpath, "r");
+    cr_assert(f != NULL);
+    size_t k = fread(err, 1, n - 1, f);
+    err[k]   = '\0';
+    fclose(f);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+static int count_lines(const char * s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static const char * ARXIV_HEADER =
+    "ID,TITLE,ABSTRACT,Computer Science,Physics,Mathematics,Statistics,Quantitative Biology,Quantitative Finance\n";
+
+/* Writes an arXiv-schema file of n rows whose labels follow simple word cues, so a classifier can learn them. */
+static void write_arxiv(const char * path, int n) {
+    FILE * f = fopen(path, "w");
+    cr_assert(f != NULL);
+    fputs(ARXIV_HEADER, f);
+    static const char * topics[6][2] = {
+        { "model data", "we train a model on data" },   { "physics theory", "a theory of physics" },
+        { "theory of rings", "the theory of rings, in abstract" }, { "data rate", "the rate of data, in the model" },
+        { "grain", "grain and oil in the body" },        { "stock market bank", "the stock market and the bank rate" },
+    };
+    for (int i = 0; i < n; i++) {
+        int a = i % 6, b = (i / 6) % 6;
+        int lab[6] = { 0 };
+        lab[a] = 1;
+        if (i % 4 == 0) lab[b] = 1;
+        fprintf(f, "%d,\"%s, %s\",\"%s. %s\"", i + 1, topics[a][0], i % 4 == 0 ? topics[b][0] : "",
+                topics[a][1], i % 4 == 0 ? topics[b][1] : "the end");
+        for (int j = 0; j < 6; j++) fprintf(f, ",%d", lab[j]);
+        fputc('\n', f);
+    }
+    fclose(f);
+}
+
+static void setup(void) {
+    snprintf(g_dir, sizeof(g_dir), "%s", rk_test_tmpdir());
+    char p[512];
+    snprintf(p, sizeof(p), "%s/arxiv.csv", g_dir);
+    write_arxiv(p, 120);
+    /* a copy of the tiny golden model we can break */
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd), "cp -r %s/tests/golden/tiny_bert %s/model", rk_test_root(), g_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static bool exists(const char * rel) {
+    char p[512];
+    snprintf(p, sizeof(p), "%s/%s", g_dir, rel);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+TestSuite(cli, .init = setup, .timeout = 120);
+
+Test(cli, arxiv_schema_end_to_end_with_tiny_model) {
+    char err[8192];
+    int rc = run_embed("--model model --data arxiv.csv --device cpu --classifier logreg --out res.json", err, sizeof(err));
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    cr_assert(exists("res.json") && exists("splits/arxiv.seed42.csv"));
+    char p[512], buf[65536];
+    snprintf(p, sizeof(p), "%s/res.json", g_dir);
+    FILE * f = fopen(p, "r");
+    size_t k = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[k]   = '\0';
+    fclose(f);
+    cr_assert(strstr(buf, "\"micro_f1\"") && strstr(buf, "Quantitative Finance"), "%s", buf);
+    /* stdout has the table */
+    snprintf(p, sizeof(p), "%s/stdout.txt", g_dir);
+    f = fopen(p, "r");
+    k = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[k] = '\0';
+    fclose(f);
+    cr_assert(strstr(buf, "micro F1") && strstr(buf, "Physics"), "%s", buf);
+    /* a second run reuses the split file */
+    rc = run_embed("--model model --data arxiv.csv --device cpu --classifier forest --out res2.json", err, sizeof(err));
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(err, "loaded"), "%s", err);
+}
+
+/* Every failure: exit non-zero, exactly one stderr line, naming what, and no results file. */
+static void expect_fail(const char * args, const char * must_name) {
+    char err[8192];
+    int  rc = run_embed(args, err, sizeof(err));
+    cr_assert_neq(rc, 0, "expected failure for: %s", args);
+    cr_assert_eq(count_lines(err), 1, "expected one stderr line, got: %s", err);
+    cr_assert(strstr(err, must_name) != NULL, "message '%s' does not name '%s'", err, must_name);
+    cr_assert(!exists("out.json"), "a results file was written despite the failure");
+}
+
+Test(cli, missing_model_directory) {
+    expect_fail("--model nope --data arxiv.csv --device cpu --out out.json", "nope");
+}
+
+Test(cli, truncated_safetensors) {
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "truncate -s 5000 %s/model/model.safetensors", g_dir);
+    cr_assert_eq(system(cmd), 0);
+    expect_fail("--model model --data arxiv.csv --device cpu --out out.json", "model.safetensors");
+}
+
+Test(cli, safetensors_header_past_end) {
+    char p[512];
+    snprintf(p, sizeof(p), "%s/model/model.safetensors", g_dir);
+    FILE * f = fopen(p, "r+b");
+    uint64_t big = 1u << 30;
+    cr_assert_eq(fwrite(&big, 8, 1, f), 1);
+    fclose(f);
+    expect_fail("--model model --data arxiv.csv --device cpu --out out.json", "model.safetensors");
+}
+
+Test(cli, config_missing_field) {
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "sed -i '/num_attention_heads/d' %s/model/config.json", g_dir);
+    cr_assert_eq(system(cmd), 0);
+    expect_fail("--model model --data arxiv.csv --device cpu --out out.json", "num_attention_heads");
+}
+
+Test(cli, csv_wrong_field_count) {
+    char p[512];
+    const char bad[] = "ID,TITLE,ABSTRACT,A,B\n1,t,a,0,1\n2,t,a,1\n";
+    rk_test_write_file(p, sizeof(p), g_dir, "bad.csv", bad, sizeof(bad) - 1);
+    expect_fail("--model model --data bad.csv --device cpu --out out.json", "line 3");
+}
+
+Test(cli, csv_label_not_binary) {
+    char p[512];
+    const char bad[] = "ID,TITLE,ABSTRACT,A,B\n1,t,a,0,1\n2,t,a,2,0\n";
+    rk_test_write_file(p, sizeof(p), g_dir, "bad.csv", bad, sizeof(bad) - 1);
+    expect_fail("--model model --data bad.csv --device cpu --out out.json", "bad.csv");
+}
+
+Test(cli, csv_empty_file) {
+    char p[512];
+    rk_test_write_file(p, sizeof(p), g_dir, "empty.csv", "", 0);
+    expect_fail("--model model --data empty.csv --device cpu --out out.json", "empty.csv");
+}
+
+Test(cli, test_file_with_other_labels) {
+    char p[512];
+    const char other[] = "ID,TITLE,ABSTRACT,X,Y\n1,t,a,0,1\n";
+    rk_test_write_file(p, sizeof(p), g_dir, "other.csv", other, sizeof(other) - 1);
+    expect_fail("--model model --data arxiv.csv --test other.csv --device cpu --out out.json", "other.csv");
+}
+
+Test(cli, bad_flag_values) {
+    expect_fail("--model model --data arxiv.csv --batch zero --out out.json", "--batch");
+    expect_fail("--model model --data arxiv.csv --pooling median --out out.json", "--pooling");
+    expect_fail("--model model --data arxiv.csv --device tpu --out out.json", "tpu");
+    expect_fail("--data arxiv.csv --out out.json", "--model");
+}
