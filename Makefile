@@ -4,11 +4,19 @@
 
 CC        ?= gcc
 BUILD_DIR ?= build
-PKGS      := openblas libcjson libutf8proc zlib
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# OpenBLAS: the OpenMP build (Debian's libopenblas-openmp-dev), so a BLAS call made inside one of our OpenMP
+# loops runs on its calling thread instead of starting threads of its own. Linked with an rpath, so the OpenMP
+# variant is used whatever the system's libopenblas.so.0 alternative points at.
+OPENBLAS_PC ?= /usr/lib/x86_64-linux-gnu/openblas-openmp/pkgconfig
+OPENBLAS_LIBDIR := $(shell PKG_CONFIG_PATH=$(OPENBLAS_PC) pkg-config --variable=libdir openblas 2>/dev/null)
+PKGS      := libcjson libutf8proc zlib
+PKG_CFLAGS := $(shell PKG_CONFIG_PATH=$(OPENBLAS_PC) pkg-config --cflags openblas $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell PKG_CONFIG_PATH=$(OPENBLAS_PC) pkg-config --libs openblas $(PKGS) 2>/dev/null)
 ifeq ($(strip $(PKG_LIBS)),)
   PKG_LIBS := -lopenblas -lcjson -lutf8proc -lz
+endif
+ifneq ($(strip $(OPENBLAS_LIBDIR)),)
+  PKG_LIBS += -Wl,-rpath,$(OPENBLAS_LIBDIR)
 endif
 
 OPT      ?= -O3 -march=x86-64-v3

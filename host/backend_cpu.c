@@ -14,11 +14,23 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct cpu_ctx {
-    int threads;
+    int    threads;
+    bool   profile;                 /* RK_PROFILE=1: time every op, print a summary when the backend is freed */
+    double op_seconds[RK_OP_COUNT];
+    long   op_calls[RK_OP_COUNT];
 };
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
 
 static bool all_f32(const struct rk_op_call * c, int nsrc) {
     if (c->dst->dtype != RK_DTYPE_F32) return false;
@@ -49,9 +61,20 @@ static bool cpu_supports_op(struct rk_backend * be, const struct rk_op_call * c)
     return false;
 }
 
+static enum rk_status cpu_dispatch(const struct rk_op_call * c);
+
 static enum rk_status cpu_compute(struct rk_backend * be, const struct rk_op_call * c) {
     struct cpu_ctx * ctx = be->ctx;
     omp_set_num_threads(ctx->threads);
+    if (!ctx->profile) return cpu_dispatch(c);
+    const double   t0 = now_s();
+    enum rk_status s  = cpu_dispatch(c);
+    ctx->op_seconds[c->op] += now_s() - t0;
+    ctx->op_calls[c->op]++;
+    return s;
+}
+
+static enum rk_status cpu_dispatch(const struct rk_op_call * c) {
     switch (c->op) {
         case RK_OP_EMBED:
             return rk_cpu_embed(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], c->src[4], &c->p.embed);
@@ -100,6 +123,18 @@ static enum rk_status cpu_copy(struct rk_backend * be, void * dst, const void * 
 }
 static enum rk_status cpu_sync(struct rk_backend * be) { (void) be; return RK_OK; }
 static void cpu_destroy(struct rk_backend * be) {
+    struct cpu_ctx * ctx = be->ctx;
+    if (ctx->profile) {
+        double total = 0.0;
+        for (int i = 0; i < RK_OP_COUNT; i++) total += ctx->op_seconds[i];
+        fprintf(stderr, "rk cpu profile (%d threads): %.3f s in ops\n", ctx->threads, total);
+        for (int i = 0; i < RK_OP_COUNT; i++) {
+            if (ctx->op_calls[i]) {
+                fprintf(stderr, "  %-10s %8ld calls %9.3f s %5.1f%%\n", rk_op_names[i], ctx->op_calls[i],
+                        ctx->op_seconds[i], 100.0 * ctx->op_seconds[i] / (total > 0 ? total : 1));
+            }
+        }
+    }
     free(be->ctx);
     free(be);
 }
@@ -108,6 +143,7 @@ struct rk_backend * rk_backend_cpu_init(int threads) {
     struct rk_backend * be  = rk_xcalloc(1, sizeof(*be));
     struct cpu_ctx *    ctx = rk_xcalloc(1, sizeof(*ctx));
     ctx->threads = threads > 0 ? threads : omp_get_num_procs();
+    ctx->profile = getenv("RK_PROFILE") && getenv("RK_PROFILE")[0] == '1';
     openblas_set_num_threads(ctx->threads);
     *be = (struct rk_backend) {
         .name           = "cpu",

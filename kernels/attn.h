@@ -18,6 +18,10 @@ extern "C" {
 void rk_cpu_attn_fwd(struct rk_tensor * dst, const struct rk_tensor * q, const struct rk_tensor * k,
                      const struct rk_tensor * v, const struct rk_tensor * mask, struct rk_tensor * lse,
                      const struct rk_attn_params * p);
+/* The same function computed one query row at a time with scalar loops: the reference for the BLAS path. */
+void rk_cpu_attn_fwd_plain(struct rk_tensor * dst, const struct rk_tensor * q, const struct rk_tensor * k,
+                           const struct rk_tensor * v, const struct rk_tensor * mask, struct rk_tensor * lse,
+                           const struct rk_attn_params * p);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,177 @@
+/*
+ * test_cpu_ops.c: the CPU backend's fast paths against independent references: the BLAS attention against the
+ * plain per-row attention, the OpenBLAS matmul (with bias and GELU) against a double-precision triple loop, and
+ * LayerNorm / softmax / pooling against double-precision formulas. Seeded inputs (RK_TEST_SEED overrides).
+ */
+#include "test_util.h"
+
+#include "backend.h"
+#include "kernels/attn.h"
+#include "kernels/elementwise.h"
+#include "kernels/layernorm.h"
+#include "kernels/matmul.h"
+#include "kernels/pool.h"
+#include "kernels/softmax.h"
+
+#include <math.h>
+
+static uint64_t g_rng;
+static void seed_rng(void) {
+    const char * s = getenv("RK_TEST_SEED");
+    g_rng          = s ? strtoull(s, NULL, 10) : 1234;
+    cr_log_info("seed %llu (RK_TEST_SEED overrides)", (unsigned long long) g_rng);
+}
+static float urand(void) { /* uniform in [-1, 1] */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (float) ((double) (g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+static float * rand_buf(int64_t n) {
+    float * p = malloc(sizeof(float) * (size_t) n);
+    for (int64_t i = 0; i < n; i++) p[i] = urand();
+    return p;
+}
+
+static void assert_close(const float * got, const float * ref, int64_t n, double atol, double rtol, const char * what) {
+    for (int64_t i = 0; i < n; i++) {
+        cr_assert(!isnan(got[i]), "%s: NaN at %lld", what, (long long) i);
+        if (isinf(ref[i])) {
+            cr_assert(got[i] == ref[i], "%s: at %lld got %g, want %g", what, (long long) i, got[i], ref[i]);
+            continue;
+        }
+        cr_assert(fabs((double) got[i] - ref[i]) <= atol + rtol * fabs(ref[i]), "%s: at %lld got %.7g, want %.7g",
+                  what, (long long) i, got[i], ref[i]);
+    }
+}
+
+TestSuite(cpu_ops, .init = seed_rng);
+
+/* attention: q/k/v as strided views into a fused (B, T, (NH + 2 NKV) HS) buffer, like the models use */
+static void attn_case(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS, bool causal, int64_t window,
+                      bool with_mask) {
+    const int64_t W = (NH + 2 * NKV) * HS;
+    float * buf = rand_buf(B * T * W);
+    int32_t * mask = NULL;
+    if (with_mask) {
+        mask = malloc(sizeof(int32_t) * (size_t) (B * T));
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t < T; t++) mask[b * T + t] = b == 1 ? 0 : t < T - b * 3; /* batch 1: fully padded */
+    }
+    const int64_t nbq[4] = { T * W * 4, HS * 4, W * 4, 4 };
+    struct rk_tensor base = rk_tensor_host(buf, RK_DTYPE_F32, 1, (int64_t[]) { B * T * W });
+    struct rk_tensor q = rk_tensor_view(&base, 4, (int64_t[]) { B, NH, T, HS }, nbq, 0);
+    struct rk_tensor k = rk_tensor_view(&base, 4, (int64_t[]) { B, NKV, T, HS }, nbq, (size_t) (NH * HS * 4));
+    struct rk_tensor v = rk_tensor_view(&base, 4, (int64_t[]) { B, NKV, T, HS }, nbq, (size_t) ((NH + NKV) * HS * 4));
+    float * o1 = calloc((size_t) (B * T * NH * HS), 4), * o2 = calloc((size_t) (B * T * NH * HS), 4);
+    float * l1 = calloc((size_t) (B * NH * T), 4), * l2 = calloc((size_t) (B * NH * T), 4);
+    const int64_t shp[4] = { B, NH, T, HS };
+    struct rk_tensor O1 = rk_tensor_host(o1, RK_DTYPE_F32, 4, shp), O2 = rk_tensor_host(o2, RK_DTYPE_F32, 4, shp);
+    struct rk_tensor L1 = rk_tensor_host(l1, RK_DTYPE_F32, 3, shp), L2 = rk_tensor_host(l2, RK_DTYPE_F32, 3, shp);
+    struct rk_tensor M = rk_tensor_host(mask, RK_DTYPE_I32, 2, (int64_t[]) { B, T });
+    struct rk_attn_params p = { .scale = 1.0f / sqrtf((float) HS), .causal = causal, .window = window };
+    rk_cpu_attn_fwd(&O1, &q, &k, &v, mask ? &M : NULL, &L1, &p);
+    rk_cpu_attn_fwd_plain(&O2, &q, &k, &v, mask ? &M : NULL, &L2, &p);
+    char what[128];
+    snprintf(what, sizeof(what), "ATTN_FWD(B=%lld,T=%lld,NH=%lld,NKV=%lld,HS=%lld,causal=%d,window=%lld,mask=%d)",
+             (long long) B, (long long) T, (long long) NH, (long long) NKV, (long long) HS, causal, (long long) window,
+             with_mask);
+    assert_close(o1, o2, B * T * NH * HS, 1e-5, 1e-4, what);
+    assert_close(l1, l2, B * NH * T, 1e-5, 1e-5, what);
+    if (with_mask) { /* the fully padded batch gives zeros and lse -inf */
+        for (int64_t i = 0; i < NH * T * HS; i++) cr_assert(o1[1 * NH * T * HS + i] == 0.0f, "%s: padded row not zero", what);
+        cr_assert(isinf(l1[1 * NH * T]) && l1[1 * NH * T] < 0, "%s", what);
+    }
+    free(buf); free(mask); free(o1); free(o2); free(l1); free(l2);
+}
+
+Test(cpu_ops, attention_blas_matches_plain) {
+    attn_case(2, 77, 4, 4, 32, false, 0, false);
+    attn_case(3, 200, 4, 2, 64, true, 0, true);
+    attn_case(1, 300, 8, 2, 16, true, 16, false);
+    attn_case(2, 129, 2, 1, 80, false, 0, true);
+    attn_case(1, 1, 2, 2, 8, true, 0, false);
+}
+
+Test(cpu_ops, matmul_matches_double_loop) {
+    const int64_t M = 77, N = 385, K = 129, ldx = 140;
+    float * x = rand_buf(M * ldx), * w = rand_buf(N * K), * b = rand_buf(N);
+    float * o = calloc((size_t) (M * N), 4), * ref = calloc((size_t) (M * N), 4);
+    struct rk_tensor xb = rk_tensor_host(x, RK_DTYPE_F32, 2, (int64_t[]) { M, ldx });
+    struct rk_tensor X  = rk_tensor_view(&xb, 2, (int64_t[]) { M, K }, (int64_t[]) { ldx * 4, 4 }, 0); /* strided rows */
+    struct rk_tensor W  = rk_tensor_host(w, RK_DTYPE_F32, 2, (int64_t[]) { N, K });
+    struct rk_tensor Bv = rk_tensor_host(b, RK_DTYPE_F32, 1, (int64_t[]) { N });
+    struct rk_tensor O  = rk_tensor_host(o, RK_DTYPE_F32, 2, (int64_t[]) { M, N });
+    for (int act = 0; act < 2; act++) {
+        struct rk_matmul_params p = { .act = act ? RK_ACT_GELU : RK_ACT_NONE };
+        rk_cpu_matmul(&O, &X, &W, &Bv, &p);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) {
+                double s = b[n];
+                for (int64_t kk = 0; kk < K; kk++) s += (double) x[m * ldx + kk] * w[n * K + kk];
+                ref[m * N + n] = act ? (float) (0.5 * s * (1.0 + erf(s / sqrt(2.0)))) : (float) s;
+            }
+        assert_close(o, ref, M * N, 1e-4, 1e-4, act ? "MATMUL(gelu)" : "MATMUL");
+    }
+    free(x); free(w); free(b); free(o); free(ref);
+}
+
+Test(cpu_ops, layernorm_softmax_pool_match_double) {
+    const int64_t N = 5, C = 1031;
+    float * x = rand_buf(N * C), * r = rand_buf(N * C), * w = rand_buf(C), * b = rand_buf(C);
+    float * o = calloc((size_t) (N * C), 4), * ref = calloc((size_t) (N * C), 4);
+    const int64_t sh[2] = { N, C };
+    struct rk_tensor X = rk_tensor_host(x, RK_DTYPE_F32, 2, sh), R = rk_tensor_host(r, RK_DTYPE_F32, 2, sh);
+    struct rk_tensor Wt = rk_tensor_host(w, RK_DTYPE_F32, 1, (int64_t[]) { C }), Bt = rk_tensor_host(b, RK_DTYPE_F32, 1, (int64_t[]) { C });
+    struct rk_tensor O = rk_tensor_host(o, RK_DTYPE_F32, 2, sh);
+    struct rk_layernorm_params lp = { .eps = 1e-5f };
+    rk_cpu_layernorm(&O, &X, &Wt, &Bt, &R, &lp);
+    for (int64_t n = 0; n < N; n++) {
+        double mu = 0, var = 0;
+        for (int64_t c = 0; c < C; c++) mu += (double) x[n * C + c] + r[n * C + c];
+        mu /= C;
+        for (int64_t c = 0; c < C; c++) var += pow((double) x[n * C + c] + r[n * C + c] - mu, 2);
+        var /= C;
+        for (int64_t c = 0; c < C; c++)
+            ref[n * C + c] = (float) (((double) x[n * C + c] + r[n * C + c] - mu) / sqrt(var + 1e-5) * w[c] + b[c]);
+    }
+    assert_close(o, ref, N * C, 1e-5, 1e-5, "LAYERNORM(residual)");
+
+    struct rk_softmax_params sp = { .scale = 0.7f };
+    rk_cpu_softmax(&O, &X, &sp);
+    for (int64_t n = 0; n < N; n++) {
+        double mx = -1e30, s = 0;
+        for (int64_t c = 0; c < C; c++) mx = fmax(mx, 0.7 * x[n * C + c]);
+        for (int64_t c = 0; c < C; c++) s += exp(0.7 * x[n * C + c] - mx);
+        for (int64_t c = 0; c < C; c++) ref[n * C + c] = (float) (exp(0.7 * x[n * C + c] - mx) / s);
+    }
+    assert_close(o, ref, N * C, 1e-7, 1e-5, "SOFTMAX");
+
+    /* pooling over (B=N, T=C/...): use B=5, T=7, Cp=13 with a mask; row 2 fully padded */
+    const int64_t B = 5, T = 7, Cp = 13;
+    int32_t mk[35];
+    for (int i = 0; i < 35; i++) mk[i] = (i / 7 == 2) ? 0 : (i % 7) < 7 - (i / 7);
+    struct rk_tensor X3 = rk_tensor_host(x, RK_DTYPE_F32, 3, (int64_t[]) { B, T, Cp });
+    struct rk_tensor MK = rk_tensor_host(mk, RK_DTYPE_I32, 2, (int64_t[]) { B, T });
+    struct rk_tensor P  = rk_tensor_host(o, RK_DTYPE_F32, 2, (int64_t[]) { B, Cp });
+    for (int mode = 0; mode < RK_POOL_COUNT; mode++) {
+        struct rk_pool_params pp = { .mode = (enum rk_pool_mode) mode };
+        rk_cpu_pool(&P, &X3, &MK, &pp);
+        for (int64_t bb = 0; bb < B; bb++) {
+            int64_t cnt = 0, last = -1;
+            for (int64_t t = 0; t < T; t++) if (mk[bb * T + t]) { cnt++; last = t; }
+            for (int64_t c = 0; c < Cp; c++) {
+                double v = 0;
+                if (cnt) {
+                    if (mode == RK_POOL_CLS) v = x[(bb * T) * Cp + c];
+                    else if (mode == RK_POOL_LAST) v = x[(bb * T + last) * Cp + c];
+                    else if (mode == RK_POOL_MEAN) { for (int64_t t = 0; t < T; t++) if (mk[bb * T + t]) v += x[(bb * T + t) * Cp + c]; v /= cnt; }
+                    else { v = -1e30; for (int64_t t = 0; t < T; t++) if (mk[bb * T + t]) v = fmax(v, x[(bb * T + t) * Cp + c]); }
+                }
+                ref[bb * Cp + c] = (float) v;
+            }
+        }
+        assert_close(o, ref, B * Cp, 1e-6, 1e-6, "POOL");
+    }
+    free(x); free(r); free(w); free(b); free(o); free(ref);
+}
