@@ -5,6 +5,7 @@
  */
 #include "test_util.h"
 
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 

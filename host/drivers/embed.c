@@ -155,6 +155,14 @@ int main(int argc, char ** argv) {
         if (rk_dataset_load(o.test, &o.spec, &test) != RK_OK) die_status();
         if (rk_dataset_check_compatible(data, test) != RK_OK) die_status();
     }
+    struct rk_backend * be = rk_backend_from_name(o.device, (int) o.threads);
+    if (!be) die_status();
+    struct rk_wordpiece * tok = NULL;
+    if (rk_wordpiece_load(o.model, &tok) != RK_OK) die_status();
+    struct rk_bert * model = NULL;
+    if (rk_bert_load(o.model, be, &model) != RK_OK) die_status();
+
+    /* the split is written only once every input has been read successfully */
     char split_path[4096];
     if (o.split) snprintf(split_path, sizeof(split_path), "%s", o.split);
     else rk_cli_default_split_path(o.data, (uint64_t) o.seed, split_path, sizeof(split_path));
@@ -162,13 +170,6 @@ int main(int argc, char ** argv) {
     bool      created = false;
     if (rk_cli_split(data, split_path, o.fractions, (uint64_t) o.seed, fold, &created) != RK_OK) die_status();
     fprintf(stderr, "rk-embed: split %s %s\n", split_path, created ? "created" : "loaded");
-
-    struct rk_backend * be = rk_backend_from_name(o.device, (int) o.threads);
-    if (!be) die_status();
-    struct rk_wordpiece * tok = NULL;
-    if (rk_wordpiece_load(o.model, &tok) != RK_OK) die_status();
-    struct rk_bert * model = NULL;
-    if (rk_bert_load(o.model, be, &model) != RK_OK) die_status();
 
     enum rk_pool_mode pool = model->pooling.present ? model->pooling.mode : RK_POOL_CLS;
     if (o.pooling) pool = !strcmp(o.pooling, "cls") ? RK_POOL_CLS : !strcmp(o.pooling, "mean") ? RK_POOL_MEAN : RK_POOL_MAX;
