@@ -12,6 +12,7 @@
  */
 #include "check.h"
 #include "kernels/attn.h"
+#include "kernels/elementwise.h"
 
 #include <math.h>
 #include <cblas.h>
@@ -101,32 +102,44 @@ static void attn_fwd_plain(struct rk_tensor * dst, const struct rk_tensor * q, c
 
 #define ATTN_QBLOCK 128
 
+
 /* S (rows x Tk) -> P in place, with masking; writes lse for the rows when l != NULL. */
 static void masked_softmax_rows(float * S, int64_t rows, int64_t Tk, int64_t q0, const int32_t * mk,
                                 const struct rk_attn_params * p, float * l) {
     for (int64_t r = 0; r < rows; r++) {
         float *       s    = S + r * Tk;
         const int64_t qpos = p->q_offset + q0 + r;
-        float         mx   = -INFINITY;
+        /* keys in [lo, hi) pass the causal and window rules; the padding mask is applied per key */
+        const int64_t hi = p->causal ? (qpos + 1 < Tk ? qpos + 1 : Tk) : Tk;
+        const int64_t lo = p->window > 0 && qpos - p->window + 1 > 0 ? qpos - p->window + 1 : 0;
+        float         mx = -INFINITY;
         for (int64_t j = 0; j < Tk; j++) {
-            bool ok = !mk || mk[j] != 0;
-            if (p->causal && j > qpos) ok = false;
-            if (p->window > 0 && j <= qpos - p->window) ok = false;
-            if (!ok) s[j] = -INFINITY;
-            if (s[j] > mx) mx = s[j];
+            const bool ok = (!mk || mk[j] != 0) && j >= lo && j < hi;
+            s[j]          = ok ? s[j] : -INFINITY;
+            mx            = s[j] > mx ? s[j] : mx;
         }
         if (mx == -INFINITY) {
             memset(s, 0, sizeof(float) * (size_t) Tk);
             if (l) l[r] = -INFINITY;
             continue;
         }
+        /* masked entries are -inf: clamped to -87 inside exp_neg_fast and returned as exactly 0 */
+        float sum8[8] = { 0 };
+        int64_t j = 0;
+        for (; j + 8 <= Tk; j += 8) {
+            for (int u = 0; u < 8; u++) {
+                s[j + u] = rk_exp_neg_fast(s[j + u] - mx);
+                sum8[u] += s[j + u];
+            }
+        }
         double sum = 0.0;
-        for (int64_t j = 0; j < Tk; j++) {
-            s[j] = s[j] == -INFINITY ? 0.0f : expf(s[j] - mx);
+        for (; j < Tk; j++) {
+            s[j] = rk_exp_neg_fast(s[j] - mx);
             sum += s[j];
         }
+        for (int u = 0; u < 8; u++) sum += sum8[u];
         const float inv = (float) (1.0 / sum);
-        for (int64_t j = 0; j < Tk; j++) s[j] *= inv;
+        for (j = 0; j < Tk; j++) s[j] *= inv;
         if (l) l[r] = mx + (float) log(sum);
     }
 }

@@ -29,7 +29,7 @@ static inline const char * rk_test_path(char * buf, size_t n, const char * rel) 
  */
 static inline const char * rk_test_model_dir(char * buf, size_t n, const char * name) {
     snprintf(buf, n, "%s/models/%s", rk_test_root(), name);
-    char probe[4096];
+    char probe[4160];
     snprintf(probe, sizeof(probe), "%s/config.json", buf);
     cr_assert(access(probe, R_OK) == 0, "model %s not found: run `make models` first", buf);
     return buf;

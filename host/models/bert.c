@@ -31,7 +31,20 @@ struct loader {
     size_t                   off;    /* next free byte */
     size_t                   cap;
     bool                     dry;    /* sizing pass: count bytes only */
+    uint64_t                 rng;    /* != 0: random weights (benchmarks), no checkpoint */
 };
+
+/* N(0, 0.02) as BertModel's init, via Box-Muller on a xorshift stream. */
+static float rand_normal(uint64_t * s) {
+    double u[2];
+    for (int i = 0; i < 2; i++) {
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        u[i] = ((double) (*s >> 11) + 0.5) / 9007199254740992.0;
+    }
+    return (float) (0.02 * sqrt(-2.0 * log(u[0])) * cos(6.283185307179586 * u[1]));
+}
 
 static const char * const name_prefixes[] = { "", "bert.", "model.", NULL };
 
@@ -70,6 +83,12 @@ static enum rk_status place(struct loader * ld, struct rk_tensor * t, int ndim, 
     float *       host  = rk_xmalloc((size_t) n * sizeof(float));
     int64_t       at    = 0;
     enum rk_status s    = RK_OK;
+    if (ld->rng) {
+        const bool ln = strstr(names[0], "LayerNorm") != NULL;
+        const bool is_bias = strstr(names[0], "bias") != NULL;
+        for (int64_t i = 0; i < n; i++) host[i] = ln ? (is_bias ? 0.0f : 1.0f) : rand_normal(&ld->rng);
+        n_names = 0; /* nothing to read */
+    }
     for (int i = 0; i < n_names && s == RK_OK; i++) {
         const struct rk_st_entry * e = find_weight(ld, names[i]);
         if (!e) {
@@ -141,6 +160,9 @@ static enum rk_status load_params(struct rk_bert * m, struct loader * ld) {
     return RK_OK;
 }
 
+static enum rk_status alloc_and_fill(struct rk_bert * m, const struct rk_st_set * st, const char * model_dir,
+                                     uint64_t seed);
+
 enum rk_status rk_bert_load(const char * model_dir, struct rk_backend * be, struct rk_bert ** out) {
     *out = NULL;
     char path[4096];
@@ -155,8 +177,36 @@ enum rk_status rk_bert_load(const char * model_dir, struct rk_backend * be, stru
         free(m);
         return s;
     }
+    s = alloc_and_fill(m, st, model_dir, 0);
+    rk_st_set_close(st);
+    if (s != RK_OK) {
+        rk_bert_free(m);
+        return s;
+    }
+    *out = m;
+    return RK_OK;
+}
+
+enum rk_status rk_bert_init_random(const struct rk_bert_config * cfg, struct rk_backend * be, uint64_t seed,
+                                   struct rk_bert ** out) {
+    struct rk_bert * m = rk_xcalloc(1, sizeof(*m));
+    m->be  = be;
+    m->cfg = *cfg;
+    enum rk_status s = alloc_and_fill(m, NULL, "random", seed ? seed : 1);
+    if (s != RK_OK) {
+        rk_bert_free(m);
+        return s;
+    }
+    *out = m;
+    return RK_OK;
+}
+
+static enum rk_status alloc_and_fill(struct rk_bert * m, const struct rk_st_set * st, const char * model_dir,
+                                     uint64_t seed) {
+    struct rk_backend * be = m->be;
+    enum rk_status      s;
     m->params.layers = rk_xcalloc((size_t) m->cfg.n_layer, sizeof(struct rk_bert_layer));
-    struct loader ld = { .st = st, .dir = model_dir, .be = be, .dry = true };
+    struct loader ld = { .st = st, .dir = model_dir, .be = be, .dry = true, .rng = seed };
     s = load_params(m, &ld); /* sizing pass: cannot fail */
     RK_ASSERT(s == RK_OK);
     ld.cap  = ld.off;
@@ -170,13 +220,7 @@ enum rk_status rk_bert_load(const char * model_dir, struct rk_backend * be, stru
         m->params.nbytes = ld.cap;
         s                = load_params(m, &ld);
     }
-    rk_st_set_close(st);
-    if (s != RK_OK) {
-        rk_bert_free(m);
-        return s;
-    }
-    *out = m;
-    return RK_OK;
+    return s;
 }
 
 static void free_acts(struct rk_bert_acts * a) {

@@ -70,6 +70,13 @@ enum rk_status rk_bert_load(const char * model_dir, struct rk_backend * be, stru
 void           rk_bert_free(struct rk_bert * m); /* NULL is fine */
 
 /*
+ * A model of configuration cfg with random weights (N(0, 0.02), LayerNorm 1/0, as BertModel's init) on be, for
+ * benchmarks at shapes we have no checkpoint of (BERT-base, BERT-large). No pooling head. Free with rk_bert_free.
+ */
+enum rk_status rk_bert_init_random(const struct rk_bert_config * cfg, struct rk_backend * be, uint64_t seed,
+                                   struct rk_bert ** out);
+
+/*
  * Runs the encoder on B x T tokens (host arrays, row-major (B,T); type_ids may be NULL). Hidden states stay on the
  * backend in m->acts.x until the next call. T must not exceed max_position_embeddings.
  */

@@ -1,0 +1,136 @@
+/*
+ * bench_bert: BERT encoder inference throughput (sequences/s) on a backend, random weights at a named shape.
+ *
+ *   build/bench/bench_bert [--device cuda|cpu] [--config base|large|minilm] [--B 64] [--T 256] [--dtype bf16|f16]
+ *                          [--reps 10]
+ *
+ * Correctness first: a model of the same shape (2 layers) with the same seeded weights runs a padded batch on the
+ * CPU backend (f32 reference) and on the chosen backend; the hidden states must agree (max |diff| <= 0.05 for
+ * 16-bit activations, 1e-4 on the CPU), else nothing is timed. Then forward passes over B x T tokens (all valid)
+ * are timed after 2 warm-ups; the median is reported. Peer: bench/peers/bert_hf.py (HF BertModel, same shape,
+ * dtype and batch, random weights).
+ */
+#include "backend.h"
+#include "check.h"
+#include "models/bert.h"
+#include "models/encode.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmp_double(const void * a, const void * b) {
+    double x = *(const double *) a, y = *(const double *) b;
+    return (x > y) - (x < y);
+}
+
+static struct rk_bert_config config_named(const char * name) {
+    struct rk_bert_config c = { .vocab_size = 30522, .hidden_size = 768, .n_layer = 12, .n_head = 12,
+                                .intermediate_size = 3072, .max_position = 512, .type_vocab_size = 2,
+                                .layer_norm_eps = 1e-12f, .pad_token_id = 0 };
+    snprintf(c.hidden_act, sizeof(c.hidden_act), "gelu");
+    snprintf(c.model_type, sizeof(c.model_type), "bert");
+    if (!strcmp(name, "large")) {
+        c.hidden_size = 1024, c.n_layer = 24, c.n_head = 16, c.intermediate_size = 4096;
+    } else if (!strcmp(name, "minilm")) {
+        c.hidden_size = 384, c.n_layer = 6, c.n_head = 12, c.intermediate_size = 1536;
+    } else if (strcmp(name, "base")) {
+        fprintf(stderr, "bench_bert: unknown config %s (base, large, minilm)\n", name);
+        exit(2);
+    }
+    return c;
+}
+
+static void die(const char * what) {
+    fprintf(stderr, "bench_bert: %s: %s\n", what, rk_last_error());
+    exit(1);
+}
+
+int main(int argc, char ** argv) {
+    const char * device = "cuda", * cname = "base", * dtype = "f16";
+    int64_t B = 64, T = 256, reps = 10;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--device")) device = argv[i + 1];
+        else if (!strcmp(argv[i], "--config")) cname = argv[i + 1];
+        else if (!strcmp(argv[i], "--dtype")) dtype = argv[i + 1];
+        else if (!strcmp(argv[i], "--B")) B = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--T")) T = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--reps")) reps = atoll(argv[i + 1]);
+        else { fprintf(stderr, "bench_bert: unknown option %s\n", argv[i]); return 2; }
+    }
+    struct rk_backend * be = rk_backend_from_name(device, 0);
+    if (!be) {
+        if (!strcmp(device, "cuda")) {
+            printf("bench_bert: no CUDA device (%s); nothing timed\n", rk_last_error());
+            return 0;
+        }
+        die("backend");
+    }
+    if (be->device == RK_DEVICE_CUDA) be->act_dtype = !strcmp(dtype, "bf16") ? RK_DTYPE_BF16 : RK_DTYPE_F16;
+    struct rk_bert_config cfg = config_named(cname);
+
+    /* ---- correctness: 2-layer model of this shape, CPU f32 vs this backend */
+    {
+        struct rk_bert_config small = cfg;
+        small.n_layer = 2;
+        struct rk_backend * cpu = rk_backend_cpu_init(0);
+        struct rk_bert * mr = NULL, * mt = NULL;
+        if (rk_bert_init_random(&small, cpu, 7, &mr) != RK_OK || rk_bert_init_random(&small, be, 7, &mt) != RK_OK) die("init");
+        const int64_t b = 3, t = 77, C = cfg.hidden_size;
+        int32_t ids[3 * 77], mask[3 * 77];
+        for (int64_t i = 0; i < b * t; i++) {
+            ids[i]  = (int32_t) ((i * 7919) % cfg.vocab_size);
+            mask[i] = (i % t) < t - 20 * (i / t);
+        }
+        float * hr = malloc(sizeof(float) * (size_t) (b * t * C)), * ht = malloc(sizeof(float) * (size_t) (b * t * C));
+        if (rk_bert_forward(mr, ids, mask, NULL, b, t) != RK_OK || rk_bert_hidden_f32(mr, hr) != RK_OK) die("cpu forward");
+        if (rk_bert_forward(mt, ids, mask, NULL, b, t) != RK_OK || rk_bert_hidden_f32(mt, ht) != RK_OK) die("forward");
+        double worst = 0;
+        for (int64_t i = 0; i < b * t; i++) {
+            if (!mask[i]) continue;
+            for (int64_t c = 0; c < C; c++) {
+                double d = fabs((double) hr[i * C + c] - ht[i * C + c]);
+                if (isnan(ht[i * C + c])) d = INFINITY;
+                if (d > worst) worst = d;
+            }
+        }
+        const double lim = be->device == RK_DEVICE_CPU ? 1e-4 : 0.05;
+        printf("bert_check config=%s device=%s dtype=%s max_abs_diff=%.4g limit=%.3g %s\n", cname, be->name,
+               rk_dtype_traits[be->act_dtype].name, worst, lim, worst <= lim ? "ok" : "FAILED");
+        free(hr);
+        free(ht);
+        rk_bert_free(mr);
+        rk_bert_free(mt);
+        rk_backend_free(cpu);
+        if (!(worst <= lim)) return 1;
+    }
+
+    /* ---- timing */
+    struct rk_bert * m = NULL;
+    if (rk_bert_init_random(&cfg, be, 1, &m) != RK_OK) die("init");
+    int32_t * ids = malloc(sizeof(int32_t) * (size_t) (B * T)), * mask = malloc(sizeof(int32_t) * (size_t) (B * T));
+    for (int64_t i = 0; i < B * T; i++) {
+        ids[i]  = (int32_t) (1000 + (i * 7919) % 29000);
+        mask[i] = 1;
+    }
+    double t[64];
+    if (reps > 64) reps = 64;
+    for (int64_t r = -2; r < reps; r++) {
+        be->synchronize(be);
+        double t0 = rk_now();
+        if (rk_bert_forward(m, ids, mask, NULL, B, T) != RK_OK) die("forward");
+        be->synchronize(be);
+        if (r >= 0) t[r] = rk_now() - t0;
+    }
+    qsort(t, (size_t) reps, sizeof(double), cmp_double);
+    const double med = t[reps / 2];
+    /* sequences/s = B / median forward time (ids upload included, pooling excluded) */
+    printf("bert config=%s B=%lld T=%lld device=%s dtype=%s ours_ms=%.3f ours_seq_per_s=%.0f\n", cname, (long long) B,
+           (long long) T, be->name, rk_dtype_traits[be->act_dtype].name, med * 1e3, (double) B / med);
+    free(ids);
+    free(mask);
+    rk_bert_free(m);
+    rk_backend_free(be);
+    return 0;
+}
