@@ -47,18 +47,7 @@ static void die(const char * what) {
     exit(1);
 }
 
-int main(int argc, char ** argv) {
-    const char * device = "cuda", * cname = "base", * dtype = "f16";
-    int64_t B = 64, T = 256, reps = 10;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--device")) device = argv[i + 1];
-        else if (!strcmp(argv[i], "--config")) cname = argv[i + 1];
-        else if (!strcmp(argv[i], "--dtype")) dtype = argv[i + 1];
-        else if (!strcmp(argv[i], "--B")) B = atoll(argv[i + 1]);
-        else if (!strcmp(argv[i], "--T")) T = atoll(argv[i + 1]);
-        else if (!strcmp(argv[i], "--reps")) reps = atoll(argv[i + 1]);
-        else { fprintf(stderr, "bench_bert: unknown option %s\n", argv[i]); return 2; }
-    }
+static int run_one(const char * device, const char * cname, const char * dtype, int64_t B, int64_t T, int64_t reps) {
     struct rk_backend * be = rk_backend_from_name(device, 0);
     if (!be) {
         if (!strcmp(device, "cuda")) {
@@ -128,9 +117,39 @@ int main(int argc, char ** argv) {
     /* sequences/s = B / median forward time (ids upload included, pooling excluded) */
     printf("bert config=%s B=%lld T=%lld device=%s dtype=%s ours_ms=%.3f ours_seq_per_s=%.0f\n", cname, (long long) B,
            (long long) T, be->name, rk_dtype_traits[be->act_dtype].name, med * 1e3, (double) B / med);
+    /* the key bench/peers/bert_hf.py prints for the same shape and dtype */
+    printf("RESULT %s_%s_B%lld_T%lld %.0f seq/s\n", !strcmp(cname, "minilm") ? "minilm_l6" : !strcmp(cname, "base") ? "bert_base" : "bert_large",
+           be->act_dtype == RK_DTYPE_F16 ? "fp16" : be->act_dtype == RK_DTYPE_BF16 ? "bf16" : "fp32", (long long) B,
+           (long long) T, (double) B / med);
     free(ids);
     free(mask);
     rk_bert_free(m);
     rk_backend_free(be);
     return 0;
+}
+
+int main(int argc, char ** argv) {
+    const char * device = "cuda", * cname = NULL, * dtype = NULL;
+    int64_t B = 64, T = 256, reps = 10;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--device")) device = argv[i + 1];
+        else if (!strcmp(argv[i], "--config")) cname = argv[i + 1];
+        else if (!strcmp(argv[i], "--dtype")) dtype = argv[i + 1];
+        else if (!strcmp(argv[i], "--B")) B = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--T")) T = atoll(argv[i + 1]);
+        else if (!strcmp(argv[i], "--reps")) reps = atoll(argv[i + 1]);
+        else { fprintf(stderr, "bench_bert: unknown option %s\n", argv[i]); return 2; }
+    }
+    if (cname && dtype) return run_one(device, cname, dtype, B, T, reps);
+    /* no config named: the shapes of the device check (peer: bench/peers/bert_hf.py) */
+    const char * configs[] = { "base", "minilm" }, * dtypes[] = { "f16", "bf16" };
+    int rc = 0;
+    for (int c = 0; c < 2; c++) {
+        if (cname && strcmp(cname, configs[c])) continue;
+        for (int d = 0; d < 2; d++) {
+            if (dtype && strcmp(dtype, dtypes[d])) continue;
+            rc |= run_one(device, configs[c], dtypes[d], B, T, reps);
+        }
+    }
+    return rc;
 }

@@ -85,16 +85,26 @@ static enum rk_status make_parent(const char * path) {
 }
 
 void rk_cli_default_split_path(const char * data_path, uint64_t seed, char * buf, size_t n) {
-    const char * base = strrchr(data_path, '/');
-    base              = base ? base + 1 : data_path;
-    char stem[512];
+    /* "<folder>-<file stem>": data sets are often all called train.csv, their folders tell them apart */
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", data_path);
+    char * slash = strrchr(tmp, '/');
+    const char * base = slash ? slash + 1 : tmp;
+    const char * parent = "";
+    if (slash) {
+        *slash = '\0';
+        char * p2 = strrchr(tmp, '/');
+        parent    = p2 ? p2 + 1 : tmp;
+        if (!strcmp(parent, ".") || !strcmp(parent, "..")) parent = "";
+    }
+    char stem[4096];
     snprintf(stem, sizeof(stem), "%s", base);
     const char * const exts[] = { ".gz", ".csv" }; /* strip "x.csv.gz" to "x" */
     for (int i = 0; i < 2; i++) {
         size_t ls = strlen(stem), le = strlen(exts[i]);
         if (ls > le && strcmp(stem + ls - le, exts[i]) == 0) stem[ls - le] = '\0';
     }
-    snprintf(buf, n, "splits/%s.seed%llu.csv", stem, (unsigned long long) seed);
+    snprintf(buf, n, "splits/%s%s%s.seed%llu.csv", parent, *parent ? "-" : "", stem, (unsigned long long) seed);
 }
 
 enum rk_status rk_cli_split(const struct rk_dataset * d, const char * split_path, const double fractions[3],

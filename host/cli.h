@@ -38,7 +38,8 @@ enum rk_status rk_write_json_atomic(const char * path, const cJSON * json);
 enum rk_status rk_cli_split(const struct rk_dataset * d, const char * split_path, const double fractions[3],
                             uint64_t seed, uint8_t * fold, bool * created);
 
-/* Default split path for a data file: "splits/<basename without .csv/.gz>.seed<seed>.csv". buf of n bytes. */
+/* Default split path for a data file: "splits/<folder>-<name without .csv/.gz>.seed<seed>.csv" (the folder part is
+ * left out for files in the current folder). buf of n bytes. */
 void rk_cli_default_split_path(const char * data_path, uint64_t seed, char * buf, size_t n);
 
 /* Prints the metrics as a table: summary lines, then one row per label (name, support, P, R, F1). */

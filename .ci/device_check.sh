@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# .ci/device_check.sh: the one command for a lent GPU (`make device-check` runs it).
+#
+#   bash .ci/device_check.sh                 build for the card (CUDA_ARCH=90), then check and measure
+#   RK_PREBUILT=1 bash .ci/device_check.sh   use the binaries already in build/ (built elsewhere and carried)
+#
+# Steps, each under `timeout` and inside one overall budget (RK_CHECK_BUDGET seconds, default 340, so the whole run
+# stays under 6 minutes):
+#   1. nvidia-smi -L;  2. build (unless RK_PREBUILT=1; a failed build falls back to existing binaries);
+#   3. the CUDA test suites: build/tests/test_ops, build/tests/test_models (if present);
+#   4. compute-sanitizer memcheck and racecheck over a few small attention and layernorm cases (RK_TEST_FILTER);
+#      a sanitizer that cannot start on the machine is reported and skipped;
+#   5. every bench program build/bench/bench_*, then the peer scripts bench/peers/*.py (and ../shared/peers/*.py if
+#      that folder exists: it does not travel to the device machine).
+# Full logs go to $OUT (or /tmp/rk_device_check): build.log tests.log sanitizer.log bench.log peers.log summary.txt.
+# At the end one compact table: suites (tests and cases passed / failed / skipped) and every `RESULT <key> <value>
+# <unit>` line of our benches beside the peer's line with the same key, with the ratio (>1: ours is better).
+# Exit status: non-zero when a test failed or crashed, the sanitizer found errors, or nothing could be built.
+# If a folder .devlibs exists (shared libraries carried for a machine without the -dev packages), it is put on
+# LD_LIBRARY_PATH.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+T0=$(date +%s)
+BUDGET=${RK_CHECK_BUDGET:-340}
+LOGDIR=${OUT:-/tmp/rk_device_check}
+mkdir -p "$LOGDIR"
+L_BUILD=$LOGDIR/build.log L_TEST=$LOGDIR/tests.log L_SAN=$LOGDIR/sanitizer.log
+L_BENCH=$LOGDIR/bench.log L_PEER=$LOGDIR/peers.log L_SUM=$LOGDIR/summary.txt
+: >"$L_BUILD"; : >"$L_TEST"; : >"$L_SAN"; : >"$L_BENCH"; : >"$L_PEER"; : >"$L_SUM"
+[ -d .devlibs ] && export LD_LIBRARY_PATH=$ROOT/.devlibs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export RK_ROOT=$ROOT PYTHONUNBUFFERED=1
+export RK_COMMIT=${RK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+FAIL=0
+NOTES=()
+
+elapsed() { echo $(($(date +%s) - T0)); }
+# tmo WANT: WANT seconds, or less when the budget is running out (always at least 5)
+tmo() {
+    local want=$1 left=$((BUDGET - $(elapsed) - 5))
+    ((left < want)) && want=$left
+    ((want < 5)) && want=5
+    echo "$want"
+}
+out_of_time() { (($(elapsed) > BUDGET - 15)); }
+say() { echo "[$(elapsed)s] $*"; }
+
+say "== device"
+nvidia-smi -L 2>&1 || NOTES+=("nvidia-smi failed")
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null
+echo "commit $RK_COMMIT"
+
+# ---- 2. build ---------------------------------------------------------------------------------------------------
+TEST_BINS=$(ls tests/test_*.c 2>/dev/null | sed 's|^tests/\(.*\)\.c$|build/tests/\1|')
+if [ "${RK_PREBUILT:-0}" = 1 ]; then
+    say "== build: RK_PREBUILT=1, using build/ as it is"
+    echo "RK_PREBUILT=1: no build" >"$L_BUILD"
+else
+    say "== build: make -j16 CUDA_ARCH=90 all <tests> bench"
+    # shellcheck disable=SC2086
+    if ! timeout "$(tmo 200)" make -j16 CUDA_ARCH=90 all $TEST_BINS bench >"$L_BUILD" 2>&1; then
+        tail -n 15 "$L_BUILD"
+        if [ -x build/tests/test_ops ]; then
+            NOTES+=("build FAILED (see build.log); ran the binaries already in build/")
+            say "build failed: falling back to the existing binaries in build/"
+        else
+            NOTES+=("build FAILED and no binaries to fall back to")
+            say "build failed and build/tests/test_ops is missing: stopping"
+            FAIL=1
+        fi
+    fi
+fi
+
+# ---- 3. test suites ---------------------------------------------------------------------------------------------
+SUITE_ROWS=()
+run_suite() { # name binary
+    local name=$1 bin=$2 tmp rc syn
+    if [ ! -x "$bin" ]; then
+        SUITE_ROWS+=("$(printf '%-12s %s' "$name" "not built")")
+        return
+    fi
+    if out_of_time; then
+        SUITE_ROWS+=("$(printf '%-12s %s' "$name" "not run: out of time")")
+        FAIL=1
+        return
+    fi
+    say "== tests: $bin"
+    tmp=$(mktemp)
+    timeout "$(tmo 150)" "$bin" --verbose --jobs 8 >"$tmp" 2>&1
+    rc=$?
+    { echo "===== $bin (exit $rc)"; cat "$tmp"; } >>"$L_TEST"
+    syn=$(grep -a 'Synthesis:' "$tmp" | tail -n 1 | sed 's/.*Synthesis: //')
+    local skipped cok cfail cskip
+    skipped=$(grep -ac '\[SKIP\]' "$tmp")
+    cok=$(grep -ac '^  ok ' "$tmp")
+    cfail=$(grep -ac '^  FAIL ' "$tmp")
+    cskip=$(grep -ac '^  skip ' "$tmp")
+    [ -z "$syn" ] && syn="no synthesis (exit $rc$([ $rc = 124 ] && echo ': TIMEOUT'))"
+    SUITE_ROWS+=("$(printf '%-12s %s | skipped tests: %s | cases ok %s, FAIL %s, skip %s' "$name" "$syn" "$skipped" "$cok" "$cfail" "$cskip")")
+    grep -a -E '^\s+FAIL |\[FAIL\]|CRASH' "$tmp" | head -n 20
+    [ "$rc" != 0 ] && FAIL=1
+    rm -f "$tmp"
+}
+run_suite test_ops build/tests/test_ops
+[ -e build/tests/test_models ] && run_suite test_models build/tests/test_models
+
+# ---- 4. compute-sanitizer ---------------------------------------------------------------------------------------
+SAN_ROWS=()
+SAN_FILTER='ATTN_FWD(dtype=bf16,B=2,T=77,Tk=77,NH=12,NKV=12,HS=64,causal=1|ATTN_FWD(dtype=f16,B=3,T=128,Tk=128,NH=12,NKV=12,HS=64,causal=0,window=0,q_offset=0,mask=right_padded,fused_qkv=1|ATTN_FWD(dtype=bf16,B=3,T=1,|LAYERNORM(dtype=bf16,N=77,C=768,residual=1|LAYERNORM(dtype=bf16,N=5,C=4103|LAYERNORM(dtype=bf16,N=33,C=768'
+SAN=$(command -v compute-sanitizer 2>/dev/null)
+for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+    [ -z "$SAN" ] && [ -x "$c" ] && SAN=$c
+done
+if [ -z "$SAN" ]; then
+    SAN_ROWS+=("compute-sanitizer: not installed on this machine (skipped)")
+elif [ ! -x build/tests/test_ops ]; then
+    SAN_ROWS+=("compute-sanitizer: no build/tests/test_ops (skipped)")
+else
+    for tool in memcheck racecheck; do
+        for t in attn_fwd layernorm; do
+            if out_of_time; then
+                SAN_ROWS+=("$(printf '%-9s %-10s not run: out of time' "$tool" "$t")")
+                continue
+            fi
+            say "== compute-sanitizer --tool $tool: cuda_ops/$t*"
+            tmp=$(mktemp)
+            RK_TEST_FILTER=$SAN_FILTER timeout "$(tmo 30)" "$SAN" --tool "$tool" --error-exitcode 86 \
+                --target-processes all build/tests/test_ops --filter "cuda_ops/$t*" >"$tmp" 2>&1
+            rc=$?
+            { echo "===== $tool cuda_ops/$t (exit $rc)"; cat "$tmp"; } >>"$L_SAN"
+            nsum=$(grep -ac 'ERROR SUMMARY' "$tmp")
+            nerr=$(grep -a 'ERROR SUMMARY' "$tmp" | awk '{s += $(NF-1)} END {print s + 0}')
+            ncase=$(grep -ac '^  ok ' "$tmp")
+            if [ "$rc" = 86 ] || [ "${nerr:-0}" -gt 0 ]; then
+                SAN_ROWS+=("$(printf '%-9s %-10s ERRORS: %s (see sanitizer.log)' "$tool" "$t" "$nerr")")
+                grep -a -m 8 -E '^=+ (Invalid|Race|ERROR|Error)' "$tmp"
+                FAIL=1
+            elif [ "$nsum" = 0 ]; then
+                SAN_ROWS+=("$(printf '%-9s %-10s could not run here (exit %s): %s' "$tool" "$t" "$rc" \
+                    "$(grep -a -m 1 -iE 'error|not supported|fail' "$tmp" | cut -c1-100)")")
+            elif [ "$nsum" -lt 2 ] || [ "$ncase" = 0 ]; then
+                # Criterion runs each test in a forked child: one summary means only the parent was tracked
+                SAN_ROWS+=("$(printf '%-9s %-10s INCONCLUSIVE: %s process(es) tracked, %s cases ok (exit %s)' "$tool" "$t" "$nsum" "$ncase" "$rc")")
+            else
+                SAN_ROWS+=("$(printf '%-9s %-10s clean: 0 errors in %s process(es), %s cases ok (exit %s)' "$tool" "$t" "$nsum" "$ncase" "$rc")")
+            fi
+            rm -f "$tmp"
+        done
+    done
+fi
+
+# ---- 5. benches and peers -----------------------------------------------------------------------------------------
+# GPU benches first, CPU ones (*_cpu*) last: when the budget runs out, the CPU ones are the ones left out
+# (CPU benchmarks are measured on the CPU machine: bench/run_cpu.sh; they are not run here)
+BENCHES="$(ls build/bench/bench_* 2>/dev/null | grep -v _cpu)"
+for b in $BENCHES; do
+    [ -x "$b" ] || continue
+    if out_of_time; then
+        NOTES+=("$(basename "$b"): not run (out of time)")
+        continue
+    fi
+    say "== bench: $b"
+    echo "===== $b" >>"$L_BENCH"
+    timeout "$(tmo 50)" "$b" >>"$L_BENCH" 2>&1
+    rc=$?
+    [ "$rc" != 0 ] && NOTES+=("$(basename "$b") exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
+done
+# peers that use the GPU first (their file mentions cuda), then the CPU ones, then ../shared/peers when present
+PEERS="$(grep -l cuda bench/peers/*.py 2>/dev/null)"
+[ -d ../shared/peers ] && PEERS="$PEERS $(ls ../shared/peers/*.py 2>/dev/null)"
+for p in $PEERS; do
+    if out_of_time; then
+        NOTES+=("$(basename "$p"): not run (out of time)")
+        continue
+    fi
+    say "== peer: python3 $p"
+    echo "===== $p" >>"$L_PEER"
+    timeout "$(tmo 90)" python3 "$p" >>"$L_PEER" 2>&1
+    rc=$?
+    [ "$rc" != 0 ] && NOTES+=("peer $(basename "$p") exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
+done
+
+# ---- summary ----------------------------------------------------------------------------------------------------
+{
+    echo
+    echo "================================ rk device check: $(nvidia-smi -L 2>/dev/null | head -n 1 | cut -c1-60), commit $RK_COMMIT, $(elapsed)s"
+    echo "-- test suites"
+    for r in "${SUITE_ROWS[@]}"; do echo "  $r"; done
+    echo "-- compute-sanitizer (small attention and layernorm cases)"
+    for r in "${SAN_ROWS[@]}"; do echo "  $r"; done
+    echo "-- benches: ours vs peer (ratio > 1: ours better; throughput ours/peer, times peer/ours)"
+    awk '
+        FNR == 1 { src = (FILENAME ~ /peers\.log$/) ? "peer" : "ours" }
+        $1 == "RESULT" && NF >= 3 {
+            k = $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+            val[src, k] = $3; unit[k] = (NF >= 4 ? $4 : "")
+        }
+        END {
+            printf "  %-44s %12s %12s %-8s %7s\n", "key", "ours", "peer", "unit", "ratio"
+            for (i = 1; i <= n; i++) {
+                k = order[i]; o = val["ours", k]; p = val["peer", k]; r = "-"
+                if (o != "" && p != "" && o + 0 > 0 && p + 0 > 0)
+                    r = sprintf("%.2f", (unit[k] ~ /^(ms|s|us)$/) ? p / o : o / p)
+                printf "  %-44s %12s %12s %-8s %7s\n", k, (o == "" ? "-" : o), (p == "" ? "-" : p), unit[k], r
+            }
+        }' "$L_BENCH" "$L_PEER"
+    other=$(grep -a -hE 'ours_|peer_' "$L_BENCH" "$L_PEER" | grep -v '^RESULT' | head -n 24)
+    if [ -n "$other" ]; then
+        echo "-- other bench lines (no RESULT key)"
+        echo "$other" | cut -c1-150 | sed 's/^/  /'
+    fi
+    if [ "${#NOTES[@]}" -gt 0 ]; then
+        echo "-- notes"
+        for r in "${NOTES[@]}"; do echo "  $r"; done
+    fi
+    echo "-- logs: $LOGDIR/{build,tests,sanitizer,bench,peers}.log"
+    echo "================================ $([ $FAIL = 0 ] && echo PASS || echo FAIL)"
+} | tee "$L_SUM"
+exit $FAIL

@@ -1,0 +1,403 @@
+/*
+ * bench_ops.c: the memory-bound CUDA ops at BERT-base scale (B=64, T=256, C=768) in bf16: layernorm (+residual,
+ * in place as the model calls it), gelu, add, softmax, embed (and the fused embed+LayerNorm launcher), mean pool,
+ * l2norm; plus a device-to-device copy as the bandwidth ceiling measured in the same run.
+ *
+ *   build/bench/bench_ops [op] [--reps N]       op: copy layernorm gelu add softmax embed embed_ln pool l2norm
+ *
+ * Each op is first checked against its CPU reference on the first rows (a failing op is not timed), then timed with
+ * CUDA events on the backend's stream: 3 warm-ups, median of N (default 30), L2 flushed before each repetition.
+ * GB/s counts the bytes each op must move at least (reads + writes, formula beside each entry), so it compares
+ * directly with the copy line. Prints `RESULT <key> <GB/s> GB/s` per op; bench/peers/ops_torch.py prints the same
+ * keys for the PyTorch equivalents. Without CUDA in the build, or without a device, prints one line and exits 0.
+ */
+#include "backend.h"
+#include "check.h"
+#include "kernels/elementwise.h"
+#include "kernels/embed.h"
+#include "kernels/layernorm.h"
+#include "kernels/pool.h"
+#include "kernels/softmax.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef RK_HAVE_CUDA
+int main(void) {
+    printf("bench_ops: this build has no CUDA backend; nothing to time\n");
+    return 0;
+}
+#else
+
+#include "cuda_check.h"
+#include "kernels/cuda_ops.h"
+
+#define B_  64
+#define T_  256
+#define C_  768
+#define NH_ 12
+#define V_  30522
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float    urand(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (float) ((double) ((rng_state * 0x2545F4914F6CDD1Dull) >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+static int cmp_float(const void * a, const void * b) {
+    const float x = *(const float *) a, y = *(const float *) b;
+    return (x > y) - (x < y);
+}
+
+/* A device tensor of random values (bf16-rounded); *host receives the f32 copy when host != NULL. */
+static struct rk_tensor * rand_tensor(struct rk_backend * be, enum rk_dtype dt, int ndim, const int64_t * ne,
+                                      const char * name, float ** host) {
+    struct rk_tensor * t = rk_tensor_new(be, dt, ndim, ne, name);
+    if (!t) {
+        fprintf(stderr, "bench_ops: %s\n", rk_last_error());
+        exit(1);
+    }
+    const int64_t n = rk_tensor_nelements(t);
+    float *       v = rk_xmalloc((size_t) n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) v[i] = rk_bf16_to_f32(rk_f32_to_bf16(urand()));
+    RK_ASSERT(rk_tensor_set_f32(t, v) == RK_OK);
+    if (host) {
+        *host = v;
+    } else {
+        free(v);
+    }
+    return t;
+}
+
+static struct rk_tensor * int_tensor(struct rk_backend * be, int64_t B, int64_t T, int32_t mod, int32_t ** host) {
+    struct rk_tensor * t = rk_tensor_new(be, RK_DTYPE_I32, 2, (int64_t[]) { B, T }, "ints");
+    RK_ASSERT(t != NULL);
+    int32_t * v = rk_xmalloc((size_t) (B * T) * sizeof(int32_t));
+    for (int64_t i = 0; i < B * T; i++) v[i] = (int32_t) (((uint64_t) ((urand() + 1.0f) * 1e6f)) % (uint64_t) mod);
+    if (mod == 2) { /* a mask: right padding, lengths between T/2 and T */
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t len = T / 2 + (b * 7919) % (T / 2 + 1);
+            for (int64_t t2 = 0; t2 < T; t2++) v[b * T + t2] = t2 < len;
+        }
+    }
+    RK_ASSERT(rk_tensor_set(t, v, (size_t) (B * T) * 4) == RK_OK);
+    *host = v;
+    return t;
+}
+
+struct timing {
+    cudaEvent_t  e0, e1;
+    void *       flush;
+    size_t       flush_bytes;
+    cudaStream_t st;
+    int          reps;
+    float *      ms;
+};
+
+typedef void (*op_fn)(void * ud);
+
+/* Median milliseconds of fn over t->reps repetitions, L2 flushed before each. */
+static double time_op(struct timing * t, op_fn fn, void * ud) {
+    for (int i = 0; i < 3; i++) fn(ud);
+    for (int r = 0; r < t->reps; r++) {
+        RK_CUDA_CHECK(cudaMemsetAsync(t->flush, r & 0xff, t->flush_bytes, t->st));
+        RK_CUDA_CHECK(cudaEventRecord(t->e0, t->st));
+        fn(ud);
+        RK_CUDA_CHECK(cudaEventRecord(t->e1, t->st));
+        RK_CUDA_CHECK(cudaEventSynchronize(t->e1));
+        RK_CUDA_CHECK(cudaEventElapsedTime(&t->ms[r], t->e0, t->e1));
+    }
+    qsort(t->ms, (size_t) t->reps, sizeof(float), cmp_float);
+    return t->ms[t->reps / 2];
+}
+
+struct op_ud {
+    struct rk_backend * be;
+    struct rk_op_call   call;
+    /* the fused embed+LN launcher */
+    struct rk_tensor *  ln_w, *ln_b;
+    /* copy */
+    void *              a, *b;
+    size_t              n;
+};
+
+static void run_call(void * p) {
+    struct op_ud * u = p;
+    RK_ASSERT(rk_op(u->be, &u->call) == RK_OK);
+}
+static void run_embed_ln(void * p) {
+    struct op_ud * u = p;
+    const struct rk_op_call * c = &u->call;
+    RK_ASSERT(rk_cuda_embed(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], c->src[4], &c->p.embed, u->ln_w,
+                            u->ln_b, 1e-12f, rk_backend_cuda_stream(u->be)) == RK_OK);
+}
+static void run_copy(void * p) {
+    struct op_ud * u = p;
+    RK_CUDA_CHECK(cudaMemcpyAsync(u->b, u->a, u->n, cudaMemcpyDeviceToDevice, rk_backend_cuda_stream(u->be)));
+}
+
+/* Compares the first n values of the device tensor d (fetched whole) with ref; bf16 tolerance. */
+static bool check(const char * what, const struct rk_tensor * d, const float * ref, int64_t n) {
+    const int64_t total = rk_tensor_nelements(d);
+    float *       got   = rk_xmalloc((size_t) total * sizeof(float));
+    RK_ASSERT(rk_tensor_get_f32(d, got) == RK_OK);
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double e = fabs((double) got[i] - ref[i]), q = isnan(e) ? INFINITY : e / (1e-2 + 2e-2 * fabs(ref[i]));
+        if (q > worst) worst = q;
+    }
+    free(got);
+    printf("check %-10s first %lld values: worst %.3g of tolerance %s\n", what, (long long) n, worst,
+           worst <= 1.0 ? "ok" : "FAILED (not timed)");
+    return worst <= 1.0;
+}
+
+static void report(const char * op, const char * key, double ms, double bytes) {
+    const double gbs = bytes / (ms * 1e-3) / 1e9;
+    printf("op %-10s %-40s median_ms=%.4f %.0f GB/s\n", op, key, ms, gbs);
+    printf("RESULT %s %.0f GB/s\n", key, gbs);
+}
+
+int main(int argc, char ** argv) {
+    const char * only = NULL;
+    int          reps = 30;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (argv[i][0] != '-') only = argv[i];
+        else {
+            fprintf(stderr, "usage: %s [op] [--reps N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (reps < 1) reps = 1;
+    struct rk_backend * be = rk_backend_cuda_init(0);
+    if (!be) {
+        printf("bench_ops: no CUDA device (%s); nothing to time\n", rk_last_error());
+        return 0;
+    }
+    struct cudaDeviceProp prop;
+    RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    const char * commit = getenv("RK_COMMIT");
+    printf("device %s sm_%d%d SMs=%d L2=%d MiB commit=%s backend=%s\n", prop.name, prop.major, prop.minor,
+           prop.multiProcessorCount, prop.l2CacheSize >> 20, commit && *commit ? commit : "unknown", be->name);
+    const enum rk_dtype dt = be->act_dtype;
+    const char *        dn = rk_dtype_traits[dt].name;
+    const double        es = (double) rk_dtype_traits[dt].type_size;
+
+    struct timing tm = { .st = rk_backend_cuda_stream(be), .reps = reps };
+    RK_CUDA_CHECK(cudaEventCreate(&tm.e0));
+    RK_CUDA_CHECK(cudaEventCreate(&tm.e1));
+    tm.flush_bytes = (size_t) (prop.l2CacheSize > 0 ? prop.l2CacheSize : 64 << 20) * 2;
+    tm.flush       = be->alloc(be, tm.flush_bytes);
+    tm.ms          = rk_xmalloc((size_t) reps * sizeof(float));
+    RK_ASSERT(tm.flush != NULL);
+
+    const int64_t N = (int64_t) B_ * T_, C = C_;
+    char          key[128];
+    int           failed = 0;
+#define WANT(name) (!only || strcmp(only, name) == 0)
+
+    if (WANT("copy")) { /* bytes: n read + n written */
+        struct op_ud u = { .be = be, .n = (size_t) 1 << 30 };
+        u.a = be->alloc(be, u.n);
+        u.b = be->alloc(be, u.n);
+        RK_ASSERT(u.a && u.b);
+        RK_CUDA_CHECK(cudaMemsetAsync(u.a, 1, u.n, tm.st));
+        report("copy", "d2d_copy_1GiB", time_op(&tm, run_copy, &u), 2.0 * (double) u.n);
+        be->free(be, u.a);
+        be->free(be, u.b);
+    }
+    if (WANT("layernorm")) { /* x = LN(tmp + x): bytes 3 N C (tmp, x read; x written) */
+        float *            hx, *hr, *hw, *hb;
+        struct rk_tensor * x = rand_tensor(be, dt, 2, (int64_t[]) { N, C }, "x", &hx);
+        struct rk_tensor * r = rand_tensor(be, dt, 2, (int64_t[]) { N, C }, "tmp", &hr);
+        struct rk_tensor * w = rand_tensor(be, dt, 1, (int64_t[]) { C }, "w", &hw);
+        struct rk_tensor * b = rand_tensor(be, dt, 1, (int64_t[]) { C }, "b", &hb);
+        struct op_ud       u = { .be = be, .call = { .op = RK_OP_LAYERNORM, .dst = x, .src = { r, w, b, x } } };
+        u.call.p.layernorm.eps = 1e-12f;
+        run_call(&u);
+        const int64_t    R   = 64;
+        float *          ref = rk_xmalloc((size_t) (R * C) * sizeof(float));
+        struct rk_tensor hX = rk_tensor_host(hr, RK_DTYPE_F32, 2, (int64_t[]) { R, C });
+        struct rk_tensor hR = rk_tensor_host(hx, RK_DTYPE_F32, 2, (int64_t[]) { R, C });
+        struct rk_tensor hW = rk_tensor_host(hw, RK_DTYPE_F32, 1, (int64_t[]) { C });
+        struct rk_tensor hB = rk_tensor_host(hb, RK_DTYPE_F32, 1, (int64_t[]) { C });
+        struct rk_tensor hD = rk_tensor_host(ref, RK_DTYPE_F32, 2, (int64_t[]) { R, C });
+        rk_cpu_layernorm(&hD, &hX, &hW, &hB, &hR, &u.call.p.layernorm);
+        if (check("layernorm", x, ref, R * C)) {
+            snprintf(key, sizeof(key), "layernorm_%s_N%lld_C%lld_residual", dn, (long long) N, (long long) C);
+            report("layernorm", key, time_op(&tm, run_call, &u), 3.0 * N * C * es);
+        } else {
+            failed++;
+        }
+        free(hx), free(hr), free(hw), free(hb), free(ref);
+        rk_tensor_free(x), rk_tensor_free(r), rk_tensor_free(w), rk_tensor_free(b);
+    }
+    if (WANT("gelu") || WANT("add")) {
+        const int64_t      I = 4 * C; /* FFN width */
+        float *            ha, *hb2;
+        struct rk_tensor * a = rand_tensor(be, dt, 2, (int64_t[]) { N, I }, "a", &ha);
+        struct rk_tensor * b = rand_tensor(be, dt, 2, (int64_t[]) { N, I }, "b", &hb2);
+        struct rk_tensor * d = rk_tensor_new(be, dt, 2, (int64_t[]) { N, I }, "d");
+        RK_ASSERT(d != NULL);
+        float *          ref = rk_xmalloc((size_t) (64 * I) * sizeof(float));
+        struct rk_tensor hA  = rk_tensor_host(ha, RK_DTYPE_F32, 2, (int64_t[]) { 64, I });
+        struct rk_tensor hB  = rk_tensor_host(hb2, RK_DTYPE_F32, 2, (int64_t[]) { 64, I });
+        struct rk_tensor hD  = rk_tensor_host(ref, RK_DTYPE_F32, 2, (int64_t[]) { 64, I });
+        if (WANT("gelu")) { /* bytes: 2 N I */
+            struct op_ud u = { .be = be, .call = { .op = RK_OP_GELU, .dst = d, .src = { a } } };
+            run_call(&u);
+            rk_cpu_gelu(&hD, &hA);
+            if (check("gelu", d, ref, 64 * I)) {
+                snprintf(key, sizeof(key), "gelu_%s_N%lld_C%lld", dn, (long long) N, (long long) I);
+                report("gelu", key, time_op(&tm, run_call, &u), 2.0 * N * I * es);
+            } else {
+                failed++;
+            }
+        }
+        if (WANT("add")) { /* bytes: 3 N I */
+            struct op_ud u = { .be = be, .call = { .op = RK_OP_ADD, .dst = d, .src = { a, b } } };
+            run_call(&u);
+            rk_cpu_add(&hD, &hA, &hB);
+            if (check("add", d, ref, 64 * I)) {
+                snprintf(key, sizeof(key), "add_%s_N%lld_C%lld", dn, (long long) N, (long long) I);
+                report("add", key, time_op(&tm, run_call, &u), 3.0 * N * I * es);
+            } else {
+                failed++;
+            }
+        }
+        free(ha), free(hb2), free(ref);
+        rk_tensor_free(a), rk_tensor_free(b), rk_tensor_free(d);
+    }
+    if (WANT("softmax")) { /* attention-score-shaped rows (B*NH*T, T): bytes 2 R T */
+        const int64_t      R = (int64_t) B_ * NH_ * T_;
+        float *            hx;
+        struct rk_tensor * x = rand_tensor(be, dt, 2, (int64_t[]) { R, T_ }, "x", &hx);
+        struct rk_tensor * d = rk_tensor_new(be, dt, 2, (int64_t[]) { R, T_ }, "d");
+        RK_ASSERT(d != NULL);
+        struct op_ud u = { .be = be, .call = { .op = RK_OP_SOFTMAX, .dst = d, .src = { x } } };
+        u.call.p.softmax.scale = 0.125f;
+        run_call(&u);
+        float *          ref = rk_xmalloc((size_t) (64 * T_) * sizeof(float));
+        struct rk_tensor hX  = rk_tensor_host(hx, RK_DTYPE_F32, 2, (int64_t[]) { 64, T_ });
+        struct rk_tensor hD  = rk_tensor_host(ref, RK_DTYPE_F32, 2, (int64_t[]) { 64, T_ });
+        rk_cpu_softmax(&hD, &hX, &u.call.p.softmax);
+        if (check("softmax", d, ref, 64 * T_)) {
+            snprintf(key, sizeof(key), "softmax_%s_N%lld_C%d", dn, (long long) R, T_);
+            report("softmax", key, time_op(&tm, run_call, &u), 2.0 * R * T_ * es);
+        } else {
+            failed++;
+        }
+        free(hx), free(ref);
+        rk_tensor_free(x), rk_tensor_free(d);
+    }
+    if (WANT("embed") || WANT("embed_ln")) { /* bytes: N C (word rows) + N C (written); position/type rows stay in L2 */
+        float *            hte, *hpe, *htt, *hw, *hb;
+        int32_t *          hid, *htid;
+        struct rk_tensor * wte = rand_tensor(be, dt, 2, (int64_t[]) { V_, C }, "wte", &hte);
+        struct rk_tensor * wpe = rand_tensor(be, dt, 2, (int64_t[]) { 512, C }, "wpe", &hpe);
+        struct rk_tensor * wtt = rand_tensor(be, dt, 2, (int64_t[]) { 2, C }, "wtt", &htt);
+        struct rk_tensor * w   = rand_tensor(be, dt, 1, (int64_t[]) { C }, "w", &hw);
+        struct rk_tensor * b   = rand_tensor(be, dt, 1, (int64_t[]) { C }, "b", &hb);
+        struct rk_tensor * ids = int_tensor(be, B_, T_, V_, &hid);
+        struct rk_tensor * tid = int_tensor(be, B_, T_, 2, &htid); /* 0/1 pattern; fine as type ids */
+        struct rk_tensor * d   = rk_tensor_new(be, dt, 3, (int64_t[]) { B_, T_, C }, "d");
+        RK_ASSERT(d != NULL);
+        struct op_ud u = { .be = be, .call = { .op = RK_OP_EMBED, .dst = d, .src = { wte, ids, wpe, wtt, tid } },
+                           .ln_w = w, .ln_b = b };
+        /* reference for the first sequence */
+        float *          ref = rk_xmalloc((size_t) (T_ * C) * sizeof(float));
+        struct rk_tensor hD  = rk_tensor_host(ref, RK_DTYPE_F32, 3, (int64_t[]) { 1, T_, C });
+        struct rk_tensor hE  = rk_tensor_host(hte, RK_DTYPE_F32, 2, (int64_t[]) { V_, C });
+        struct rk_tensor hP  = rk_tensor_host(hpe, RK_DTYPE_F32, 2, (int64_t[]) { 512, C });
+        struct rk_tensor hT  = rk_tensor_host(htt, RK_DTYPE_F32, 2, (int64_t[]) { 2, C });
+        struct rk_tensor hI  = rk_tensor_host(hid, RK_DTYPE_I32, 2, (int64_t[]) { 1, T_ });
+        struct rk_tensor hTI = rk_tensor_host(htid, RK_DTYPE_I32, 2, (int64_t[]) { 1, T_ });
+        RK_ASSERT(rk_cpu_embed(&hD, &hE, &hI, &hP, &hT, &hTI, &u.call.p.embed) == RK_OK);
+        if (WANT("embed")) {
+            run_call(&u);
+            if (check("embed", d, ref, T_ * C)) {
+                snprintf(key, sizeof(key), "embed_%s_B%d_T%d_C%lld", dn, B_, T_, (long long) C);
+                report("embed", key, time_op(&tm, run_call, &u), 2.0 * N * C * es);
+            } else {
+                failed++;
+            }
+        }
+        if (WANT("embed_ln")) {
+            struct rk_tensor           h2 = rk_tensor_host(ref, RK_DTYPE_F32, 2, (int64_t[]) { T_, C });
+            struct rk_tensor           hW = rk_tensor_host(hw, RK_DTYPE_F32, 1, (int64_t[]) { C });
+            struct rk_tensor           hB = rk_tensor_host(hb, RK_DTYPE_F32, 1, (int64_t[]) { C });
+            struct rk_layernorm_params lp = { .eps = 1e-12f };
+            rk_cpu_layernorm(&h2, &h2, &hW, &hB, NULL, &lp);
+            run_embed_ln(&u);
+            RK_ASSERT(be->synchronize(be) == RK_OK);
+            if (check("embed_ln", d, ref, T_ * C)) {
+                snprintf(key, sizeof(key), "embed_ln_%s_B%d_T%d_C%lld", dn, B_, T_, (long long) C);
+                report("embed_ln", key, time_op(&tm, run_embed_ln, &u), 2.0 * N * C * es);
+            } else {
+                failed++;
+            }
+        }
+        free(hte), free(hpe), free(htt), free(hw), free(hb), free(hid), free(htid), free(ref);
+        rk_tensor_free(wte), rk_tensor_free(wpe), rk_tensor_free(wtt), rk_tensor_free(w), rk_tensor_free(b);
+        rk_tensor_free(ids), rk_tensor_free(tid), rk_tensor_free(d);
+    }
+    if (WANT("pool") || WANT("l2norm")) { /* pool bytes: B T C read (masked tokens too) + B C written */
+        float *            hx;
+        int32_t *          hm;
+        struct rk_tensor * x = rand_tensor(be, dt, 3, (int64_t[]) { B_, T_, C }, "x", &hx);
+        struct rk_tensor * m = int_tensor(be, B_, T_, 2, &hm);
+        struct rk_tensor * d = rk_tensor_new(be, dt, 2, (int64_t[]) { B_, C }, "pooled");
+        RK_ASSERT(d != NULL);
+        float *          ref = rk_xmalloc((size_t) (B_ * C) * sizeof(float));
+        struct rk_tensor hX  = rk_tensor_host(hx, RK_DTYPE_F32, 3, (int64_t[]) { B_, T_, C });
+        struct rk_tensor hM  = rk_tensor_host(hm, RK_DTYPE_I32, 2, (int64_t[]) { B_, T_ });
+        struct rk_tensor hD  = rk_tensor_host(ref, RK_DTYPE_F32, 2, (int64_t[]) { B_, C });
+        struct op_ud u = { .be = be, .call = { .op = RK_OP_POOL, .dst = d, .src = { x, m } } };
+        u.call.p.pool.mode = RK_POOL_MEAN;
+        run_call(&u);
+        rk_cpu_pool(&hD, &hX, &hM, &u.call.p.pool);
+        if (WANT("pool")) {
+            if (check("pool", d, ref, B_ * C)) {
+                snprintf(key, sizeof(key), "pool_mean_%s_B%d_T%d_C%lld", dn, B_, T_, (long long) C);
+                report("pool", key, time_op(&tm, run_call, &u), ((double) B_ * T_ * C + (double) B_ * C) * es);
+            } else {
+                failed++;
+            }
+        }
+        if (WANT("l2norm")) { /* bytes: 2 B C (tiny: launch-bound, as in the model) */
+            struct rk_tensor * e = rk_tensor_new(be, dt, 2, (int64_t[]) { B_, C }, "normed");
+            RK_ASSERT(e != NULL);
+            struct op_ud v = { .be = be, .call = { .op = RK_OP_L2NORM, .dst = e, .src = { d } } };
+            v.call.p.l2norm.eps = 1e-12f;
+            run_call(&v);
+            float * pooled = rk_xmalloc((size_t) (B_ * C) * sizeof(float));
+            float * ref2   = rk_xmalloc((size_t) (B_ * C) * sizeof(float));
+            RK_ASSERT(rk_tensor_get_f32(d, pooled) == RK_OK);
+            struct rk_tensor hP = rk_tensor_host(pooled, RK_DTYPE_F32, 2, (int64_t[]) { B_, C });
+            struct rk_tensor hE = rk_tensor_host(ref2, RK_DTYPE_F32, 2, (int64_t[]) { B_, C });
+            rk_cpu_l2norm(&hE, &hP, &v.call.p.l2norm);
+            if (check("l2norm", e, ref2, B_ * C)) {
+                snprintf(key, sizeof(key), "l2norm_%s_B%d_C%lld", dn, B_, (long long) C);
+                report("l2norm", key, time_op(&tm, run_call, &v), 2.0 * B_ * C * es);
+            } else {
+                failed++;
+            }
+            free(pooled), free(ref2);
+            rk_tensor_free(e);
+        }
+        free(hx), free(hm), free(ref);
+        rk_tensor_free(x), rk_tensor_free(m), rk_tensor_free(d);
+    }
+    free(tm.ms);
+    be->free(be, tm.flush);
+    RK_CUDA_CHECK(cudaEventDestroy(tm.e0));
+    RK_CUDA_CHECK(cudaEventDestroy(tm.e1));
+    rk_backend_free(be);
+    return failed ? 1 : 0;
+}
+#endif

@@ -1,0 +1,334 @@
+/*
+ * backend_cuda.c: the CUDA backend (STYLE.md 1.3). One stream per backend; every op runs on it asynchronously.
+ *
+ *   - compute:     one `switch (call->op)` calling one launcher per op (kernels/cuda_ops.h, kernels/attn_cuda.h),
+ *                  then a check for a pending CUDA error that names the op. Each op is an NVTX range named by
+ *                  rk_op_names. RK_SYNC_DEBUG=1 (environment, or -DRK_SYNC_DEBUG=1 at build time) synchronizes
+ *                  after every op, so an asynchronous fault is reported against the op that caused it.
+ *   - supports_op: a separate switch over op and dtypes; what it rejects makes rk_op return RK_STATUS_UNSUPPORTED.
+ *   - activations: bf16 on sm_80+, f16 on sm_75. RK_CUDA_FORCE_SM75=1 forces the sm_75 path on a newer card
+ *                  (f16 activations, bf16 GEMMs unsupported, force_sm75 passed to the attention launcher),
+ *                  so that path is tested on the card we have.
+ *   - memory:      cudaMalloc (never managed memory); copies are cudaMemcpyAsync on the stream; copy_to_host
+ *                  synchronizes. A host source of copy_to_device may be reused as soon as the call returns
+ *                  (pageable memory is staged before cudaMemcpyAsync returns); do not pass pinned buffers.
+ *
+ * Without CUDA in the build (no -DRK_HAVE_CUDA) this file provides rk_backend_cuda_init returning NULL with the
+ * error set, rk_backend_cuda_compiled() = false, and no-op NVTX helpers.
+ */
+#include "backend.h"
+#include "check.h"
+#include "nvtx.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef RK_HAVE_CUDA
+
+#include "cuda_check.h"
+#include "kernels/attn_cuda.h"
+#include "kernels/cuda_ops.h"
+
+#include <nvtx3/nvToolsExt.h>
+
+
+#ifndef RK_SYNC_DEBUG
+#define RK_SYNC_DEBUG 0
+#endif
+
+struct cuda_ctx {
+    int                   device;
+    int                   cc;          /* compute capability, major * 10 + minor */
+    bool                  force_sm75;  /* RK_CUDA_FORCE_SM75=1 */
+    bool                  sync_debug;  /* RK_SYNC_DEBUG=1 */
+    cudaStream_t          stream;
+    struct rk_cuda_blas * blas;
+    char                  name[320];
+};
+
+void rk_fatal_cuda(const char * lib, const char * errstr, const char * expr, const char * func, const char * file,
+                   int line) {
+    int dev = -1;
+    (void) cudaGetDevice(&dev); /* unchecked: we are already failing */
+    fprintf(stderr, "rk: %s error '%s' in %s (%s at %s:%d, device %d)\n", lib, errstr ? errstr : "?", expr, func, file,
+            line, dev);
+    fflush(stderr);
+    abort();
+}
+
+static bool env_flag(const char * name) {
+    const char * v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * supports_op */
+
+/* True when t is rows with a contiguous last dim (what every launcher but attention and pool takes). */
+static bool rows_ok(const struct rk_tensor * t) {
+    struct rk_rows r;
+    return !t || rk_rows_of(t, &r);
+}
+
+/* dst is a float dtype and every present src[0..n) has dst's dtype and a row layout. */
+static bool same_float_rows(const struct rk_op_call * c, int n) {
+    const enum rk_dtype dt = c->dst->dtype;
+    if (!rk_is_float_dtype(dt) || !rows_ok(c->dst)) return false;
+    for (int i = 0; i < n; i++) {
+        if (c->src[i] && (c->src[i]->dtype != dt || !rows_ok(c->src[i]))) return false;
+    }
+    return true;
+}
+
+/* cuBLAS/cuBLASLt GEMMs take bf16 only on sm_80+, and not on the forced sm_75 path. */
+static bool tc_dtype_ok(const struct cuda_ctx * ctx, enum rk_dtype dt) {
+    if (dt == RK_DTYPE_BF16) return ctx->cc >= 80 && !ctx->force_sm75;
+    return dt == RK_DTYPE_F16 || dt == RK_DTYPE_F32;
+}
+
+static bool is_i32_or_null(const struct rk_tensor * t) { return !t || t->dtype == RK_DTYPE_I32; }
+
+static bool attn_view_ok(const struct rk_tensor * t) {
+    return t->ndim == 4 && (t->ne[3] == 1 || t->nb[3] == (int64_t) rk_dtype_traits[t->dtype].type_size);
+}
+
+static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c) {
+    const struct cuda_ctx * ctx = be->ctx;
+    const enum rk_dtype     dt  = c->dst->dtype;
+    switch (c->op) {
+        case RK_OP_EMBED:
+            return rk_is_float_dtype(dt) && rows_ok(c->dst) && c->src[0] && c->src[0]->dtype == dt &&
+                   rows_ok(c->src[0]) && c->src[1] && c->src[1]->dtype == RK_DTYPE_I32 &&
+                   rk_tensor_is_contiguous(c->src[1]) && (!c->src[2] || (c->src[2]->dtype == dt && rows_ok(c->src[2]))) &&
+                   (!c->src[3] || (c->src[3]->dtype == dt && rows_ok(c->src[3]))) && is_i32_or_null(c->src[4]) &&
+                   (!c->src[4] || rk_tensor_is_contiguous(c->src[4]));
+        case RK_OP_LAYERNORM: return c->src[0] && c->src[1] && same_float_rows(c, 4);
+        case RK_OP_MATMUL:    return c->src[0] && c->src[1] && same_float_rows(c, 3) && tc_dtype_ok(ctx, dt) &&
+                                     (c->p.matmul.act == RK_ACT_NONE || c->p.matmul.act == RK_ACT_GELU);
+        case RK_OP_GELU:      return c->src[0] && same_float_rows(c, 1);
+        case RK_OP_ADD:       return c->src[0] && c->src[1] && same_float_rows(c, 2);
+        case RK_OP_SOFTMAX:   return c->src[0] && same_float_rows(c, 1);
+        case RK_OP_ATTN_FWD:
+            /* 16-bit inputs (bf16 on sm_75 runs the launcher's plain fp32 kernel); shapes the launcher cannot run
+             * come back from it as RK_STATUS_UNSUPPORTED */
+            return (dt == RK_DTYPE_F16 || dt == RK_DTYPE_BF16) && c->src[0] && c->src[1] &&
+                   c->src[2] && c->src[0]->dtype == dt && c->src[1]->dtype == dt && c->src[2]->dtype == dt &&
+                   attn_view_ok(c->dst) && attn_view_ok(c->src[0]) && attn_view_ok(c->src[1]) &&
+                   attn_view_ok(c->src[2]) && is_i32_or_null(c->src[3]) &&
+                   (!c->src[4] || c->src[4]->dtype == RK_DTYPE_F32);
+        case RK_OP_POOL:
+            return rk_is_float_dtype(dt) && rows_ok(c->dst) && c->src[0] && c->src[0]->dtype == dt &&
+                   c->src[0]->ndim == 3 && is_i32_or_null(c->src[1]) &&
+                   (c->p.pool.mode >= 0 && c->p.pool.mode < RK_POOL_COUNT);
+        case RK_OP_L2NORM:    return c->src[0] && same_float_rows(c, 1);
+        case RK_OP_COUNT:     break;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * compute: one switch, one launcher per op */
+
+static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_call * c) {
+    struct cuda_ctx * ctx = be->ctx;
+    cudaStream_t      st  = ctx->stream;
+    const char *      opn = (c->op >= 0 && c->op < RK_OP_COUNT) ? rk_op_names[c->op] : "?";
+    enum rk_status    s;
+    RK_CUDA_CHECK(cudaSetDevice(ctx->device));
+    nvtxRangePushA(opn);
+    switch (c->op) {
+        case RK_OP_EMBED:
+            s = rk_cuda_embed(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], c->src[4], &c->p.embed, NULL, NULL,
+                              0.0f, st);
+            break;
+        case RK_OP_LAYERNORM:
+            s = rk_cuda_layernorm(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], &c->p.layernorm, st);
+            break;
+        case RK_OP_MATMUL:
+            s = rk_cuda_matmul(ctx->blas, c->dst, c->src[0], c->src[1], c->src[2], &c->p.matmul, st);
+            break;
+        case RK_OP_GELU:    s = rk_cuda_gelu(c->dst, c->src[0], st); break;
+        case RK_OP_ADD:     s = rk_cuda_add(c->dst, c->src[0], c->src[1], st); break;
+        case RK_OP_SOFTMAX: s = rk_cuda_softmax(c->dst, c->src[0], &c->p.softmax, st); break;
+        case RK_OP_ATTN_FWD:
+            /* lse (src[4]) is an output: the op interface carries it among the sources */
+            s = rk_cuda_attn_fwd(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], (struct rk_tensor *) c->src[4],
+                                 &c->p.attn, ctx->force_sm75, st);
+            break;
+        case RK_OP_POOL:   s = rk_cuda_pool(c->dst, c->src[0], c->src[1], &c->p.pool, st); break;
+        case RK_OP_L2NORM: s = rk_cuda_l2norm(c->dst, c->src[0], &c->p.l2norm, st); break;
+        case RK_OP_COUNT:
+        default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;
+    }
+    /* a launch error the launcher did not see (or a fault from an earlier op) is fatal, and named after this op */
+    char what[96];
+    cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) {
+        snprintf(what, sizeof(what), "op %s (pending CUDA error after the op)", opn);
+        rk_fatal_cuda("CUDA", cudaGetErrorString(err), what, __func__, __FILE__, __LINE__);
+    }
+    if (ctx->sync_debug) {
+        err = cudaStreamSynchronize(st);
+        if (err != cudaSuccess) {
+            snprintf(what, sizeof(what), "op %s (RK_SYNC_DEBUG synchronize after the op)", opn);
+            rk_fatal_cuda("CUDA", cudaGetErrorString(err), what, __func__, __FILE__, __LINE__);
+        }
+    }
+    nvtxRangePop();
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * memory, copies, synchronize */
+
+/* cudaMalloc; NULL (not an abort) when the device is out of memory, so callers can report RK_STATUS_OOM. */
+static void * cuda_alloc(struct rk_backend * be, size_t n) {
+    struct cuda_ctx * ctx = be->ctx;
+    void *            p   = NULL;
+    RK_CUDA_CHECK(cudaSetDevice(ctx->device));
+    if (cudaMalloc(&p, n ? n : 256) != cudaSuccess) {
+        (void) cudaGetLastError(); /* out of memory is not sticky: clear it */
+        return NULL;
+    }
+    return p;
+}
+
+static void cuda_free(struct rk_backend * be, void * p) {
+    (void) be;
+    RK_CUDA_FREE(p);
+}
+
+static enum rk_status cuda_copy_to_device(struct rk_backend * be, void * dst, const void * src, size_t n) {
+    struct cuda_ctx * ctx = be->ctx;
+    if (n == 0) return RK_OK;
+    RK_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, ctx->stream));
+    return RK_OK;
+}
+
+static enum rk_status cuda_copy_to_host(struct rk_backend * be, void * dst, const void * src, size_t n) {
+    struct cuda_ctx * ctx = be->ctx;
+    if (n == 0) return RK_OK;
+    RK_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, ctx->stream));
+    RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    return RK_OK;
+}
+
+static enum rk_status cuda_synchronize(struct rk_backend * be) {
+    struct cuda_ctx * ctx = be->ctx;
+    RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    return RK_OK;
+}
+
+static void cuda_destroy(struct rk_backend * be) {
+    struct cuda_ctx * ctx = be->ctx;
+    RK_CUDA_CHECK(cudaSetDevice(ctx->device));
+    RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    rk_cuda_blas_free(ctx->blas);
+    RK_CUDA_CHECK(cudaStreamDestroy(ctx->stream));
+    free(ctx);
+    free(be);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * construction */
+
+struct rk_backend * rk_backend_cuda_init(int device) {
+    int         n   = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess || n == 0) {
+        (void) cudaGetLastError();
+        rk_set_error(RK_STATUS_DEVICE, "no CUDA device: %s", err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
+        return NULL;
+    }
+    if (device < 0 || device >= n) {
+        rk_set_error(RK_STATUS_DEVICE, "CUDA device %d does not exist (%d present)", device, n);
+        return NULL;
+    }
+    struct cudaDeviceProp prop;
+    if ((err = cudaSetDevice(device)) != cudaSuccess || (err = cudaGetDeviceProperties(&prop, device)) != cudaSuccess) {
+        (void) cudaGetLastError();
+        rk_set_error(RK_STATUS_DEVICE, "CUDA device %d unusable: %s", device, cudaGetErrorString(err));
+        return NULL;
+    }
+    const int cc = prop.major * 10 + prop.minor;
+    if (cc < 75) {
+        rk_set_error(RK_STATUS_DEVICE, "CUDA device %d (%s) is sm_%d; rk needs sm_75 or newer", device, prop.name, cc);
+        return NULL;
+    }
+    struct cuda_ctx * ctx = rk_xcalloc(1, sizeof(*ctx));
+    ctx->device     = device;
+    ctx->cc         = cc;
+    ctx->force_sm75 = env_flag("RK_CUDA_FORCE_SM75");
+    ctx->sync_debug = RK_SYNC_DEBUG || env_flag("RK_SYNC_DEBUG");
+    if ((err = cudaStreamCreate(&ctx->stream)) != cudaSuccess) {
+        (void) cudaGetLastError();
+        rk_set_error(RK_STATUS_DEVICE, "CUDA device %d: cannot create a stream: %s", device, cudaGetErrorString(err));
+        free(ctx);
+        return NULL;
+    }
+    ctx->blas = rk_cuda_blas_init();
+    if (!ctx->blas) { /* error already set */
+        RK_CUDA_CHECK(cudaStreamDestroy(ctx->stream));
+        free(ctx);
+        return NULL;
+    }
+    snprintf(ctx->name, sizeof(ctx->name), "cuda:%d (%s, sm_%d%s)", device, prop.name, cc,
+             ctx->force_sm75 ? ", forced sm_75 path" : "");
+
+    struct rk_backend * be = rk_xcalloc(1, sizeof(*be));
+    *be = (struct rk_backend) {
+        .name           = ctx->name,
+        .device         = RK_DEVICE_CUDA,
+        .act_dtype      = (cc >= 80 && !ctx->force_sm75) ? RK_DTYPE_BF16 : RK_DTYPE_F16,
+        .supports_op    = cuda_supports_op,
+        .compute        = cuda_compute,
+        .alloc          = cuda_alloc,
+        .free           = cuda_free,
+        .copy_to_device = cuda_copy_to_device,
+        .copy_to_host   = cuda_copy_to_host,
+        .synchronize    = cuda_synchronize,
+        .destroy        = cuda_destroy,
+        .ctx            = ctx,
+    };
+    return be;
+}
+
+bool rk_backend_cuda_compiled(void) { return true; }
+
+cudaStream_t rk_backend_cuda_stream(struct rk_backend * be) {
+    RK_ASSERT(be && be->device == RK_DEVICE_CUDA);
+    return ((struct cuda_ctx *) be->ctx)->stream;
+}
+
+bool rk_backend_cuda_forced_sm75(struct rk_backend * be) {
+    RK_ASSERT(be && be->device == RK_DEVICE_CUDA);
+    return ((struct cuda_ctx *) be->ctx)->force_sm75;
+}
+
+void rk_backend_nvtx_push(struct rk_backend * be, const char * name) {
+    if (be && be->device == RK_DEVICE_CUDA) nvtxRangePushA(name);
+}
+
+void rk_backend_nvtx_pop(struct rk_backend * be) {
+    if (be && be->device == RK_DEVICE_CUDA) nvtxRangePop();
+}
+
+#else /* !RK_HAVE_CUDA ------------------------------------------------------------------------------------ */
+
+struct rk_backend * rk_backend_cuda_init(int device) {
+    (void) device;
+    rk_set_error(RK_STATUS_DEVICE, "this build has no CUDA backend");
+    return NULL;
+}
+
+bool rk_backend_cuda_compiled(void) { return false; }
+
+void rk_backend_nvtx_push(struct rk_backend * be, const char * name) {
+    (void) be;
+    (void) name;
+}
+
+void rk_backend_nvtx_pop(struct rk_backend * be) { (void) be; }
+
+#endif

@@ -1,0 +1,903 @@
+/*
+ * attn.cu: attention forward (RK_OP_ATTN_FWD) on CUDA: out = softmax(q k^T * scale + mask) v, with the key padding
+ * mask, causal masking with a query offset, a sliding window and grouped-query heads of host/backend.h, and the
+ * fp32 logsumexp of each row for the backward pass. Design notes and expected performance: docs/ATTN.md.
+ *
+ * Kernel variants (rk_cuda_attn_fwd_variant; `build/bench/bench_attn --variant N` times one):
+ *   v1  attn_fwd_kernel_v1: plain kernel, one warp per query row, 32 keys at a time (a key per lane), fp32
+ *       math, scalar loads. Any HS <= 256, any 2-byte alignment, any scale. The fallback and a second reference.
+ *   v2  attn_fwd_kernel_v2<64 rows, 64 keys>: FlashAttention-2 style. 4 warps, each owns 16 query rows whose
+ *       fragments stay in registers; K and V tiles stream through swizzled shared memory, double-buffered with
+ *       cp.async (tile n+1 loads while tile n is computed; one barrier per tile); ldmatrix fragments; mma.sync
+ *       m16n8k16 bf16/f16 with fp32 accumulators; online softmax in fp32 with exp2, O rescaled only when a row
+ *       maximum moved; S never leaves registers (the accumulator layout of S is the A-operand layout of P).
+ *       HS in {32, 64, 128}.
+ *   v3  v2 with 128 query rows per CTA (each warp two 16-row tiles: twice the math per K/V byte read from shared
+ *       memory; Q is re-read from shared memory at HS = 128 to save registers). The default for every HS.
+ *   v4  v3 with 32-key tiles (HS = 128 only): fewer S registers.
+ *   v5  v3 with 128-key tiles (HS <= 64 only).
+ * The sm_75 path (a real sm_75 card, or force_sm75) runs v2 with fp16 mma.sync m16n8k8 and synchronous tile
+ * loads (no cp.async); bf16 there goes to v1.
+ *
+ * bench: make bench && build/bench/bench_attn [--variant N]
+ */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "attn_cuda.h"
+#include "cuda_check.h"
+
+/* Everything a kernel needs, by value. Strides are in bytes; pointers are already offset to element 0. */
+struct attn_args {
+    const char *    q;
+    const char *    k;
+    const char *    v;
+    char *          o;
+    const char *    mask;     /* (B, Tk) i32 or NULL; element stride 4 */
+    char *          lse;      /* (B, NH, Tq) f32 or NULL */
+    int64_t         q_sb, q_sh, q_st;   /* batch, head, time strides of q */
+    int64_t         k_sb, k_sh, k_st;
+    int64_t         v_sb, v_sh, v_st;
+    int64_t         o_sb, o_sh, o_st;
+    int64_t         m_sb;               /* mask batch stride */
+    int64_t         l_sb, l_sh, l_st;
+    int64_t         q_offset;           /* absolute position of query row 0 */
+    int64_t         window;             /* 0 = none; else keys j > q_offset + i - window */
+    int             Tq, Tk;
+    int             group;              /* NH / NKV: head h reads kv head h / group */
+    int             hs;                 /* head size (used by v1; v2 has it as a template parameter) */
+    int             causal;
+    float           scale;              /* softmax scale */
+    float           scale_log2;         /* scale * log2(e): exp(scale * x) = exp2(scale_log2 * x) */
+};
+
+/*
+ * Key range [lo, hi] that query row i may attend (before the padding mask), clamped to [0, Tk): causal keeps
+ * j <= q_offset + i, the window keeps j > q_offset + i - window. An empty range has lo > hi.
+ */
+static __device__ __forceinline__ void attn_row_range(const struct attn_args & a, int i, int & lo, int & hi) {
+    const int64_t pos = a.q_offset + (int64_t) i;
+    int64_t h64 = a.Tk - 1;
+    int64_t l64 = 0;
+    if (a.causal && pos < h64) h64 = pos;
+    if (a.window > 0 && pos - a.window + 1 > l64) l64 = pos - a.window + 1;
+    if (h64 < -1) h64 = -1;
+    if (l64 > a.Tk) l64 = a.Tk;
+    lo = (int) l64;
+    hi = (int) h64;
+}
+
+// ------------------------------------------------------------------------------------------------
+// CUDA kernels
+
+/* ---- v1: plain kernel ------------------------------------------------------------------------ */
+
+#define RK_ATTN_V1_WARPS 4
+#define RK_ATTN_V1_MAX_HS 256
+
+template <bool BF16> static __device__ __forceinline__ float attn_load(const char * p) {
+    const unsigned short u = *reinterpret_cast<const unsigned short *>(p);
+    if constexpr (BF16) {
+        return __uint_as_float((uint32_t) u << 16);
+    } else {
+        return __half2float(__ushort_as_half(u));
+    }
+}
+
+template <bool BF16> static __device__ __forceinline__ void attn_store(char * p, float x) {
+    unsigned short u;
+    if constexpr (BF16) {
+        u = __bfloat16_as_ushort(__float2bfloat16_rn(x));
+    } else {
+        u = __half_as_ushort(__float2half_rn(x));
+    }
+    *reinterpret_cast<unsigned short *>(p) = u;
+}
+
+/*
+ * One warp per query row. Lane l scores key j0 + l against the row (q staged in shared memory as f32), the warp
+ * does the online softmax over those 32 keys, then every lane accumulates its output dims d = l + 32 * i over the
+ * 32 keys (V rows read coalesced). ND = ceil(HS / 32) output dims per lane.
+ * grid (ceil(Tq / 4), NH, B), block 128.
+ */
+template <int ND, bool BF16>
+static __global__ void __launch_bounds__(RK_ATTN_V1_WARPS * 32) attn_fwd_kernel_v1(const struct attn_args a) {
+    __shared__ float q_s[RK_ATTN_V1_WARPS][ND * 32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int i    = blockIdx.x * RK_ATTN_V1_WARPS + warp;
+    const int h    = blockIdx.y, b = blockIdx.z, hk = h / a.group;
+    if (i >= a.Tq) return; /* whole warp leaves together: no block-wide barrier below */
+    const int    hs = a.hs;
+    const char * qg = a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh + (int64_t) i * a.q_st;
+    const char * kg = a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh;
+    const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
+    const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
+    for (int d = lane; d < ND * 32; d += 32) q_s[warp][d] = d < hs ? attn_load<BF16>(qg + 2 * (int64_t) d) : 0.f;
+    __syncwarp();
+
+    int lo, hi;
+    attn_row_range(a, i, lo, hi);
+    float m = -INFINITY, l = 0.f; /* running max of scaled scores, running sum of exp(score - m) */
+    float o[ND];
+#pragma unroll
+    for (int c = 0; c < ND; c++) o[c] = 0.f;
+
+    for (int j0 = lo; j0 <= hi; j0 += 32) {
+        const int j = j0 + lane;
+        float     s = -INFINITY;
+        if (j <= hi && (!mg || mg[j] != 0)) {
+            const char * kr  = kg + (int64_t) j * a.k_st;
+            float        acc = 0.f;
+            for (int d = 0; d < hs; d++) acc = fmaf(q_s[warp][d], attn_load<BF16>(kr + 2 * (int64_t) d), acc);
+            s = acc * a.scale;
+        }
+        float smax = s;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) smax = fmaxf(smax, __shfl_xor_sync(0xffffffffu, smax, off));
+        const float m_new = fmaxf(m, smax);
+        if (m_new == -INFINITY) continue; /* no valid key yet (warp-uniform) */
+        const float alpha = expf(m - m_new); /* 0 when m = -inf */
+        const float p     = expf(s - m_new); /* 0 for a masked key */
+        float       psum  = p;
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) psum += __shfl_xor_sync(0xffffffffu, psum, off);
+        l = l * alpha + psum;
+        m = m_new;
+#pragma unroll
+        for (int c = 0; c < ND; c++) o[c] *= alpha;
+        const int nj = min(32, hi - j0 + 1);
+        for (int jj = 0; jj < nj; jj++) {
+            const float pj = __shfl_sync(0xffffffffu, p, jj);
+            if (pj == 0.f) continue; /* warp-uniform: masked key */
+            const char * vr = vg + (int64_t) (j0 + jj) * a.v_st;
+#pragma unroll
+            for (int c = 0; c < ND; c++) {
+                const int d = lane + 32 * c;
+                if (d < hs) o[c] = fmaf(pj, attn_load<BF16>(vr + 2 * (int64_t) d), o[c]);
+            }
+        }
+    }
+
+    const float inv = l > 0.f ? 1.f / l : 0.f; /* a row with no valid key gives zeros */
+    char *      og  = a.o + (int64_t) b * a.o_sb + (int64_t) h * a.o_sh + (int64_t) i * a.o_st;
+#pragma unroll
+    for (int c = 0; c < ND; c++) {
+        const int d = lane + 32 * c;
+        if (d < hs) attn_store<BF16>(og + 2 * (int64_t) d, o[c] * inv);
+    }
+    if (a.lse && lane == 0) {
+        float * lp = reinterpret_cast<float *>(a.lse + (int64_t) b * a.l_sb + (int64_t) h * a.l_sh + (int64_t) i * a.l_st);
+        *lp = l > 0.f ? m + logf(l) : -INFINITY;
+    }
+}
+
+/* ---- v2..v5: tensor-core kernel -------------------------------------------------------------- */
+
+#define RK_ATTN_TC_WARPS   4
+#ifndef RK_ATTN_STAGES
+#define RK_ATTN_STAGES 2
+#endif
+#ifndef RK_ATTN_LAZY_RESCALE
+#define RK_ATTN_LAZY_RESCALE 1
+#endif
+#define RK_ATTN_TC_THREADS (RK_ATTN_TC_WARPS * 32)
+
+/* Tile configuration of one instantiation. */
+template <int HS, int WM, int BN, bool SM75> struct attn_tc_cfg {
+    static constexpr int BM     = 16 * WM * RK_ATTN_TC_WARPS; /* query rows per CTA */
+    static constexpr int CPR    = HS / 8;                     /* 16-byte chunks per row */
+    static constexpr int KSTEPS = HS / 16;                    /* k-steps of S = Q K^T */
+    static constexpr int NTILES = BN / 8;                     /* 8-column tiles of S */
+    static constexpr int DTILES = HS / 8;                     /* 8-column tiles of O */
+    /* accumulator and fragment registers per thread; Q fragments are kept in registers when this stays low */
+    static constexpr int  REGS      = WM * KSTEPS * 4 + WM * NTILES * 4 + WM * DTILES * 4;
+    static constexpr bool Q_IN_REGS = REGS <= 176;
+    /* K/V/mask stages: see the kernel's comment; the sm_75 path (synchronous loads) has one */
+    static constexpr int  STAGES    = SM75 ? 1 : RK_ATTN_STAGES;
+    static constexpr int  SMEM      = BM * HS * 2 + STAGES * (2 * BN * HS * 2 + BN * 4); /* sQ, {sK, sV}, sMask */
+    static constexpr int  MIN_BLOCKS = WM == 2 ? 2 : (HS == 32 ? 4 : (HS == 64 ? 3 : 2)); /* register cap 255, 168 or 128 */
+    static_assert(HS == 32 || HS == 64 || HS == 128, "HS");
+    static_assert(BN % 16 == 0 && BN <= RK_ATTN_TC_THREADS && (BN * CPR) % RK_ATTN_TC_THREADS == 0, "BN");
+    static_assert((BM * CPR) % RK_ATTN_TC_THREADS == 0, "BM");
+};
+
+/*
+ * Byte offset of 16-byte chunk c of row r in a tile of rows of CPR chunks. The chunk index is XOR-swizzled with
+ * the row so that 8 consecutive rows at the same logical chunk (one ldmatrix 8x8 matrix, or one column of
+ * cp.async writes) fall in 8 different 16-byte bank groups: conflict-free without padding.
+ */
+template <int CPR> static __device__ __forceinline__ int attn_swz(int r, int c) {
+    if constexpr (CPR >= 8) {
+        return r * CPR * 16 + ((c ^ (r & 7)) << 4);
+    } else { /* CPR == 4: two rows per 128-byte line */
+        static_assert(CPR == 4, "CPR");
+        return r * 64 + ((c ^ ((r >> 1) & 3)) << 4);
+    }
+}
+
+static __device__ __forceinline__ uint32_t attn_smem_u32(const void * p) {
+    return (uint32_t) __cvta_generic_to_shared(p);
+}
+
+/*
+ * Per-thread part of the shared-memory addresses that ldmatrix.x4 reads. Every tile is read the same way: lane
+ * gives the row r_thread = (lane & 7) + 8 * ((lane >> 3) & 1) of a 16-row block and the chunk c_const + (lane >> 4)
+ * (c_const even), i.e. the four 8x8 matrices are (rows 0-7, chunk c), (rows 8-15, c), (rows 0-7, c+1),
+ * (rows 8-15, c+1). The swizzle key of the row does not change between 16-row blocks (r & 7 and (r >> 1) & 3 stay),
+ * and c_const ^ y = hi(c_const) + (lo(c_const) ^ y) for y below the XOR span, so the only per-thread values are
+ * the NX offsets (lo ^ y) << 4: an address is tile base + 16-row block + off(c_const), all but offs[] known at
+ * compile time once the loops are unrolled.
+ */
+template <int CPR> struct attn_ldsm_offs {
+    static constexpr int SPAN = CPR >= 8 ? 8 : 4; /* chunks the XOR can touch */
+    static constexpr int NX   = SPAN / 2;
+    uint32_t offs[NX];
+
+    __device__ __forceinline__ explicit attn_ldsm_offs(int lane) {
+        const int r   = (lane & 7) + ((lane >> 3) & 1) * 8;
+        const int key = CPR >= 8 ? (r & 7) : ((r >> 1) & 3);
+        const int y   = (lane >> 4) ^ key;
+#pragma unroll
+        for (int x = 0; x < NX; x++) offs[x] = (uint32_t) (((2 * x) ^ y) << 4);
+    }
+    /* byte offset, inside the thread's row, of chunk c_const + (lane >> 4) after the swizzle */
+    __device__ __forceinline__ uint32_t off(int c_const) const {
+        return offs[(c_const % SPAN) / 2] + (uint32_t) ((c_const / SPAN) * SPAN * 16);
+    }
+};
+
+/* 16-byte global -> shared copy; zero-fills the destination when !full (no bytes are read then). */
+static __device__ __forceinline__ void attn_cp_async_16(uint32_t dst, const void * src, bool full) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const int n = full ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
+#else
+    (void) dst; (void) src; (void) full;
+    __trap();
+#endif
+}
+
+static __device__ __forceinline__ void attn_cp_async_4(uint32_t dst, const void * src, bool full) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const int n = full ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
+#else
+    (void) dst; (void) src; (void) full;
+    __trap();
+#endif
+}
+
+template <bool SM75> static __device__ __forceinline__ void attn_cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (!SM75) asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+/* Waits until at most N of this thread's cp.async groups are pending (a barrier must follow). */
+template <int N, bool SM75> static __device__ __forceinline__ void attn_cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (!SM75) asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+static __device__ __forceinline__ void attn_ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void attn_ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr)
+                 : "memory");
+}
+
+/*
+ * c(16x8, f32) += a(16x16, row) * b(16x8, col). Fragment layout (PTX ISA, mma.m16n8k16), g = lane / 4,
+ * t = lane % 4: a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 8+2t..), a3 (g+8, 8+2t..); b0 (k 2t..2t+1, n g),
+ * b1 (k 8+2t.., n g); c0,c1 (g, 2t..2t+1), c2,c3 (g+8, 2t..). The sm_75 path issues it as two m16n8k8 fp16
+ * products (a0,a1 with b0, then a2,a3 with b1), the same layout split along k.
+ */
+template <bool BF16, bool SM75>
+static __device__ __forceinline__ void attn_mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    if constexpr (SM75) {
+        static_assert(!BF16, "no bf16 mma on sm_75");
+        asm("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(b0));
+        asm("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[2]), "r"(a[3]), "r"(b1));
+    } else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        if constexpr (BF16) {
+            asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                "{%0, %1, %2, %3};\n"
+                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        } else {
+            asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                "{%0, %1, %2, %3};\n"
+                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+        }
+#else
+        (void) c; (void) a; (void) b0; (void) b1;
+        __trap();
+#endif
+    }
+}
+
+/* Two floats to a packed pair (lo in the low half), round to nearest even. */
+template <bool BF16> static __device__ __forceinline__ uint32_t attn_pack2(float lo, float hi) {
+    uint32_t u;
+    if constexpr (BF16) {
+        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        memcpy(&u, &v, 4);
+    } else {
+        const __half2 v = __floats2half2_rn(lo, hi);
+        memcpy(&u, &v, 4);
+    }
+    return u;
+}
+
+static __device__ __forceinline__ float attn_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x)); /* ex2(-inf) = +0 */
+    return y;
+}
+
+/*
+ * Rows [row0, row0 + ROWS) of a strided (n_valid, HS) matrix into a swizzled shared tile; rows >= n_valid are
+ * zero-filled (a zero V row times p = 0 keeps NaN-free sums). cp.async on sm_80+, synchronous on the sm_75 path.
+ */
+template <int ROWS, int CPR, bool SM75>
+static __device__ __forceinline__ void attn_load_tile(unsigned char * s, const char * g, int64_t stride, int row0,
+                                                      int n_valid, int tid) {
+    constexpr int RSTEP = RK_ATTN_TC_THREADS / CPR; /* rows per pass of the block: a multiple of 8 */
+    static_assert(RSTEP % 8 == 0, "RSTEP");
+    const int       r   = tid / CPR, c = tid % CPR;
+    unsigned char * dst = s + attn_swz<CPR>(r, c); /* + it * RSTEP rows: same swizzle */
+    const char *    src = g + (int64_t) (row0 + r) * stride + c * 16;
+    const int64_t   adv = (int64_t) RSTEP * stride;
+#pragma unroll
+    for (int it = 0; it < ROWS / RSTEP; it++) {
+        const bool   ok = row0 + r + it * RSTEP < n_valid;
+        const char * sp = ok ? src + it * adv : g;
+        unsigned char * dp = dst + it * RSTEP * CPR * 16;
+        if constexpr (SM75) {
+            const uint4 val = ok ? __ldg(reinterpret_cast<const uint4 *>(sp)) : make_uint4(0, 0, 0, 0);
+            *reinterpret_cast<uint4 *>(dp) = val;
+        } else {
+            attn_cp_async_16(attn_smem_u32(dp), sp, ok);
+        }
+    }
+}
+
+/*
+ * FlashAttention-2 forward. grid (ceil(Tq / BM), NH, B) with the query blocks taken last-first (under a causal
+ * mask the last blocks have the most keys: scheduling them first evens out the tail), block 128 threads.
+ * Warp w owns query rows [w*16*WM, (w+1)*16*WM) of the CTA's BM rows; each thread holds, per 16-row tile, the
+ * rows g and g+8 of its quad. Dynamic shared memory: sQ (BM x HS), then per stage sK, sV (BN x HS each), then
+ * per stage sMask (BN i32); rows swizzled (attn_swz).
+ * Pipeline per key tile t, two stages (sm_80+): wait for tile t; barrier (all threads see it, and all are done
+ * with tile t-1, whose stage is overwritten next); start K, V, mask of tile t+1 (cp.async); S = Q K^T; mask;
+ * online softmax; O += P V. One barrier per tile, and a whole tile of compute to hide each load.
+ * One stage (sm_75 path): barrier; load tile t (synchronous); barrier; compute.
+ */
+template <int HS, int WM, int BN, bool BF16, bool SM75>
+static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, WM, BN, SM75>::MIN_BLOCKS))
+    attn_fwd_kernel_v2(const struct attn_args a) {
+    using C = attn_tc_cfg<HS, WM, BN, SM75>;
+    constexpr int BM = C::BM, CPR = C::CPR, KSTEPS = C::KSTEPS, NTILES = C::NTILES, DTILES = C::DTILES;
+    constexpr int STAGES = C::STAGES;
+    constexpr int ROWB   = CPR * 16; /* bytes per tile row */
+    extern __shared__ __align__(128) unsigned char attn_smem[];
+    unsigned char * sQ    = attn_smem;
+    unsigned char * sKV   = sQ + BM * ROWB; /* stage s: K at sKV + s * 2 * BN * ROWB, V right after it */
+    int *           sMask = reinterpret_cast<int *>(sKV + STAGES * 2 * BN * ROWB); /* stage s at sMask + s * BN */
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+    const int mb = (int) gridDim.x - 1 - (int) blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, hk = h / a.group;
+    const int m0 = mb * BM;
+    const int wrow = warp * 16 * WM; /* first row of this warp inside the CTA tile */
+
+    const char * qg = a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh;
+    const char * kg = a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh;
+    const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
+    const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
+
+    /* keys any row of this CTA may see: [kbeg, kend); tiles [t_begin, t_end) */
+    const int last_row = min(a.Tq, m0 + BM) - 1;
+    int       lo_first, hi_first, lo_last, hi_last;
+    attn_row_range(a, m0, lo_first, hi_first);
+    attn_row_range(a, last_row, lo_last, hi_last);
+    const int kbeg    = lo_first;    /* the window's lower bound grows with the row */
+    const int kend    = hi_last + 1; /* the causal upper bound grows with the row */
+    const int t_begin = kbeg / BN;
+    const int t_end   = kend > kbeg ? (kend + BN - 1) / BN : t_begin;
+
+    /* K of tile t into stage st; V and the mask of tile t into stage st */
+    auto load_k = [&](int t, int st) {
+        attn_load_tile<BN, CPR, SM75>(sKV + st * 2 * BN * ROWB, kg, a.k_st, t * BN, a.Tk, tid);
+    };
+    auto load_v = [&](int t, int st) {
+        const int n0 = t * BN;
+        attn_load_tile<BN, CPR, SM75>(sKV + st * 2 * BN * ROWB + BN * ROWB, vg, a.v_st, n0, a.Tk, tid);
+        if (mg) {
+            int * sm = sMask + st * BN;
+            for (int jj = tid; jj < BN; jj += RK_ATTN_TC_THREADS) {
+                const bool ok = n0 + jj < a.Tk;
+                if constexpr (SM75) {
+                    sm[jj] = ok ? __ldg(mg + n0 + jj) : 0;
+                } else {
+                    attn_cp_async_4(attn_smem_u32(sm + jj), ok ? mg + n0 + jj : mg, ok);
+                }
+            }
+        }
+    };
+
+    /* prologue: Q (group 0); K (two stages: and V) of the first tile (group 1) */
+    attn_load_tile<BM, CPR, SM75>(sQ, qg, a.q_st, m0, a.Tq, tid);
+    attn_cp_async_commit<SM75>();
+    if (t_begin < t_end) {
+        load_k(t_begin, 0);
+        if constexpr (STAGES == 2) load_v(t_begin, 0);
+    }
+    attn_cp_async_commit<SM75>();
+
+    /* ldmatrix addresses: this thread's row of each 16-row block, plus the swizzled chunk offsets */
+    const attn_ldsm_offs<CPR> sw(lane);
+    const uint32_t            row_base = attn_smem_u32(attn_smem) + ((lane & 7) + ((lane >> 3) & 1) * 8) * ROWB;
+    const uint32_t            q_base   = row_base + wrow * ROWB;
+    const uint32_t            kv_base  = row_base + BM * ROWB;
+
+    [[maybe_unused]] uint32_t qf[C::Q_IN_REGS ? WM : 1][C::Q_IN_REGS ? KSTEPS : 1][4];
+    if constexpr (C::Q_IN_REGS) {
+        attn_cp_async_wait<1, SM75>();
+        __syncthreads();
+#pragma unroll
+        for (int mi = 0; mi < WM; mi++) {
+#pragma unroll
+            for (int kk = 0; kk < KSTEPS; kk++) attn_ldsm_x4(qf[mi][kk], q_base + mi * 16 * ROWB + sw.off(kk * 2));
+        }
+    }
+
+    float o[WM][DTILES][4];
+    float row_m[WM][2]; /* running max of the raw scores of rows g, g+8 */
+    float row_l[WM][2]; /* this thread's part of the running sum (reduced over the quad at the end) */
+#pragma unroll
+    for (int mi = 0; mi < WM; mi++) {
+#pragma unroll
+        for (int d = 0; d < DTILES; d++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) o[mi][d][e] = 0.f;
+        }
+        row_m[mi][0] = row_m[mi][1] = -INFINITY;
+        row_l[mi][0] = row_l[mi][1] = 0.f;
+    }
+    const float sl2 = a.scale_log2;
+
+    for (int t = t_begin; t < t_end; t++) {
+        const int n0 = t * BN;
+        const int   st = STAGES == 2 ? ((t - t_begin) & 1) : 0;
+        const int * sm = sMask + st * BN;
+        /* Mask element j of a tile is loaded by thread j: after its own wait it may read it, and the barrier tells
+           every thread whether the whole tile is valid (then the tile needs no padding mask). */
+        bool tile_valid = true;
+        if constexpr (STAGES == 2) {
+            attn_cp_async_wait<0, SM75>(); /* K(t), V(t) (and Q) landed */
+            /* ... for all threads; and everyone is done with tile t-1's stage */
+            tile_valid = __syncthreads_and(!mg || tid >= BN || sm[tid] != 0);
+            if (t + 1 < t_end) {
+                load_k(t + 1, st ^ 1);
+                load_v(t + 1, st ^ 1);
+            }
+            attn_cp_async_commit<SM75>();
+        } else {
+            attn_cp_async_wait<0, SM75>(); /* K(t) (and Q) landed */
+            __syncthreads();               /* ... for all threads; and everyone is done with V(t-1) */
+            load_v(t, 0);
+            attn_cp_async_commit<SM75>();
+        }
+        const uint32_t k_base = kv_base + st * 2 * BN * ROWB;
+        const uint32_t v_base = k_base + BN * ROWB;
+
+        /* S = Q K^T */
+        float s[WM][NTILES][4];
+#pragma unroll
+        for (int mi = 0; mi < WM; mi++) {
+#pragma unroll
+            for (int j = 0; j < NTILES; j++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[mi][j][e] = 0.f;
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) {
+            uint32_t qa[WM][4];
+#pragma unroll
+            for (int mi = 0; mi < WM; mi++) {
+                if constexpr (C::Q_IN_REGS) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) qa[mi][e] = qf[mi][kk][e];
+                } else {
+                    attn_ldsm_x4(qa[mi], q_base + mi * 16 * ROWB + sw.off(kk * 2));
+                }
+            }
+#pragma unroll
+            for (int np = 0; np < NTILES / 2; np++) {
+                uint32_t kb[4]; /* b0 of key tiles 2np, 2np+1; b1 of key tiles 2np, 2np+1 */
+                attn_ldsm_x4(kb, k_base + np * 16 * ROWB + sw.off(kk * 2));
+#pragma unroll
+                for (int mi = 0; mi < WM; mi++) {
+                    attn_mma<BF16, SM75>(s[mi][2 * np], qa[mi], kb[0], kb[2]);
+                    attn_mma<BF16, SM75>(s[mi][2 * np + 1], qa[mi], kb[1], kb[3]);
+                }
+            }
+        }
+
+        if constexpr (STAGES == 1) {
+            attn_cp_async_wait<0, SM75>(); /* V(t) and the mask landed */
+            /* ... for all threads; and everyone is done with K(t) */
+            tile_valid = __syncthreads_and(!mg || tid >= BN || sm[tid] != 0);
+            if (t + 1 < t_end) load_k(t + 1, 0);
+            attn_cp_async_commit<SM75>();
+        }
+
+        /* masking: only tiles with padding, or that cross Tk, the diagonal or the window edge */
+        const bool need_mask = !tile_valid || n0 + BN > hi_first + 1 || n0 < lo_last;
+        if (need_mask) {
+#pragma unroll
+            for (int mi = 0; mi < WM; mi++) {
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    int lo, hi;
+                    attn_row_range(a, m0 + wrow + mi * 16 + g + 8 * r, lo, hi);
+                    lo -= n0;
+                    hi -= n0;
+#pragma unroll
+                    for (int j = 0; j < NTILES; j++) {
+#pragma unroll
+                        for (int e = 0; e < 2; e++) {
+                            const int  c  = j * 8 + 2 * tig + e;
+                            const bool ok = c >= lo && c <= hi && (!mg || sm[c] != 0);
+                            if (!ok) s[mi][j][2 * r + e] = -INFINITY;
+                        }
+                    }
+                }
+            }
+        }
+
+        /* online softmax (exp2 with the scale folded in: p = 2^(scale_log2 * (s - m))). P goes to 16 bits as it is
+           made (half the registers of S): the accumulators of key tiles 2kk, 2kk+1 are the A fragment of k-step
+           kk of P V, pa[mi][kk] = {(g, tile 2kk), (g+8, tile 2kk), (g, tile 2kk+1), (g+8, tile 2kk+1)} */
+        uint32_t pa[WM][BN / 16][4];
+        float    alpha_r[WM][2];
+        bool     rescale = false;
+#pragma unroll
+        for (int mi = 0; mi < WM; mi++) {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float mx = row_m[mi][r];
+#pragma unroll
+                for (int j = 0; j < NTILES; j++) mx = fmaxf(mx, fmaxf(s[mi][j][2 * r], s[mi][j][2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float m_use = mx == -INFINITY ? 0.f : mx; /* all masked so far: avoid inf - inf */
+                const float alpha = attn_exp2((row_m[mi][r] - m_use) * sl2);
+                const float ms    = m_use * sl2;
+                row_m[mi][r]      = mx;
+                float sum         = 0.f;
+#pragma unroll
+                for (int j = 0; j < NTILES; j++) {
+                    const float p0 = attn_exp2(fmaf(s[mi][j][2 * r], sl2, -ms));
+                    const float p1 = attn_exp2(fmaf(s[mi][j][2 * r + 1], sl2, -ms));
+                    sum += p0 + p1;
+                    pa[mi][j / 2][(j % 2) * 2 + r] = attn_pack2<BF16>(p0, p1);
+                }
+                row_l[mi][r]   = row_l[mi][r] * alpha + sum;
+                alpha_r[mi][r] = alpha;
+                rescale |= alpha != 1.f;
+            }
+        }
+        /* rescale O only when some row of the warp has a new maximum (exact: skipped only when every alpha is 1) */
+        if (!RK_ATTN_LAZY_RESCALE || __any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+            for (int mi = 0; mi < WM; mi++) {
+#pragma unroll
+                for (int d = 0; d < DTILES; d++) {
+                    o[mi][d][0] *= alpha_r[mi][0];
+                    o[mi][d][1] *= alpha_r[mi][0];
+                    o[mi][d][2] *= alpha_r[mi][1];
+                    o[mi][d][3] *= alpha_r[mi][1];
+                }
+            }
+        }
+
+        /* O += P V */
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+#pragma unroll
+            for (int dp = 0; dp < DTILES / 2; dp++) {
+                uint32_t vb[4]; /* b0, b1 of dim tile 2dp; b0, b1 of dim tile 2dp+1 */
+                attn_ldsm_x4_trans(vb, v_base + kk * 16 * ROWB + sw.off(dp * 2));
+#pragma unroll
+                for (int mi = 0; mi < WM; mi++) {
+                    attn_mma<BF16, SM75>(o[mi][2 * dp], pa[mi][kk], vb[0], vb[1]);
+                    attn_mma<BF16, SM75>(o[mi][2 * dp + 1], pa[mi][kk], vb[2], vb[3]);
+                }
+            }
+        }
+    }
+
+    /* epilogue: normalise, stage this warp's rows in its own part of sQ, write 16-byte chunks */
+    attn_cp_async_wait<0, SM75>(); /* nothing may still be landing in sQ (no key tile at all) */
+    __syncthreads();
+    float lse[WM][2];
+#pragma unroll
+    for (int mi = 0; mi < WM; mi++) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float l = row_l[mi][r];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const float inv = l > 0.f ? 1.f / l : 0.f; /* a row with no valid key gives zeros */
+            lse[mi][r]      = l > 0.f ? row_m[mi][r] * a.scale + logf(l) : -INFINITY;
+#pragma unroll
+            for (int d = 0; d < DTILES; d++) {
+                o[mi][d][2 * r] *= inv;
+                o[mi][d][2 * r + 1] *= inv;
+            }
+        }
+    }
+#pragma unroll
+    for (int mi = 0; mi < WM; mi++) {
+        const int r = wrow + mi * 16 + g;
+#pragma unroll
+        for (int d = 0; d < DTILES; d++) {
+            *reinterpret_cast<uint32_t *>(sQ + attn_swz<CPR>(r, d) + tig * 4) =
+                attn_pack2<BF16>(o[mi][d][0], o[mi][d][1]);
+            *reinterpret_cast<uint32_t *>(sQ + attn_swz<CPR>(r + 8, d) + tig * 4) =
+                attn_pack2<BF16>(o[mi][d][2], o[mi][d][3]);
+        }
+    }
+    __syncwarp();
+    char * og = a.o + (int64_t) b * a.o_sb + (int64_t) h * a.o_sh;
+#pragma unroll
+    for (int it = 0; it < 16 * WM * CPR / 32; it++) {
+        const int id = lane + it * 32, r = wrow + id / CPR, c = id % CPR;
+        const int i  = m0 + r;
+        if (i < a.Tq) {
+            *reinterpret_cast<uint4 *>(og + (int64_t) i * a.o_st + c * 16) =
+                *reinterpret_cast<const uint4 *>(sQ + attn_swz<CPR>(r, c));
+        }
+    }
+    if (a.lse && tig == 0) {
+        char * lg = a.lse + (int64_t) b * a.l_sb + (int64_t) h * a.l_sh;
+#pragma unroll
+        for (int mi = 0; mi < WM; mi++) {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int i = m0 + wrow + mi * 16 + g + 8 * r;
+                if (i < a.Tq) *reinterpret_cast<float *>(lg + (int64_t) i * a.l_st) = lse[mi][r];
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// kernel launchers
+
+static const char * const attn_variant_names[RK_ATTN_FWD_N_VARIANTS] = {
+    "auto", "plain", "tc64x64", "tc128x64", "tc128x32", "tc128x128",
+};
+
+extern "C" const char * rk_cuda_attn_fwd_variant_name(int variant) {
+    return variant >= 0 && variant < RK_ATTN_FWD_N_VARIANTS ? attn_variant_names[variant] : "?";
+}
+
+template <int ND, bool BF16> static void attn_launch_v1(const struct attn_args & a, int B, int NH, cudaStream_t stream) {
+    const dim3 grid((unsigned) ((a.Tq + RK_ATTN_V1_WARPS - 1) / RK_ATTN_V1_WARPS), (unsigned) NH, (unsigned) B);
+    attn_fwd_kernel_v1<ND, BF16><<<grid, RK_ATTN_V1_WARPS * 32, 0, stream>>>(a);
+    RK_CUDA_CHECK(cudaGetLastError());
+}
+
+template <bool BF16> static void attn_launch_v1_hs(const struct attn_args & a, int B, int NH, cudaStream_t stream) {
+    switch ((a.hs + 31) / 32) {
+        case 1: attn_launch_v1<1, BF16>(a, B, NH, stream); break;
+        case 2: attn_launch_v1<2, BF16>(a, B, NH, stream); break;
+        case 3: attn_launch_v1<3, BF16>(a, B, NH, stream); break;
+        case 4: attn_launch_v1<4, BF16>(a, B, NH, stream); break;
+        case 5: attn_launch_v1<5, BF16>(a, B, NH, stream); break;
+        case 6: attn_launch_v1<6, BF16>(a, B, NH, stream); break;
+        case 7: attn_launch_v1<7, BF16>(a, B, NH, stream); break;
+        default: attn_launch_v1<8, BF16>(a, B, NH, stream); break;
+    }
+}
+
+/* Launches one tensor-core instantiation; UNSUPPORTED when its shared memory exceeds the device's opt-in limit. */
+template <int HS, int WM, int BN, bool BF16, bool SM75>
+static enum rk_status attn_launch_v2(const struct attn_args & a, int B, int NH, int smem_optin, cudaStream_t stream) {
+    using C = attn_tc_cfg<HS, WM, BN, SM75>;
+    if (C::SMEM > smem_optin) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: tile %dx%d needs %d bytes of shared memory, device allows %d",
+                            C::BM, BN, C::SMEM, smem_optin);
+    }
+    if (C::SMEM > 48 * 1024) {
+        /* cheap, and per device: set it on every launch rather than caching per device */
+        RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_v2<HS, WM, BN, BF16, SM75>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+    }
+    const dim3 grid((unsigned) ((a.Tq + C::BM - 1) / C::BM), (unsigned) NH, (unsigned) B);
+    attn_fwd_kernel_v2<HS, WM, BN, BF16, SM75><<<grid, RK_ATTN_TC_THREADS, C::SMEM, stream>>>(a);
+    RK_CUDA_CHECK(cudaGetLastError());
+    return RK_OK;
+}
+
+/* variant 2..5 at head size HS for one dtype on the sm_80+ path */
+template <int HS, bool BF16>
+static enum rk_status attn_launch_tc(const struct attn_args & a, int variant, int B, int NH, int smem_optin,
+                                     cudaStream_t stream) {
+    switch (variant) {
+        case 2: return attn_launch_v2<HS, 1, 64, BF16, false>(a, B, NH, smem_optin, stream);
+        case 3: return attn_launch_v2<HS, 2, 64, BF16, false>(a, B, NH, smem_optin, stream);
+        case 4:
+            if constexpr (HS == 128) return attn_launch_v2<HS, 2, 32, BF16, false>(a, B, NH, smem_optin, stream);
+            break;
+        case 5:
+            if constexpr (HS <= 64) return attn_launch_v2<HS, 2, 128, BF16, false>(a, B, NH, smem_optin, stream);
+            break;
+        default: break;
+    }
+    return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: variant %d does not take HS=%d", variant, HS);
+}
+
+/* The variant the automatic choice takes for a tensor-core-eligible call (docs/ATTN.md, "Tile choice"). */
+static int attn_auto_variant(int hs) {
+    return hs == 128 ? 4 : 3; /* v3 at HS = 128 spills a few registers (docs/ATTN.md) */
+}
+
+static bool attn_aligned16(const struct rk_tensor * t) {
+    return ((uintptr_t) t->data % 16) == 0 && t->nb[0] % 16 == 0 && t->nb[1] % 16 == 0 && t->nb[2] % 16 == 0;
+}
+
+static bool attn_shape_is(const struct rk_tensor * t, int64_t n0, int64_t n1, int64_t n2, int64_t n3) {
+    return t->ne[0] == n0 && t->ne[1] == n1 && t->ne[2] == n2 && t->ne[3] == n3;
+}
+
+extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const struct rk_tensor * q,
+                                                   const struct rk_tensor * k, const struct rk_tensor * v,
+                                                   const struct rk_tensor * mask, struct rk_tensor * lse,
+                                                   const struct rk_attn_params * p, bool force_sm75, int variant,
+                                                   cudaStream_t stream) {
+    /* q (B, NH, Tq, HS); k, v (B, NKV, Tk, HS); dst (B, NH, Tq, HS); mask (B, Tk) i32; lse (B, NH, Tq) f32 */
+    if (!dst || !q || !k || !v || !p || !dst->data || !q->data || !k->data || !v->data || (mask && !mask->data) ||
+        (lse && !lse->data)) {
+        return rk_set_error(RK_STATUS_ARG, "attn_fwd: NULL tensor or data pointer");
+    }
+    if (variant < 0 || variant >= RK_ATTN_FWD_N_VARIANTS) {
+        return rk_set_error(RK_STATUS_ARG, "attn_fwd: no variant %d", variant);
+    }
+    const enum rk_dtype dt = q->dtype;
+    if ((dt != RK_DTYPE_BF16 && dt != RK_DTYPE_F16) || k->dtype != dt || v->dtype != dt || dst->dtype != dt) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: CUDA takes q, k, v, dst all bf16 or all f16 (q is %s)",
+                            rk_dtype_traits[dt].name);
+    }
+    const int64_t B = q->ne[0], NH = q->ne[1], Tq = q->ne[2], HS = q->ne[3];
+    const int64_t NKV = k->ne[1], Tk = k->ne[2];
+    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4 || dst->ndim != 4 || !attn_shape_is(k, B, NKV, Tk, HS) ||
+        !attn_shape_is(v, B, NKV, Tk, HS) || !attn_shape_is(dst, B, NH, Tq, HS) || NKV <= 0 || NH % NKV != 0) {
+        return rk_set_error(RK_STATUS_ARG, "attn_fwd: shapes do not match q (B,NH,Tq,HS), k/v (B,NKV,Tk,HS), dst "
+                                           "(B,NH,Tq,HS) with NH %% NKV == 0");
+    }
+    if (mask && (mask->dtype != RK_DTYPE_I32 || mask->ndim != 2 || mask->ne[0] != B || mask->ne[1] != Tk)) {
+        return rk_set_error(RK_STATUS_ARG, "attn_fwd: mask must be (B, Tk) i32");
+    }
+    if (lse && (lse->dtype != RK_DTYPE_F32 || lse->ndim != 3 || lse->ne[0] != B || lse->ne[1] != NH ||
+                lse->ne[2] != Tq)) {
+        return rk_set_error(RK_STATUS_ARG, "attn_fwd: lse must be (B, NH, Tq) f32");
+    }
+    if (q->nb[3] != 2 || k->nb[3] != 2 || v->nb[3] != 2 || dst->nb[3] != 2 || (mask && mask->nb[1] != 4) ||
+        (lse && (lse->nb[2] % 4 != 0 || lse->nb[1] % 4 != 0 || lse->nb[0] % 4 != 0)) ||
+        (mask && mask->nb[0] % 4 != 0)) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: the innermost stride must be the element size");
+    }
+    if (HS <= 0 || HS > RK_ATTN_V1_MAX_HS || B > 65535 || NH > 65535 || Tq >= (1 << 30) || Tk >= (1 << 30)) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: HS=%lld (max %d), B=%lld, NH=%lld, Tq=%lld, Tk=%lld out "
+                                                   "of range", (long long) HS, RK_ATTN_V1_MAX_HS, (long long) B,
+                            (long long) NH, (long long) Tq, (long long) Tk);
+    }
+    if (B == 0 || NH == 0 || Tq == 0) return RK_OK;
+
+    int dev = 0, cc_major = 0, cc_minor = 0, smem_optin = 0;
+    RK_CUDA_CHECK(cudaGetDevice(&dev));
+    RK_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
+    RK_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
+    RK_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    const int cc = cc_major * 10 + cc_minor;
+    if (cc < 75) return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: needs sm_75 or newer (device is sm_%d)", cc);
+    const bool sm75 = force_sm75 || cc < 80;
+    const bool bf16 = dt == RK_DTYPE_BF16;
+
+    struct attn_args a;
+    memset(&a, 0, sizeof(a));
+    a.q    = (const char *) q->data;
+    a.k    = (const char *) k->data;
+    a.v    = (const char *) v->data;
+    a.o    = (char *) dst->data;
+    a.mask = mask ? (const char *) mask->data : NULL;
+    a.lse  = lse ? (char *) lse->data : NULL;
+    a.q_sb = q->nb[0];   a.q_sh = q->nb[1];   a.q_st = q->nb[2];
+    a.k_sb = k->nb[0];   a.k_sh = k->nb[1];   a.k_st = k->nb[2];
+    a.v_sb = v->nb[0];   a.v_sh = v->nb[1];   a.v_st = v->nb[2];
+    a.o_sb = dst->nb[0]; a.o_sh = dst->nb[1]; a.o_st = dst->nb[2];
+    a.m_sb = mask ? mask->nb[0] : 0;
+    if (lse) {
+        a.l_sb = lse->nb[0]; a.l_sh = lse->nb[1]; a.l_st = lse->nb[2];
+    }
+    a.q_offset   = p->q_offset;
+    a.window     = p->window > 0 ? p->window : 0;
+    a.Tq         = (int) Tq;
+    a.Tk         = (int) Tk;
+    a.group      = (int) (NH / NKV);
+    a.hs         = (int) HS;
+    a.causal     = p->causal ? 1 : 0;
+    a.scale      = p->scale;
+    a.scale_log2 = p->scale * 1.4426950408889634f;
+
+    /* the tensor-core kernels fold the scale into exp2 after taking the max of the raw scores: scale > 0 */
+    const bool tc_ok = (HS == 32 || HS == 64 || HS == 128) && attn_aligned16(q) && attn_aligned16(k) &&
+                       attn_aligned16(v) && attn_aligned16(dst) && p->scale > 0.f && isfinite(p->scale) &&
+                       !(sm75 && bf16);
+    if (variant == 0) variant = tc_ok ? (sm75 ? 2 : attn_auto_variant((int) HS)) : 1;
+    if (variant == 1) {
+        if (bf16) {
+            attn_launch_v1_hs<true>(a, (int) B, (int) NH, stream);
+        } else {
+            attn_launch_v1_hs<false>(a, (int) B, (int) NH, stream);
+        }
+        return RK_OK;
+    }
+    if (!tc_ok) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: variant %d needs HS in {32, 64, 128}, 16-byte aligned "
+                                                   "rows, scale > 0%s (HS=%lld)", variant,
+                            sm75 && bf16 ? " and f16 on the sm_75 path" : "", (long long) HS);
+    }
+    if (sm75) {
+        if (variant != 2) {
+            return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: the sm_75 path has variant 2 only");
+        }
+        switch (HS) {
+            case 32: return attn_launch_v2<32, 1, 64, false, true>(a, (int) B, (int) NH, smem_optin, stream);
+            case 64: return attn_launch_v2<64, 1, 64, false, true>(a, (int) B, (int) NH, smem_optin, stream);
+            default: return attn_launch_v2<128, 1, 64, false, true>(a, (int) B, (int) NH, smem_optin, stream);
+        }
+    }
+    switch (HS) {
+        case 32:
+            return bf16 ? attn_launch_tc<32, true>(a, variant, (int) B, (int) NH, smem_optin, stream)
+                        : attn_launch_tc<32, false>(a, variant, (int) B, (int) NH, smem_optin, stream);
+        case 64:
+            return bf16 ? attn_launch_tc<64, true>(a, variant, (int) B, (int) NH, smem_optin, stream)
+                        : attn_launch_tc<64, false>(a, variant, (int) B, (int) NH, smem_optin, stream);
+        default:
+            return bf16 ? attn_launch_tc<128, true>(a, variant, (int) B, (int) NH, smem_optin, stream)
+                        : attn_launch_tc<128, false>(a, variant, (int) B, (int) NH, smem_optin, stream);
+    }
+}
+
+extern "C" enum rk_status rk_cuda_attn_fwd(struct rk_tensor * dst, const struct rk_tensor * q,
+                                           const struct rk_tensor * k, const struct rk_tensor * v,
+                                           const struct rk_tensor * mask, struct rk_tensor * lse,
+                                           const struct rk_attn_params * p, bool force_sm75, cudaStream_t stream) {
+    return rk_cuda_attn_fwd_variant(dst, q, k, v, mask, lse, p, force_sm75, 0, stream);
+}

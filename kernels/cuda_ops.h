@@ -1,0 +1,262 @@
+/*
+ * cuda_ops.h: C ABI of the CUDA launchers of the dense ops (all but attention, which is kernels/attn_cuda.h),
+ * the cuBLAS/cuBLASLt context, and small layout helpers shared by the launchers and host/backend_cuda.c.
+ * Only built with CUDA (-DRK_HAVE_CUDA); the dispatcher in host/backend_cuda.c is the usual caller.
+ *
+ * Every launcher:
+ *   - takes the same tensors as the op's CPU reference (see host/backend.h for shapes and semantics) plus a stream;
+ *   - supports f32, f16 and bf16 activations (all floating tensors of one call share one dtype), with fp32 math;
+ *   - checks shapes, dtypes and layouts and returns RK_STATUS_UNSUPPORTED (message set) for what it cannot do,
+ *     without launching anything; RK_STATUS_ARG for inconsistent shapes;
+ *   - checks its launch (RK_CUDA_CHECK(cudaGetLastError())) and aborts on a CUDA fault (STYLE.md 5);
+ *   - is asynchronous on `stream` and allocates nothing.
+ * Row layouts: a tensor is used as rows (N, C) whose last dim is contiguous and whose outer dims collapse into one
+ * row stride (rk_rows_of below), so (B,T,C) tensors and 2-D views with a row stride larger than C both work.
+ *
+ * The lower half of this header (under __CUDACC__) holds device helpers shared by the kernels/<op>.cu files.
+ */
+#ifndef RK_KERNELS_CUDA_OPS_H
+#define RK_KERNELS_CUDA_OPS_H
+
+#include "backend.h"
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+ * layout helpers (host; C and C++) */
+
+/* A tensor seen as nrows x ncols with contiguous rows; stride is the distance between rows in elements. */
+struct rk_rows {
+    int64_t nrows;
+    int64_t ncols;
+    int64_t stride;
+};
+
+/*
+ * Describes t as rows. False when the last dim is not contiguous or the outer dims do not collapse into one row
+ * stride (then the op is unsupported). Cannot fail otherwise.
+ */
+static inline bool rk_rows_of(const struct rk_tensor * t, struct rk_rows * r) {
+    const int64_t es = (int64_t) rk_dtype_traits[t->dtype].type_size;
+    if (rk_dtype_traits[t->dtype].is_quantized || t->ndim < 1) return false;
+    const int last = t->ndim - 1;
+    r->ncols  = t->ne[last];
+    r->nrows  = 1;
+    r->stride = r->ncols;
+    if (r->ncols > 1 && t->nb[last] != es) return false;
+    int64_t expect = -1; /* byte stride the next outer non-trivial dim must have */
+    for (int d = last - 1; d >= 0; d--) {
+        r->nrows *= t->ne[d];
+        if (t->ne[d] == 1) continue;
+        if (expect < 0) {
+            if (t->nb[d] % es != 0 || t->nb[d] < r->ncols * es) return false;
+            r->stride = t->nb[d] / es;
+        } else if (t->nb[d] != expect) {
+            return false;
+        }
+        expect = t->nb[d] * t->ne[d];
+    }
+    return true;
+}
+
+/* Largest power of two (<= 256) dividing the address: what vector loads and cuBLASLt may assume. */
+static inline unsigned rk_ptr_align(const void * p) {
+    uintptr_t a = (uintptr_t) p;
+    unsigned  n = 1;
+    while (n < 256 && (a & (uintptr_t) (2 * n - 1)) == 0) n *= 2;
+    return n;
+}
+
+static inline bool rk_is_float_dtype(enum rk_dtype t) {
+    return t == RK_DTYPE_F32 || t == RK_DTYPE_F16 || t == RK_DTYPE_BF16;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * kernel launchers (kernels/<op>.cu). Shapes: see the op comments in host/backend.h. */
+
+/*
+ * EMBED (kernels/embed.cu). dst (B,T,C) = wte[ids] + wpe[pos_offset + t] + wtt[type_ids]; wpe, wtt, type_ids may
+ * be NULL. When ln_w is not NULL the embedding LayerNorm is fused: dst = LN(sum) * ln_w + ln_b (ln_b may be NULL).
+ * Token and type ids are NOT range-checked on the host (they live on the device): the model/tokenizer validates
+ * them before upload (rk_bert_forward does). An out-of-range id cannot read out of bounds: its output row is NaN,
+ * so the error shows downstream instead of corrupting memory. Positions are checked here (RK_STATUS_ARG).
+ */
+enum rk_status rk_cuda_embed(struct rk_tensor * dst, const struct rk_tensor * wte, const struct rk_tensor * ids,
+                             const struct rk_tensor * wpe, const struct rk_tensor * wtt,
+                             const struct rk_tensor * type_ids, const struct rk_embed_params * p,
+                             const struct rk_tensor * ln_w, const struct rk_tensor * ln_b, float ln_eps,
+                             cudaStream_t stream);
+
+/* LAYERNORM (kernels/layernorm.cu). dst (N,C) = LN(x + residual) * w + b; b, residual may be NULL; dst may alias
+ * x or residual (exactly, same rows). */
+enum rk_status rk_cuda_layernorm(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_tensor * w,
+                                 const struct rk_tensor * b, const struct rk_tensor * residual,
+                                 const struct rk_layernorm_params * p, cudaStream_t stream);
+
+/* GELU (erf form) and ADD (kernels/elementwise.cu); same shapes; dst may alias an input. */
+enum rk_status rk_cuda_gelu(struct rk_tensor * dst, const struct rk_tensor * x, cudaStream_t stream);
+enum rk_status rk_cuda_add(struct rk_tensor * dst, const struct rk_tensor * a, const struct rk_tensor * b,
+                           cudaStream_t stream);
+/* In place on dst (M,N): dst = act(dst + bias); bias (N) or NULL. The matmul epilogue when cuBLASLt cannot do it. */
+enum rk_status rk_cuda_bias_act(struct rk_tensor * dst, const struct rk_tensor * bias, enum rk_act act,
+                                cudaStream_t stream);
+
+/* SOFTMAX (kernels/softmax.cu). dst (N,C) = softmax(x * scale) along C; a row of all -inf gives zeros. */
+enum rk_status rk_cuda_softmax(struct rk_tensor * dst, const struct rk_tensor * x,
+                               const struct rk_softmax_params * p, cudaStream_t stream);
+
+/* POOL and L2NORM (kernels/pool.cu). pool: x (B,T,C), mask (B,T) i32 or NULL, dst (B,C); an empty row gives
+ * zeros. l2norm: dst (N,C) = x / max(||x||, eps); dst may alias x. */
+enum rk_status rk_cuda_pool(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_tensor * mask,
+                            const struct rk_pool_params * p, cudaStream_t stream);
+enum rk_status rk_cuda_l2norm(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_l2norm_params * p,
+                              cudaStream_t stream);
+
+/* ---- MATMUL (kernels/matmul.cu): cuBLASLt with a cuBLAS fallback ------------------------------------------- */
+
+/* cuBLAS + cuBLASLt handles, a workspace and a small cache of matmul plans. Opaque. */
+struct rk_cuda_blas;
+
+/*
+ * Creates the handles and a workspace on the current device. Returns NULL with the error set (RK_STATUS_DEVICE)
+ * when a handle or the workspace cannot be created. Free with rk_cuda_blas_free (NULL is fine).
+ */
+struct rk_cuda_blas * rk_cuda_blas_init(void);
+void                  rk_cuda_blas_free(struct rk_cuda_blas * blas);
+
+/*
+ * dst (M,N) = x (M,K) @ w (N,K)^T (+ bias (N)), then p->act (GELU = erf form). x and dst may have row strides larger
+ * than their width; w rows contiguous. f16/bf16: fp32 accumulation, result rounded once; f32: full fp32 (no TF32).
+ * The plan cache makes this not thread-safe: one blas context per host thread.
+ */
+enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_tensor * dst, const struct rk_tensor * x,
+                              const struct rk_tensor * w, const struct rk_tensor * bias,
+                              const struct rk_matmul_params * p, cudaStream_t stream);
+
+/* ---- backend accessors (host/backend_cuda.c) ----------------------------------------------------------------- */
+
+/* The stream every op of a CUDA backend runs on (for benches and tests that launch directly). be must be CUDA. */
+cudaStream_t rk_backend_cuda_stream(struct rk_backend * be);
+/* True when the backend was created with RK_CUDA_FORCE_SM75=1 (fp16 activations, sm_75 attention path). */
+bool         rk_backend_cuda_forced_sm75(struct rk_backend * be);
+
+#ifdef __cplusplus
+}
+#endif
+
+/* ================================================================================================
+ * device helpers shared by the kernels/<op>.cu files (C++ only)
+ * ================================================================================================ */
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#define RK_CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+
+__device__ __forceinline__ float rk_to_f32(float x) { return x; }
+__device__ __forceinline__ float rk_to_f32(__half x) { return __half2float(x); }
+__device__ __forceinline__ float rk_to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T> __device__ __forceinline__ T rk_from_f32(float x);
+template <> __device__ __forceinline__ float         rk_from_f32<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half        rk_from_f32<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __forceinline__ __nv_bfloat16 rk_from_f32<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+__device__ __forceinline__ float rk_warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float rk_warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* V consecutive elements, aligned to their size so that a 16-byte pack compiles to one 128-bit access. */
+template <typename T, int V> struct alignas(sizeof(T) * V) rk_pack {
+    T v[V];
+};
+
+/* Loads V elements at p (aligned to V * sizeof(T)) into fp32. */
+template <int V, typename T> __device__ __forceinline__ void rk_load_f32(const T * p, float (&out)[V]) {
+    const rk_pack<T, V> pk = *reinterpret_cast<const rk_pack<T, V> *>(p);
+#pragma unroll
+    for (int i = 0; i < V; i++) out[i] = rk_to_f32(pk.v[i]);
+}
+/* Stores V fp32 values at p (aligned to V * sizeof(T)), rounding to T once. */
+template <int V, typename T> __device__ __forceinline__ void rk_store_f32(T * p, const float (&in)[V]) {
+    rk_pack<T, V> pk;
+#pragma unroll
+    for (int i = 0; i < V; i++) pk.v[i] = rk_from_f32<T>(in[i]);
+    *reinterpret_cast<rk_pack<T, V> *>(p) = pk;
+}
+
+/* The C type of a floating rk_dtype, for dispatch: RK_DISPATCH_FLOAT(dtype, T, stmt) runs stmt with T bound. */
+#define RK_DISPATCH_FLOAT(dtype, T, ...)                                       \
+    switch (dtype) {                                                           \
+        case RK_DTYPE_F32: { typedef float T; __VA_ARGS__; } break;            \
+        case RK_DTYPE_F16: { typedef __half T; __VA_ARGS__; } break;           \
+        case RK_DTYPE_BF16: { typedef __nv_bfloat16 T; __VA_ARGS__; } break;   \
+        default: break;                                                        \
+    }
+
+/* Widest vector (elements) usable for all of the given rows: 16 bytes when every pointer, the row width and the
+ * row strides allow it, else 1. */
+static inline int rk_vec_width(size_t elem_size, int64_t ncols, int n, const void * const * ptrs,
+                               const int64_t * strides) {
+    const int v = (int) (16 / elem_size);
+    if (ncols % v != 0) return 1;
+    for (int i = 0; i < n; i++) {
+        if (ptrs[i] && (rk_ptr_align(ptrs[i]) < 16 || strides[i] % v != 0)) return 1;
+    }
+    return v;
+}
+
+/*
+ * LayerNorm of one row by one warp, fp32 statistics in two passes over the row (mean, then the centred sum of
+ * squares: no cancellation for rows with a large mean). `load(c, vals)` produces V fp32 inputs at column c (the row
+ * is re-read in each pass: it stays in L1 for the row sizes of our models). Writes dst = (x - mean) * rstd * w + b.
+ * Each output element is written by the lane that read it, after all reads of the row, so dst may alias the input.
+ */
+template <typename T, int V, typename Load>
+__device__ __forceinline__ void rk_layernorm_row_warp(const Load & load, T * dst, const T * w, const T * b,
+                                                      int64_t C, float eps, int lane) {
+    float sum = 0.0f;
+    for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
+        float x[V];
+        load(c, x);
+#pragma unroll
+        for (int i = 0; i < V; i++) sum += x[i];
+    }
+    const float mean = rk_warp_sum(sum) / (float) C;
+    float       sq   = 0.0f;
+    for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
+        float x[V];
+        load(c, x);
+#pragma unroll
+        for (int i = 0; i < V; i++) sq += (x[i] - mean) * (x[i] - mean);
+    }
+    const float rstd = rsqrtf(rk_warp_sum(sq) / (float) C + eps);
+    for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
+        float x[V], wv[V], bv[V];
+        load(c, x);
+        rk_load_f32<V>(w + c, wv);
+        if (b) {
+            rk_load_f32<V>(b + c, bv);
+        } else {
+#pragma unroll
+            for (int i = 0; i < V; i++) bv[i] = 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < V; i++) x[i] = (x[i] - mean) * rstd * wv[i] + bv[i];
+        rk_store_f32<V>(dst + c, x);
+    }
+}
+
+#endif /* __CUDACC__ */
+#endif

@@ -1,0 +1,104 @@
+/*
+ * softmax.cu: CUDA RK_OP_SOFTMAX: dst = softmax(x * scale) along the last dim, numerically stable; a row of all
+ * -inf gives zeros (never NaN), as the CPU reference kernels/softmax_cpu.c. Parity cases SOFTMAX(...) in
+ * tests/test_ops.c. (Attention has its own fused softmax; this op serves classification heads and tests.)
+ *
+ * Kernel variants:
+ *   softmax_kernel_v1<T, V>: one warp per row, 8 rows per 256-thread block; pass 1 an online max/sum in fp32
+ *                            (each lane its own running pair, merged across the warp), pass 2 writes exp(x - max)/sum.
+ * Bench: build/bench/bench_ops softmax
+ */
+#include "cuda_check.h"
+#include "kernels/cuda_ops.h"
+
+#define RK_SOFTMAX_BLOCK_SIZE 256
+#define RK_SOFTMAX_ROWS_PER_BLOCK (RK_SOFTMAX_BLOCK_SIZE / 32)
+
+/* ------------------------------------------------------------------------------------------------
+ * CUDA kernels */
+
+/* Adds value v to the running (max m, sum s of exp(. - m)); -inf values contribute nothing. */
+__device__ __forceinline__ void online_add(float & m, float & s, float v) {
+    if (v == -INFINITY) return;
+    if (v > m) {
+        s = (m == -INFINITY ? 0.0f : s * expf(m - v)) + 1.0f;
+        m = v;
+    } else {
+        s += expf(v - m);
+    }
+}
+
+template <typename T, int V>
+static __global__ void softmax_kernel_v1(T * dst, const T * x, int64_t N, int64_t C, int64_t dst_stride,
+                                         int64_t x_stride, float scale) {
+    const int64_t row  = (int64_t) blockIdx.x * RK_SOFTMAX_ROWS_PER_BLOCK + threadIdx.x / 32;
+    const int     lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const T * xr = x + row * x_stride;
+    T *       o  = dst + row * dst_stride;
+    float     m = -INFINITY, s = 0.0f;
+    for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
+        float v[V];
+        rk_load_f32<V>(xr + c, v);
+#pragma unroll
+        for (int i = 0; i < V; i++) online_add(m, s, v[i] * scale);
+    }
+    /* merge the lanes' (m, s) pairs */
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        const float m2 = __shfl_xor_sync(0xffffffffu, m, off);
+        const float s2 = __shfl_xor_sync(0xffffffffu, s, off);
+        const float mm = fmaxf(m, m2);
+        if (mm != -INFINITY) {
+            s = (m == -INFINITY ? 0.0f : s * expf(m - mm)) + (m2 == -INFINITY ? 0.0f : s2 * expf(m2 - mm));
+        }
+        m = mm;
+    }
+    const float inv = m == -INFINITY ? 0.0f : 1.0f / s;
+    for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
+        float v[V];
+        rk_load_f32<V>(xr + c, v);
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            const float z = v[i] * scale;
+            v[i]          = (m == -INFINITY || z == -INFINITY) ? 0.0f : expf(z - m) * inv;
+        }
+        rk_store_f32<V>(o + c, v);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * kernel launchers */
+
+template <typename T>
+static void softmax_launch(T * dst, const T * x, const rk_rows & rd, const rk_rows & rx, float scale,
+                           cudaStream_t stream) {
+    const void *  ptrs[2]    = { dst, x };
+    const int64_t strides[2] = { rd.stride, rx.stride };
+    const dim3    grid((unsigned) RK_CEIL_DIV(rx.nrows, (int64_t) RK_SOFTMAX_ROWS_PER_BLOCK));
+    if (rk_vec_width(sizeof(T), rx.ncols, 2, ptrs, strides) > 1) {
+        softmax_kernel_v1<T, 16 / sizeof(T)><<<grid, RK_SOFTMAX_BLOCK_SIZE, 0, stream>>>(
+            dst, x, rx.nrows, rx.ncols, rd.stride, rx.stride, scale);
+    } else {
+        softmax_kernel_v1<T, 1><<<grid, RK_SOFTMAX_BLOCK_SIZE, 0, stream>>>(dst, x, rx.nrows, rx.ncols, rd.stride,
+                                                                            rx.stride, scale);
+    }
+    RK_CUDA_CHECK(cudaGetLastError());
+}
+
+/* dst, x (N,C) rows with any row strides; one float dtype; dst may alias x. */
+extern "C" enum rk_status rk_cuda_softmax(struct rk_tensor * dst, const struct rk_tensor * x,
+                                          const struct rk_softmax_params * p, cudaStream_t stream) {
+    rk_rows rd, rx;
+    if (!rk_is_float_dtype(x->dtype) || dst->dtype != x->dtype) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda softmax: dst and x must share one float dtype");
+    }
+    if (!rk_rows_of(dst, &rd) || !rk_rows_of(x, &rx)) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda softmax: tensors must be rows with a contiguous last dim");
+    }
+    if (rd.nrows != rx.nrows || rd.ncols != rx.ncols) return rk_set_error(RK_STATUS_ARG, "cuda softmax: shapes differ");
+    if (rx.nrows == 0 || rx.ncols == 0) return RK_OK;
+    RK_DISPATCH_FLOAT(x->dtype, T,
+        softmax_launch<T>((T *) dst->data, (const T *) x->data, rd, rx, p->scale, stream));
+    return RK_OK;
+}

@@ -1,0 +1,1347 @@
+/*
+ * test_ops.c: parity of every CUDA op against its CPU reference (STYLE.md 6, after [G] test-backend-ops).
+ *
+ * Each Criterion test covers one op and walks a table of cases. A case has a case string such as
+ *     ATTN_FWD(dtype=bf16,B=2,T=77,Tk=77,NH=12,NKV=12,HS=64,causal=1,...)[variant=auto]
+ * printed with its result. For each case:
+ *   - inputs are uniform in [-1, 1] from a seed derived from the run seed (printed; RK_TEST_SEED overrides) and
+ *     the case string, so a case gives the same inputs whether or not others run;
+ *   - inputs are rounded to the case dtype first, and the CPU reference (the rk_cpu_* function itself, f32) runs on
+ *     exactly those rounded values;
+ *   - every device buffer has 256-byte guard regions on both sides, and the whole buffer (guards, gaps between
+ *     strided rows, unused parts of fused buffers) is pre-filled with 0xFF bytes, a NaN in every float dtype:
+ *     a kernel that reads outside its views produces NaN (caught), one that writes outside its outputs changes a
+ *     byte that is checked after the op (redzones), and an output element never written stays NaN (caught);
+ *   - the result must pass a normalized-MSE bound AND |got - ref| <= atol + rtol |ref| per element (the first
+ *     mismatches are printed); NaN anywhere fails; an Inf must match an Inf of the same sign.
+ * Attention cases also run every numbered kernel variant of kernels/attn_cuda.h on the same inputs ("[variant=..]"
+ * in the case string), and the embedding case list includes the fused embed+LayerNorm launcher (rk_cuda_embed).
+ * RK_TEST_FILTER selects cases by substring of the case string ('|' separates alternatives), e.g.
+ *     RK_TEST_FILTER='ATTN_FWD(dtype=bf16,B=2|variant=plain' build/tests/test_ops --filter 'cuda_ops/attn_fwd'
+ * RK_TEST_BACKEND=cpu runs the same tables against the CPU backend: a self-test of this harness without a GPU.
+ * An op/dtype/shape the backend does not support is reported as skipped, never as a failure. A test calls
+ * cr_skip_test only when there is no CUDA device (or no CUDA in the build). The backend is created in each test
+ * body, after Criterion's fork (STYLE.md 6).
+ */
+#include "test_util.h"
+
+#include "backend.h"
+#include "check.h"
+#include "kernels/attn.h"
+#include "kernels/elementwise.h"
+#include "kernels/embed.h"
+#include "kernels/layernorm.h"
+#include "kernels/matmul.h"
+#include "kernels/pool.h"
+#include "kernels/softmax.h"
+#ifdef RK_HAVE_CUDA
+#include "kernels/attn_cuda.h"
+#include "kernels/cuda_ops.h"
+#endif
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------------------------------------
+ * seed, case filter, random numbers */
+
+#define DEFAULT_SEED 20261126ull
+
+static uint64_t run_seed(void) {
+    const char * s = getenv("RK_TEST_SEED");
+    return (s && *s) ? strtoull(s, NULL, 0) : DEFAULT_SEED;
+}
+
+/* RK_TEST_FILTER: '|'-separated substrings; a case runs when its string contains any of them. */
+static bool case_selected(const char * name) {
+    const char * f = getenv("RK_TEST_FILTER");
+    if (!f || !*f) return true;
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", f);
+    char * save = NULL;
+    for (char * tok = strtok_r(buf, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+        if (*tok && strstr(name, tok)) return true;
+    }
+    return false;
+}
+
+struct rng {
+    uint64_t s;
+};
+
+static uint64_t rng_next(struct rng * r) { /* splitmix64 */
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float rng_uniform(struct rng * r) { /* [-1, 1) */
+    return (float) ((double) (rng_next(r) >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+static int64_t rng_int(struct rng * r, int64_t n) { return (int64_t) (rng_next(r) % (uint64_t) n); }
+
+static uint64_t fnv1a(const char * s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (uint8_t) *s) * 1099511628211ull;
+    return h;
+}
+
+/* The value as the device holds it in dtype dt. */
+static float round_to(enum rk_dtype dt, float v) {
+    switch (dt) {
+        case RK_DTYPE_F16: return rk_f16_to_f32(rk_f32_to_f16(v));
+        case RK_DTYPE_BF16: return rk_bf16_to_f32(rk_f32_to_bf16(v));
+        default: return v;
+    }
+}
+
+/* n uniform values rounded to dt, times scale (host memory, free()). */
+static float * rand_vec(struct rng * r, enum rk_dtype dt, int64_t n, float scale) {
+    float * v = rk_xmalloc((size_t) (n > 0 ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) v[i] = round_to(dt, rng_uniform(r) * scale);
+    return v;
+}
+
+static const char * dtn(enum rk_dtype dt) { return rk_dtype_traits[dt].name; }
+
+/* ------------------------------------------------------------------------------------------------
+ * device memory with redzones */
+
+#define GUARD_BYTES 256
+#define FILL_BYTE   0xFF /* NaN in f32, f16 and bf16; -1 in i32 */
+
+struct dmem {
+    struct rk_backend * be;
+    uint8_t *           dev;   /* device allocation: guard | payload | guard */
+    size_t              bytes;
+    uint8_t *           img;   /* expected content */
+    uint8_t *           out;   /* 1 where an output view may write */
+};
+
+static void dmem_init(struct dmem * m, struct rk_backend * be, size_t payload) {
+    m->be    = be;
+    m->bytes = payload + 2 * GUARD_BYTES;
+    m->dev   = be->alloc(be, m->bytes);
+    cr_assert(m->dev != NULL, "device allocation of %zu bytes failed", m->bytes);
+    m->img = rk_xmalloc(m->bytes);
+    m->out = rk_xcalloc(m->bytes, 1);
+    memset(m->img, FILL_BYTE, m->bytes);
+}
+
+static void dmem_free(struct dmem * m) {
+    if (m->dev) m->be->free(m->be, m->dev);
+    free(m->img);
+    free(m->out);
+    memset(m, 0, sizeof(*m));
+}
+
+static size_t span_bytes(enum rk_dtype dt, int ndim, const int64_t * ne, const int64_t * nb) {
+    size_t s = rk_dtype_traits[dt].type_size;
+    for (int i = 0; i < ndim; i++) s += (size_t) ((ne[i] - 1) * nb[i]);
+    return s;
+}
+
+/* A view at byte offset off of the payload; nb NULL = contiguous. Asserts it fits. */
+static struct rk_tensor dmem_view(struct dmem * m, enum rk_dtype dt, int ndim, const int64_t * ne,
+                                  const int64_t * nb, size_t off, const char * name) {
+    struct rk_tensor t;
+    rk_tensor_init(&t, dt, ndim, ne, name);
+    if (nb) {
+        for (int i = 0; i < ndim; i++) t.nb[i] = nb[i];
+    }
+    cr_assert(GUARD_BYTES + off + span_bytes(dt, ndim, t.ne, t.nb) <= m->bytes - GUARD_BYTES, "view %s out of buffer",
+              name);
+    t.data    = m->dev + GUARD_BYTES + off;
+    t.backend = m->be;
+    return t;
+}
+
+/* Byte offsets (from m->dev) of v's elements in logical row-major order; *n = count. free() the result. */
+static size_t * view_offsets(const struct dmem * m, const struct rk_tensor * v, int64_t * n) {
+    *n = rk_tensor_nelements(v);
+    size_t *     offs = rk_xmalloc((size_t) (*n > 0 ? *n : 1) * sizeof(size_t));
+    const size_t base = (size_t) ((const uint8_t *) v->data - m->dev);
+    int64_t      idx[RK_MAX_DIMS] = { 0 };
+    for (int64_t i = 0; i < *n; i++) {
+        size_t o = base;
+        for (int d = 0; d < v->ndim; d++) o += (size_t) (idx[d] * v->nb[d]);
+        offs[i] = o;
+        for (int d = v->ndim - 1; d >= 0; d--) {
+            if (++idx[d] < v->ne[d]) break;
+            idx[d] = 0;
+        }
+    }
+    return offs;
+}
+
+static void store_elem(uint8_t * p, enum rk_dtype dt, float v) {
+    switch (dt) {
+        case RK_DTYPE_F32: memcpy(p, &v, 4); break;
+        case RK_DTYPE_F16: { uint16_t h = rk_f32_to_f16(v); memcpy(p, &h, 2); } break;
+        case RK_DTYPE_BF16: { uint16_t h = rk_f32_to_bf16(v); memcpy(p, &h, 2); } break;
+        case RK_DTYPE_I32: { int32_t i = (int32_t) v; memcpy(p, &i, 4); } break;
+        default: cr_assert_fail("store_elem: dtype %s", dtn(dt));
+    }
+}
+
+static float load_elem(const uint8_t * p, enum rk_dtype dt) {
+    switch (dt) {
+        case RK_DTYPE_F32: { float f; memcpy(&f, p, 4); return f; }
+        case RK_DTYPE_F16: { uint16_t h; memcpy(&h, p, 2); return rk_f16_to_f32(h); }
+        case RK_DTYPE_BF16: { uint16_t h; memcpy(&h, p, 2); return rk_bf16_to_f32(h); }
+        case RK_DTYPE_I32: { int32_t i; memcpy(&i, p, 4); return (float) i; }
+        default: cr_assert_fail("load_elem: dtype %s", dtn(dt));
+    }
+    return 0.0f;
+}
+
+/* Writes vals (logical order) into the expected image at v's elements (ints go through float: exact here). */
+static void view_set(struct dmem * m, const struct rk_tensor * v, const float * vals) {
+    int64_t  n;
+    size_t * offs = view_offsets(m, v, &n);
+    for (int64_t i = 0; i < n; i++) store_elem(m->img + offs[i], v->dtype, vals[i]);
+    free(offs);
+}
+
+static void view_set_i32(struct dmem * m, const struct rk_tensor * v, const int32_t * vals) {
+    int64_t  n    = rk_tensor_nelements(v);
+    float *  tmp  = rk_xmalloc((size_t) (n > 0 ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) tmp[i] = (float) vals[i];
+    view_set(m, v, tmp);
+    free(tmp);
+}
+
+static void view_mark_output(struct dmem * m, const struct rk_tensor * v) {
+    int64_t  n;
+    size_t * offs = view_offsets(m, v, &n);
+    const size_t es = rk_dtype_traits[v->dtype].type_size;
+    for (int64_t i = 0; i < n; i++) memset(m->out + offs[i], 1, es);
+    free(offs);
+}
+
+static void dmem_upload(struct dmem * m) {
+    cr_assert(m->be->copy_to_device(m->be, m->dev, m->img, m->bytes) == RK_OK);
+}
+
+/*
+ * Downloads the buffer into *got (malloc'd) and checks that every byte outside the output views is unchanged
+ * (guards, gaps, inputs). Returns false after printing the first corrupted bytes.
+ */
+static bool dmem_fetch(struct dmem * m, const char * cs, const char * what, uint8_t ** got) {
+    *got = rk_xmalloc(m->bytes);
+    cr_assert(m->be->copy_to_host(m->be, *got, m->dev, m->bytes) == RK_OK);
+    int64_t bad = 0;
+    for (size_t i = 0; i < m->bytes; i++) {
+        if (m->out[i] || (*got)[i] == m->img[i]) continue;
+        if (bad < 4) {
+            const long long rel = (long long) i - GUARD_BYTES;
+            fprintf(stderr, "    %s: %s: byte %lld of the payload (%s) changed 0x%02x -> 0x%02x\n", cs, what, rel,
+                    rel < 0 ? "front redzone"
+                            : i >= m->bytes - GUARD_BYTES ? "back redzone" : "outside the output views",
+                    m->img[i], (*got)[i]);
+        }
+        bad++;
+    }
+    if (bad) fprintf(stderr, "    %s: %s: %lld bytes written outside the outputs\n", cs, what, (long long) bad);
+    return bad == 0;
+}
+
+/* Reads v's elements (logical order) from a downloaded image as f32. */
+static void view_get(const struct dmem * m, const uint8_t * got, const struct rk_tensor * v, float * out) {
+    int64_t  n;
+    size_t * offs = view_offsets(m, v, &n);
+    for (int64_t i = 0; i < n; i++) out[i] = load_elem(got + offs[i], v->dtype);
+    free(offs);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * comparison */
+
+struct tol {
+    double nmse; /* sum (got - ref)^2 / sum ref^2 */
+    double atol;
+    double rtol;
+};
+
+static struct tol tol_for(enum rk_dtype dt) {
+    switch (dt) {
+        case RK_DTYPE_F32: return (struct tol) { 1e-9, 1e-4, 1e-4 }; /* fp32 sums in another order: |err| ~ sqrt(K) ulp */
+        case RK_DTYPE_F16: return (struct tol) { 1e-5, 2e-3, 4e-3 };
+        default: return (struct tol) { 1e-4, 1e-2, 2e-2 };
+    }
+}
+
+static bool check_close(const char * cs, const char * what, const float * got, const float * ref, int64_t n,
+                        struct tol tl) {
+    double  err2 = 0.0, ref2 = 0.0, maxerr = 0.0;
+    int64_t bad = 0, nan = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float g = got[i], r = ref[i];
+        bool        ok;
+        double      e = 0.0;
+        if (isnan(g) || isnan(r)) {
+            ok = false;
+            nan++;
+        } else if (isinf(g) || isinf(r)) {
+            ok = g == r; /* same infinity */
+        } else {
+            e = fabs((double) g - (double) r);
+            err2 += e * e;
+            ref2 += (double) r * r;
+            if (e > maxerr) maxerr = e;
+            ok = e <= tl.atol + tl.rtol * fabs((double) r);
+        }
+        if (!ok) {
+            if (bad < 5) {
+                fprintf(stderr, "    %s: %s[%lld]: ref %.7g got %.7g (|diff| %.3g > %.3g)\n", cs, what, (long long) i,
+                        (double) r, (double) g, e, tl.atol + tl.rtol * fabs((double) r));
+            }
+            bad++;
+        }
+    }
+    const double nmse = ref2 > 0.0 ? err2 / ref2 : err2;
+    const bool   pass = bad == 0 && nmse <= tl.nmse;
+    if (!pass) {
+        fprintf(stderr, "    %s: %s: %lld of %lld elements out of tolerance (%lld NaN), nmse %.3g (limit %.3g), "
+                        "max |diff| %.3g\n",
+                cs, what, (long long) bad, (long long) n, (long long) nan, nmse, tl.nmse, maxerr);
+    }
+    return pass;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * case bookkeeping */
+
+enum { CASE_PASS = 0, CASE_FAIL, CASE_SKIP };
+
+struct tally {
+    int pass, fail, skip;
+};
+
+static void tally_add(struct tally * t, const char * cs, int r, double ms) {
+    const char * tag = r == CASE_PASS ? "ok  " : r == CASE_FAIL ? "FAIL" : "skip";
+    fprintf(stderr, "  %s %s (%.0f ms)\n", tag, cs, ms);
+    if (r == CASE_PASS) t->pass++;
+    if (r == CASE_FAIL) t->fail++;
+    if (r == CASE_SKIP) t->skip++;
+}
+
+static void tally_finish(const char * test, const struct tally * t) {
+    fprintf(stderr, "%s: %d passed, %d failed, %d skipped as unsupported (seed %llu)\n", test, t->pass, t->fail,
+            t->skip, (unsigned long long) run_seed());
+    cr_assert(t->fail == 0, "%s: %d case(s) failed (see the lines above)", test, t->fail);
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
+}
+
+/* Runs one op on the device; CASE_SKIP when unsupported, CASE_FAIL on another error. */
+static int gpu_op(struct rk_backend * be, const struct rk_op_call * call, const char * cs) {
+    const enum rk_status s = rk_op(be, call);
+    if (s == RK_STATUS_UNSUPPORTED) {
+        fprintf(stderr, "    %s: unsupported: %s\n", cs, rk_last_error());
+        return CASE_SKIP;
+    }
+    if (s != RK_OK) {
+        fprintf(stderr, "    %s: rk_op failed: %s: %s\n", cs, rk_status_name(s), rk_last_error());
+        return CASE_FAIL;
+    }
+    cr_assert(be->synchronize(be) == RK_OK);
+    return CASE_PASS;
+}
+
+/*
+ * The CUDA backend, or skips the test when there is no device (the only reason to skip a whole test).
+ * RK_TEST_BACKEND=cpu puts the CPU backend in the device's place: a self-test of this harness (views, redzones,
+ * comparisons) on a machine without a GPU. The CPU backend takes f32 only, so the 16-bit cases are skipped, and
+ * some CPU references assert on strided views: select cases with RK_TEST_FILTER.
+ */
+static struct rk_backend * cuda_or_skip(const char * test) {
+    const char * tb = getenv("RK_TEST_BACKEND");
+    if (tb && strcmp(tb, "cpu") == 0) {
+        fprintf(stderr, "%s: harness self-test on the CPU backend (RK_TEST_BACKEND=cpu), seed %llu\n", test,
+                (unsigned long long) run_seed());
+        return rk_backend_cpu_init(2);
+    }
+    struct rk_backend * be = rk_backend_cuda_init(0);
+    if (!be) cr_skip_test("no CUDA device (%s)", rk_last_error());
+    fprintf(stderr, "%s on %s, seed %llu (RK_TEST_SEED overrides), activations %s\n", test, be->name,
+            (unsigned long long) run_seed(), dtn(be->act_dtype));
+    return be;
+}
+
+/* Host f32 tensor over data (contiguous), for the CPU references. */
+static struct rk_tensor host_t(float * data, int ndim, const int64_t * ne) {
+    return rk_tensor_host(data, RK_DTYPE_F32, ndim, ne);
+}
+
+/* Compares one output view (fetched from m) with ref; also runs the redzone check of m. */
+static bool check_output(struct dmem * m, const struct rk_tensor * v, const float * ref, const char * cs,
+                         const char * what, struct tol tl) {
+    uint8_t * got = NULL;
+    bool      ok  = dmem_fetch(m, cs, what, &got);
+    int64_t   n   = rk_tensor_nelements(v);
+    float *   g   = rk_xmalloc((size_t) (n > 0 ? n : 1) * sizeof(float));
+    view_get(m, got, v, g);
+    ok = check_close(cs, what, g, ref, n, tl) && ok;
+    free(g);
+    free(got);
+    return ok;
+}
+
+/* Redzone/unchanged check only (input buffers). */
+static bool check_unchanged(struct dmem * m, const char * cs, const char * what) {
+    uint8_t * got = NULL;
+    bool      ok  = dmem_fetch(m, cs, what, &got);
+    free(got);
+    return ok;
+}
+
+/* Allocates m for one tensor of shape ne with row padding (elements added to the last dim's row stride, and the
+ * view placed pad/2 elements into each row). pad = 0 gives a dense tensor. Returns the view. */
+static struct rk_tensor padded_tensor(struct dmem * m, struct rk_backend * be, enum rk_dtype dt, int ndim,
+                                      const int64_t * ne, int64_t pad, const char * name) {
+    const int64_t es = (int64_t) rk_dtype_traits[dt].type_size;
+    int64_t       nb[RK_MAX_DIMS];
+    nb[ndim - 1]     = es;
+    int64_t stride   = (ne[ndim - 1] + pad) * es;
+    for (int d = ndim - 2; d >= 0; d--) {
+        nb[d] = stride;
+        stride *= ne[d];
+    }
+    int64_t rows = 1;
+    for (int d = 0; d < ndim - 1; d++) rows *= ne[d];
+    dmem_init(m, be, (size_t) (rows * (ne[ndim - 1] + pad) * es));
+    return dmem_view(m, dt, ndim, ne, nb, (size_t) ((pad / 2) * es), name);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * LAYERNORM */
+
+enum { ALIAS_NONE = 0, ALIAS_X, ALIAS_RES };
+
+struct ln_case {
+    enum rk_dtype dt;
+    int64_t       N, C;
+    bool          residual, bias;
+    int           alias; /* dst aliases x or residual */
+    int64_t       pad;   /* row padding of every row tensor (strided rows) */
+};
+
+static const struct ln_case ln_cases[] = {
+    { RK_DTYPE_BF16, 77, 768, false, true, ALIAS_NONE, 0 },
+    { RK_DTYPE_BF16, 77, 768, true, true, ALIAS_NONE, 0 },
+    { RK_DTYPE_BF16, 64, 384, true, true, ALIAS_RES, 0 },  /* BERT: x = LN(sublayer + x) */
+    { RK_DTYPE_BF16, 33, 768, false, true, ALIAS_X, 0 },   /* BERT embeddings: x = LN(x) */
+    { RK_DTYPE_BF16, 3, 1024, false, false, ALIAS_NONE, 8 },
+    { RK_DTYPE_BF16, 5, 4103, true, true, ALIAS_NONE, 3 }, /* odd C: scalar path */
+    { RK_DTYPE_BF16, 1, 384, true, true, ALIAS_NONE, 0 },
+    { RK_DTYPE_BF16, 300, 1024, true, true, ALIAS_RES, 16 },
+    { RK_DTYPE_F16, 77, 768, true, true, ALIAS_NONE, 0 },
+    { RK_DTYPE_F16, 16, 4103, false, true, ALIAS_X, 0 },
+    { RK_DTYPE_F32, 77, 768, true, true, ALIAS_NONE, 0 },
+    { RK_DTYPE_F32, 7, 4103, true, true, ALIAS_NONE, 5 },
+    { RK_DTYPE_F32, 9, 4096, true, false, ALIAS_RES, 0 },
+};
+
+static int run_layernorm(struct rk_backend * be, const struct ln_case * c, const char * cs, struct rng * r) {
+    const int64_t N = c->N, C = c->C;
+    const float   eps = 1e-12f;
+    float *       x   = rand_vec(r, c->dt, N * C, 1.0f);
+    float *       res = c->residual ? rand_vec(r, c->dt, N * C, 1.0f) : NULL;
+    float *       w   = rand_vec(r, c->dt, C, 1.0f);
+    float *       b   = c->bias ? rand_vec(r, c->dt, C, 1.0f) : NULL;
+    float *       ref = rk_xmalloc((size_t) (N * C) * sizeof(float));
+
+    /* CPU reference on the rounded inputs */
+    struct rk_tensor hx = host_t(x, 2, (int64_t[]) { N, C }), hw = host_t(w, 1, (int64_t[]) { C });
+    struct rk_tensor hb = host_t(b, 1, (int64_t[]) { C }), hr = host_t(res, 2, (int64_t[]) { N, C });
+    struct rk_tensor hd = host_t(ref, 2, (int64_t[]) { N, C });
+    struct rk_layernorm_params p = { .eps = eps };
+    rk_cpu_layernorm(&hd, &hx, &hw, b ? &hb : NULL, res ? &hr : NULL, &p);
+
+    struct dmem mx = { 0 }, mr = { 0 }, mw = { 0 }, mb = { 0 }, md = { 0 };
+    const int64_t ne[2] = { N, C };
+    struct rk_tensor tx = padded_tensor(&mx, be, c->dt, 2, ne, c->pad, "x");
+    struct rk_tensor tr = { 0 }, tw, tb = { 0 }, td;
+    if (res) tr = padded_tensor(&mr, be, c->dt, 2, ne, c->pad, "res");
+    dmem_init(&mw, be, (size_t) C * rk_dtype_traits[c->dt].type_size);
+    tw = dmem_view(&mw, c->dt, 1, (int64_t[]) { C }, NULL, 0, "w");
+    if (b) {
+        dmem_init(&mb, be, (size_t) C * rk_dtype_traits[c->dt].type_size);
+        tb = dmem_view(&mb, c->dt, 1, (int64_t[]) { C }, NULL, 0, "b");
+    }
+    view_set(&mx, &tx, x);
+    if (res) view_set(&mr, &tr, res);
+    view_set(&mw, &tw, w);
+    if (b) view_set(&mb, &tb, b);
+    struct dmem * mdst = &md;
+    if (c->alias == ALIAS_X) {
+        td   = tx;
+        mdst = &mx;
+    } else if (c->alias == ALIAS_RES) {
+        td   = tr;
+        mdst = &mr;
+    } else {
+        td = padded_tensor(&md, be, c->dt, 2, ne, c->pad, "dst");
+    }
+    view_mark_output(mdst, &td);
+    dmem_upload(&mx);
+    if (res) dmem_upload(&mr);
+    dmem_upload(&mw);
+    if (b) dmem_upload(&mb);
+    if (c->alias == ALIAS_NONE) dmem_upload(&md);
+
+    struct rk_op_call call = { .op = RK_OP_LAYERNORM, .dst = &td, .src = { &tx, &tw, b ? &tb : NULL, res ? &tr : NULL } };
+    call.p.layernorm = p;
+    int rc = gpu_op(be, &call, cs);
+    if (rc == CASE_PASS) {
+        bool ok = check_output(mdst, &td, ref, cs, "dst", tol_for(c->dt));
+        if (mdst != &mx) ok = check_unchanged(&mx, cs, "x") && ok;
+        if (res && mdst != &mr) ok = check_unchanged(&mr, cs, "residual") && ok;
+        ok = check_unchanged(&mw, cs, "w") && ok;
+        if (b) ok = check_unchanged(&mb, cs, "b") && ok;
+        rc = ok ? CASE_PASS : CASE_FAIL;
+    }
+    dmem_free(&mx);
+    dmem_free(&mr);
+    dmem_free(&mw);
+    dmem_free(&mb);
+    dmem_free(&md);
+    free(x);
+    free(res);
+    free(w);
+    free(b);
+    free(ref);
+    return rc;
+}
+
+Test(cuda_ops, layernorm) {
+    struct rk_backend * be = cuda_or_skip("LAYERNORM");
+    struct tally        t  = { 0 };
+    for (size_t i = 0; i < sizeof(ln_cases) / sizeof(ln_cases[0]); i++) {
+        const struct ln_case * c = &ln_cases[i];
+        char cs[256];
+        snprintf(cs, sizeof(cs), "LAYERNORM(dtype=%s,N=%lld,C=%lld,residual=%d,bias=%d,alias=%s,pad=%lld)", dtn(c->dt),
+                 (long long) c->N, (long long) c->C, c->residual, c->bias,
+                 c->alias == ALIAS_X ? "x" : c->alias == ALIAS_RES ? "residual" : "none", (long long) c->pad);
+        if (!case_selected(cs)) continue;
+        struct rng r  = { run_seed() ^ fnv1a(cs) };
+        double     t0 = now_ms();
+        tally_add(&t, cs, run_layernorm(be, c, cs, &r), now_ms() - t0);
+    }
+    rk_backend_free(be);
+    tally_finish("LAYERNORM", &t);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * MATMUL */
+
+struct mm_case {
+    enum rk_dtype dt;
+    int64_t       M, N, K;
+    bool          bias, gelu;
+    int64_t       x_pad; /* x rows padded (x a column slice of a wider buffer, like q of a fused qkv) */
+    int64_t       d_pad; /* dst rows padded */
+};
+
+static const struct mm_case mm_cases[] = {
+    { RK_DTYPE_BF16, 77, 385, 129, true, false, 0, 0 }, /* awkward: nothing a multiple of 8 */
+    { RK_DTYPE_BF16, 77, 385, 129, true, true, 0, 0 },
+    { RK_DTYPE_BF16, 77, 385, 129, false, false, 0, 0 },
+    { RK_DTYPE_BF16, 64, 768, 768, true, false, 0, 0 },
+    { RK_DTYPE_BF16, 200, 2304, 768, true, false, 0, 0 }, /* BERT-base QKV */
+    { RK_DTYPE_BF16, 77, 3072, 768, true, true, 0, 0 },   /* BERT-base FFN up + GELU */
+    { RK_DTYPE_BF16, 77, 768, 3072, true, false, 0, 0 },  /* BERT-base FFN down */
+    { RK_DTYPE_BF16, 1, 3, 5, false, false, 0, 0 },
+    { RK_DTYPE_BF16, 1, 384, 384, true, true, 0, 0 },
+    { RK_DTYPE_BF16, 77, 768, 768, true, false, 1536, 0 }, /* x = a 768-column slice of a (77, 2304) buffer */
+    { RK_DTYPE_BF16, 33, 64, 96, true, true, 37, 3 },       /* odd strides: cuBLAS fallback territory */
+    { RK_DTYPE_BF16, 130, 96, 64, false, true, 0, 8 },
+    { RK_DTYPE_F16, 77, 385, 129, true, true, 0, 0 },
+    { RK_DTYPE_F16, 200, 2304, 768, true, false, 0, 0 },
+    { RK_DTYPE_F16, 33, 64, 96, true, false, 37, 3 },
+    { RK_DTYPE_F32, 77, 385, 129, true, true, 0, 0 },
+    { RK_DTYPE_F32, 64, 256, 512, true, false, 5, 0 },
+    { RK_DTYPE_F32, 3, 1, 7, false, false, 0, 0 },
+};
+
+static int run_matmul(struct rk_backend * be, const struct mm_case * c, const char * cs, struct rng * r) {
+    const int64_t M = c->M, N = c->N, K = c->K;
+    float *       x   = rand_vec(r, c->dt, M * K, 1.0f);
+    float *       w   = rand_vec(r, c->dt, N * K, 1.0f);
+    float *       b   = c->bias ? rand_vec(r, c->dt, N, 1.0f) : NULL;
+    float *       ref = rk_xmalloc((size_t) (M * N) * sizeof(float));
+    struct rk_matmul_params p = { .act = c->gelu ? RK_ACT_GELU : RK_ACT_NONE };
+    struct rk_tensor hx = host_t(x, 2, (int64_t[]) { M, K }), hw = host_t(w, 2, (int64_t[]) { N, K });
+    struct rk_tensor hb = host_t(b, 1, (int64_t[]) { N }), hd = host_t(ref, 2, (int64_t[]) { M, N });
+    rk_cpu_matmul(&hd, &hx, &hw, b ? &hb : NULL, &p);
+
+    struct dmem      mx = { 0 }, mw = { 0 }, mb = { 0 }, md = { 0 };
+    struct rk_tensor tx = padded_tensor(&mx, be, c->dt, 2, (int64_t[]) { M, K }, c->x_pad, "x");
+    struct rk_tensor tw = padded_tensor(&mw, be, c->dt, 2, (int64_t[]) { N, K }, 0, "w");
+    struct rk_tensor tb = { 0 };
+    if (b) tb = padded_tensor(&mb, be, c->dt, 1, (int64_t[]) { N }, 0, "bias");
+    struct rk_tensor td = padded_tensor(&md, be, c->dt, 2, (int64_t[]) { M, N }, c->d_pad, "dst");
+    view_set(&mx, &tx, x);
+    view_set(&mw, &tw, w);
+    if (b) view_set(&mb, &tb, b);
+    view_mark_output(&md, &td);
+    dmem_upload(&mx);
+    dmem_upload(&mw);
+    if (b) dmem_upload(&mb);
+    dmem_upload(&md);
+
+    struct rk_op_call call = { .op = RK_OP_MATMUL, .dst = &td, .src = { &tx, &tw, b ? &tb : NULL } };
+    call.p.matmul = p;
+    int rc = gpu_op(be, &call, cs);
+    if (rc == CASE_PASS) {
+        bool ok = check_output(&md, &td, ref, cs, "dst", tol_for(c->dt));
+        ok      = check_unchanged(&mx, cs, "x") && ok;
+        ok      = check_unchanged(&mw, cs, "w") && ok;
+        if (b) ok = check_unchanged(&mb, cs, "bias") && ok;
+        rc = ok ? CASE_PASS : CASE_FAIL;
+    }
+    dmem_free(&mx);
+    dmem_free(&mw);
+    dmem_free(&mb);
+    dmem_free(&md);
+    free(x);
+    free(w);
+    free(b);
+    free(ref);
+    return rc;
+}
+
+Test(cuda_ops, matmul) {
+    struct rk_backend * be = cuda_or_skip("MATMUL");
+    struct tally        t  = { 0 };
+    for (size_t i = 0; i < sizeof(mm_cases) / sizeof(mm_cases[0]); i++) {
+        const struct mm_case * c = &mm_cases[i];
+        char cs[256];
+        snprintf(cs, sizeof(cs), "MATMUL(dtype=%s,M=%lld,N=%lld,K=%lld,bias=%d,gelu=%d,x_pad=%lld,dst_pad=%lld)",
+                 dtn(c->dt), (long long) c->M, (long long) c->N, (long long) c->K, c->bias, c->gelu,
+                 (long long) c->x_pad, (long long) c->d_pad);
+        if (!case_selected(cs)) continue;
+        struct rng r  = { run_seed() ^ fnv1a(cs) };
+        double     t0 = now_ms();
+        tally_add(&t, cs, run_matmul(be, c, cs, &r), now_ms() - t0);
+    }
+    rk_backend_free(be);
+    tally_finish("MATMUL", &t);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * GELU and ADD */
+
+struct ew_case {
+    enum rk_dtype dt;
+    int64_t       N, C;
+    int64_t       pad;
+    bool          inplace; /* dst aliases the (first) input */
+};
+
+static const struct ew_case ew_cases[] = {
+    { RK_DTYPE_BF16, 77, 3072, 0, false }, { RK_DTYPE_BF16, 3, 1001, 0, false }, { RK_DTYPE_BF16, 1, 7, 0, false },
+    { RK_DTYPE_BF16, 77, 768, 8, false },  { RK_DTYPE_BF16, 64, 768, 0, true },  { RK_DTYPE_BF16, 5, 99, 3, true },
+    { RK_DTYPE_F16, 77, 3072, 0, false },  { RK_DTYPE_F16, 3, 1001, 5, false },  { RK_DTYPE_F32, 77, 768, 0, false },
+    { RK_DTYPE_F32, 3, 1001, 2, true },
+};
+
+/* op_is_add: ADD(dst, a, b) else GELU(dst, a). Inputs scaled by 3 so GELU sees its curved region and tails. */
+static int run_elementwise(struct rk_backend * be, const struct ew_case * c, bool op_is_add, const char * cs,
+                           struct rng * r) {
+    const int64_t N = c->N, C = c->C, ne[2] = { N, C };
+    float *       a   = rand_vec(r, c->dt, N * C, 3.0f);
+    float *       b   = op_is_add ? rand_vec(r, c->dt, N * C, 3.0f) : NULL;
+    float *       ref = rk_xmalloc((size_t) (N * C) * sizeof(float));
+    struct rk_tensor ha = host_t(a, 2, ne), hb = host_t(b, 2, ne), hd = host_t(ref, 2, ne);
+    if (op_is_add) {
+        rk_cpu_add(&hd, &ha, &hb);
+    } else {
+        rk_cpu_gelu(&hd, &ha);
+    }
+    struct dmem      ma = { 0 }, mb = { 0 }, md = { 0 };
+    struct rk_tensor ta = padded_tensor(&ma, be, c->dt, 2, ne, c->pad, "a");
+    struct rk_tensor tb = { 0 };
+    if (b) tb = padded_tensor(&mb, be, c->dt, 2, ne, c->pad + 1, "b");
+    view_set(&ma, &ta, a);
+    if (b) view_set(&mb, &tb, b);
+    struct rk_tensor td;
+    struct dmem *    mdst = &md;
+    if (c->inplace) {
+        td   = ta;
+        mdst = &ma;
+    } else {
+        td = padded_tensor(&md, be, c->dt, 2, ne, c->pad, "dst");
+        dmem_upload(&md);
+    }
+    view_mark_output(mdst, &td);
+    dmem_upload(&ma);
+    if (b) dmem_upload(&mb);
+    struct rk_op_call call = { .op = op_is_add ? RK_OP_ADD : RK_OP_GELU, .dst = &td, .src = { &ta, b ? &tb : NULL } };
+    int rc = gpu_op(be, &call, cs);
+    if (rc == CASE_PASS) {
+        bool ok = check_output(mdst, &td, ref, cs, "dst", tol_for(c->dt));
+        if (!c->inplace) ok = check_unchanged(&ma, cs, "a") && ok;
+        if (b) ok = check_unchanged(&mb, cs, "b") && ok;
+        rc = ok ? CASE_PASS : CASE_FAIL;
+    }
+    dmem_free(&ma);
+    dmem_free(&mb);
+    dmem_free(&md);
+    free(a);
+    free(b);
+    free(ref);
+    return rc;
+}
+
+static void elementwise_test(bool op_is_add) {
+    const char *        opn = op_is_add ? "ADD" : "GELU";
+    struct rk_backend * be  = cuda_or_skip(opn);
+    struct tally        t   = { 0 };
+    for (size_t i = 0; i < sizeof(ew_cases) / sizeof(ew_cases[0]); i++) {
+        const struct ew_case * c = &ew_cases[i];
+        char cs[256];
+        snprintf(cs, sizeof(cs), "%s(dtype=%s,N=%lld,C=%lld,pad=%lld,inplace=%d)", opn, dtn(c->dt), (long long) c->N,
+                 (long long) c->C, (long long) c->pad, c->inplace);
+        if (!case_selected(cs)) continue;
+        struct rng r  = { run_seed() ^ fnv1a(cs) };
+        double     t0 = now_ms();
+        tally_add(&t, cs, run_elementwise(be, c, op_is_add, cs, &r), now_ms() - t0);
+    }
+    rk_backend_free(be);
+    tally_finish(opn, &t);
+}
+
+Test(cuda_ops, gelu) { elementwise_test(false); }
+Test(cuda_ops, add) { elementwise_test(true); }
+
+/* ------------------------------------------------------------------------------------------------
+ * SOFTMAX */
+
+struct sm_case {
+    enum rk_dtype dt;
+    int64_t       N, C;
+    float         scale;
+    int64_t       pad;
+    bool          neg_inf; /* row 0 all -inf (-> zeros), row 1 every other element -inf */
+};
+
+static const struct sm_case sm_cases[] = {
+    { RK_DTYPE_BF16, 77, 77, 0.125f, 0, false }, { RK_DTYPE_BF16, 12, 1000, 4.0f, 0, false },
+    { RK_DTYPE_BF16, 5, 4099, 1.0f, 3, false },  { RK_DTYPE_BF16, 4, 64, 2.0f, 0, true },
+    { RK_DTYPE_F16, 77, 77, 0.125f, 0, false },  { RK_DTYPE_F16, 6, 333, 4.0f, 1, true },
+    { RK_DTYPE_F32, 12, 1000, 4.0f, 0, false },  { RK_DTYPE_F32, 3, 7, 1.0f, 0, true },
+};
+
+static int run_softmax(struct rk_backend * be, const struct sm_case * c, const char * cs, struct rng * r) {
+    const int64_t N = c->N, C = c->C, ne[2] = { N, C };
+    float *       x   = rand_vec(r, c->dt, N * C, 1.0f);
+    float *       ref = rk_xmalloc((size_t) (N * C) * sizeof(float));
+    if (c->neg_inf && N >= 2) {
+        for (int64_t j = 0; j < C; j++) x[j] = -INFINITY;
+        for (int64_t j = 0; j < C; j += 2) x[C + j] = -INFINITY;
+    }
+    struct rk_softmax_params p = { .scale = c->scale };
+    struct rk_tensor hx = host_t(x, 2, ne), hd = host_t(ref, 2, ne);
+    rk_cpu_softmax(&hd, &hx, &p);
+    struct dmem      mx = { 0 }, md = { 0 };
+    struct rk_tensor tx = padded_tensor(&mx, be, c->dt, 2, ne, c->pad, "x");
+    struct rk_tensor td = padded_tensor(&md, be, c->dt, 2, ne, c->pad, "dst");
+    view_set(&mx, &tx, x);
+    view_mark_output(&md, &td);
+    dmem_upload(&mx);
+    dmem_upload(&md);
+    struct rk_op_call call = { .op = RK_OP_SOFTMAX, .dst = &td, .src = { &tx } };
+    call.p.softmax = p;
+    int rc = gpu_op(be, &call, cs);
+    if (rc == CASE_PASS) {
+        struct tol tl = tol_for(c->dt);
+        tl.atol       = 1e-6; /* outputs are ~1/C: the bound must be relative */
+        bool ok = check_output(&md, &td, ref, cs, "dst", tl);
+        ok      = check_unchanged(&mx, cs, "x") && ok;
+        rc      = ok ? CASE_PASS : CASE_FAIL;
+    }
+    dmem_free(&mx);
+    dmem_free(&md);
+    free(x);
+    free(ref);
+    return rc;
+}
+
+Test(cuda_ops, softmax) {
+    struct rk_backend * be = cuda_or_skip("SOFTMAX");
+    struct tally        t  = { 0 };
+    for (size_t i = 0; i < sizeof(sm_cases) / sizeof(sm_cases[0]); i++) {
+        const struct sm_case * c = &sm_cases[i];
+        char cs[256];
+        snprintf(cs, sizeof(cs), "SOFTMAX(dtype=%s,N=%lld,C=%lld,scale=%g,pad=%lld,neg_inf=%d)", dtn(c->dt),
+                 (long long) c->N, (long long) c->C, (double) c->scale, (long long) c->pad, c->neg_inf);
+        if (!case_selected(cs)) continue;
+        struct rng r  = { run_seed() ^ fnv1a(cs) };
+        double     t0 = now_ms();
+        tally_add(&t, cs, run_softmax(be, c, cs, &r), now_ms() - t0);
+    }
+    rk_backend_free(be);
+    tally_finish("SOFTMAX", &t);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * EMBED (and the fused embedding LayerNorm launcher) */
+
+struct emb_case {
+    enum rk_dtype dt;
+    int64_t       B, T, C, V, P, NTT;
+    bool          wpe, wtt, type_ids;
+    int64_t       pos_offset;
+    bool          fused_ln; /* rk_cuda_embed with the LayerNorm fused (direct launcher call) */
+};
+
+static const struct emb_case emb_cases[] = {
+    { RK_DTYPE_BF16, 2, 77, 768, 1000, 512, 2, true, true, true, 0, false },
+    { RK_DTYPE_BF16, 2, 77, 768, 1000, 512, 2, true, true, false, 0, false }, /* no type ids: type 0 */
+    { RK_DTYPE_BF16, 1, 1, 384, 50, 16, 2, true, true, false, 0, false },
+    { RK_DTYPE_BF16, 3, 20, 100, 33, 64, 1, true, false, false, 2, false },  /* C % 8 != 0, RoBERTa-style offset */
+    { RK_DTYPE_F16, 2, 77, 384, 1001, 512, 2, true, true, true, 0, false },
+    { RK_DTYPE_F32, 2, 7, 64, 10, 7, 2, false, false, false, 0, false },
+    { RK_DTYPE_BF16, 2, 77, 768, 1000, 512, 2, true, true, true, 0, true },
+    { RK_DTYPE_BF16, 3, 20, 100, 33, 64, 1, true, false, false, 2, true },
+    { RK_DTYPE_F32, 2, 77, 384, 1000, 512, 2, true, true, true, 0, true },
+};
+
+static int run_embed(struct rk_backend * be, const struct emb_case * c, const char * cs, struct rng * r) {
+    const int64_t B = c->B, T = c->T, C = c->C, N = B * T;
+    const float   eps = 1e-12f;
+    float *       wte = rand_vec(r, c->dt, c->V * C, 1.0f);
+    float *       wpe = c->wpe ? rand_vec(r, c->dt, c->P * C, 1.0f) : NULL;
+    float *       wtt = c->wtt ? rand_vec(r, c->dt, c->NTT * C, 1.0f) : NULL;
+    float *       lnw = c->fused_ln ? rand_vec(r, c->dt, C, 1.0f) : NULL;
+    float *       lnb = c->fused_ln ? rand_vec(r, c->dt, C, 1.0f) : NULL;
+    int32_t *     ids = rk_xmalloc((size_t) N * sizeof(int32_t));
+    int32_t *     tid = rk_xmalloc((size_t) N * sizeof(int32_t));
+    for (int64_t i = 0; i < N; i++) {
+        ids[i] = (int32_t) rng_int(r, c->V);
+        tid[i] = (int32_t) rng_int(r, c->NTT);
+    }
+    float * ref = rk_xmalloc((size_t) (N * C) * sizeof(float));
+    struct rk_embed_params p = { .pos_offset = c->pos_offset };
+    struct rk_tensor hte = host_t(wte, 2, (int64_t[]) { c->V, C }), hpe = host_t(wpe, 2, (int64_t[]) { c->P, C });
+    struct rk_tensor htt = host_t(wtt, 2, (int64_t[]) { c->NTT, C }), hd = host_t(ref, 3, (int64_t[]) { B, T, C });
+    struct rk_tensor hid = rk_tensor_host(ids, RK_DTYPE_I32, 2, (int64_t[]) { B, T });
+    struct rk_tensor htd = rk_tensor_host(tid, RK_DTYPE_I32, 2, (int64_t[]) { B, T });
+    cr_assert(rk_cpu_embed(&hd, &hte, &hid, wpe ? &hpe : NULL, wtt ? &htt : NULL, c->type_ids ? &htd : NULL, &p) == RK_OK);
+    if (c->fused_ln) {
+        struct rk_tensor hw = host_t(lnw, 1, (int64_t[]) { C }), hb = host_t(lnb, 1, (int64_t[]) { C });
+        struct rk_tensor h2 = host_t(ref, 2, (int64_t[]) { N, C });
+        struct rk_layernorm_params lp = { .eps = eps };
+        rk_cpu_layernorm(&h2, &h2, &hw, &hb, NULL, &lp);
+    }
+
+    struct dmem m[8] = { 0 }; /* wte, wpe, wtt, ids, tids, dst, lnw, lnb */
+    struct rk_tensor tte = padded_tensor(&m[0], be, c->dt, 2, (int64_t[]) { c->V, C }, 0, "wte");
+    struct rk_tensor tpe = { 0 }, ttt = { 0 }, tlw = { 0 }, tlb = { 0 };
+    if (wpe) tpe = padded_tensor(&m[1], be, c->dt, 2, (int64_t[]) { c->P, C }, 0, "wpe");
+    if (wtt) ttt = padded_tensor(&m[2], be, c->dt, 2, (int64_t[]) { c->NTT, C }, 0, "wtt");
+    struct rk_tensor tid_ = padded_tensor(&m[3], be, RK_DTYPE_I32, 2, (int64_t[]) { B, T }, 0, "ids");
+    struct rk_tensor ttd  = padded_tensor(&m[4], be, RK_DTYPE_I32, 2, (int64_t[]) { B, T }, 0, "type_ids");
+    struct rk_tensor td   = padded_tensor(&m[5], be, c->dt, 3, (int64_t[]) { B, T, C }, 0, "dst");
+    if (lnw) {
+        tlw = padded_tensor(&m[6], be, c->dt, 1, (int64_t[]) { C }, 0, "ln_w");
+        tlb = padded_tensor(&m[7], be, c->dt, 1, (int64_t[]) { C }, 0, "ln_b");
+        view_set(&m[6], &tlw, lnw);
+        view_set(&m[7], &tlb, lnb);
+    }
+    view_set(&m[0], &tte, wte);
+    if (wpe) view_set(&m[1], &tpe, wpe);
+    if (wtt) view_set(&m[2], &ttt, wtt);
+    view_set_i32(&m[3], &tid_, ids);
+    view_set_i32(&m[4], &ttd, tid);
+    view_mark_output(&m[5], &td);
+    for (int i = 0; i < 8; i++) {
+        if (m[i].dev) dmem_upload(&m[i]);
+    }
+
+    int rc;
+    if (!c->fused_ln) {
+        struct rk_op_call call = { .op  = RK_OP_EMBED, .dst = &td,
+                                   .src = { &tte, &tid_, wpe ? &tpe : NULL, wtt ? &ttt : NULL, c->type_ids ? &ttd : NULL } };
+        call.p.embed = p;
+        rc           = gpu_op(be, &call, cs);
+    } else if (be->device != RK_DEVICE_CUDA) {
+        rc = CASE_SKIP; /* direct launcher call: CUDA only */
+    } else {
+#ifdef RK_HAVE_CUDA
+        enum rk_status s = rk_cuda_embed(&td, &tte, &tid_, wpe ? &tpe : NULL, wtt ? &ttt : NULL,
+                                         c->type_ids ? &ttd : NULL, &p, &tlw, &tlb, eps, rk_backend_cuda_stream(be));
+        rc = s == RK_OK ? CASE_PASS : s == RK_STATUS_UNSUPPORTED ? CASE_SKIP : CASE_FAIL;
+        if (s != RK_OK) fprintf(stderr, "    %s: rk_cuda_embed: %s: %s\n", cs, rk_status_name(s), rk_last_error());
+        cr_assert(be->synchronize(be) == RK_OK);
+#else
+        rc = CASE_SKIP;
+#endif
+    }
+    if (rc == CASE_PASS) {
+        bool ok = check_output(&m[5], &td, ref, cs, "dst", tol_for(c->dt));
+        for (int i = 0; i < 8; i++) {
+            if (i != 5 && m[i].dev) ok = check_unchanged(&m[i], cs, "input") && ok;
+        }
+        rc = ok ? CASE_PASS : CASE_FAIL;
+    }
+    for (int i = 0; i < 8; i++) dmem_free(&m[i]);
+    free(wte);
+    free(wpe);
+    free(wtt);
+    free(lnw);
+    free(lnb);
+    free(ids);
+    free(tid);
+    free(ref);
+    return rc;
+}
+
+Test(cuda_ops, embed) {
+    struct rk_backend * be = cuda_or_skip("EMBED");
+    struct tally        t  = { 0 };
+    for (size_t i = 0; i < sizeof(emb_cases) / sizeof(emb_cases[0]); i++) {
+        const struct emb_case * c = &emb_cases[i];
+        char cs[256];
+        snprintf(cs, sizeof(cs), "EMBED(dtype=%s,B=%lld,T=%lld,C=%lld,V=%lld,wpe=%d,wtt=%d,type_ids=%d,pos_offset=%lld,"
+                 "fused_ln=%d)", dtn(c->dt), (long long) c->B, (long long) c->T, (long long) c->C, (long long) c->V,
+                 c->wpe, c->wtt, c->type_ids, (long long) c->pos_offset, c->fused_ln);
+        if (!case_selected(cs)) continue;
+        struct rng r  = { run_seed() ^ fnv1a(cs) };
+        double     t0 = now_ms();
+        tally_add(&t, cs, run_embed(be, c, cs, &r), now_ms() - t0);
+    }
+    rk_backend_free(be);
+    tally_finish("EMBED", &t);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * POOL and L2NORM */
+
+enum { MASK_NONE = 0, MASK_RIGHT, MASK_HOLES };
+static const char * const mask_names[] = { "none", "right_padded", "holes" };
+
+/* Fills a (B,T) key/token mask: right padding with lengths T, T/2+1, 0 (a fully padded row), T/3+1, ...; or random
+ * holes (30 % padded) with row 2 fully padded. */
+static void fill_mask(int32_t * mk, int64_t B, int64_t T, int kind, struct rng * r) {
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t len = b == 0 ? T : b == 2 ? 0 : b % 2 ? T / 2 + 1 : T / 3 + 1;
+        for (int64_t t = 0; t < T; t++) {
+            if (kind == MASK_RIGHT) mk[b * T + t] = t < len;
+            else mk[b * T + t] = b == 2 ? 0 : rng_int(r, 10) >= 3;
+        }
+    }
+}
+
+struct pool_case {
+    enum rk_dtype     dt;
+    int64_t           B, T, C;
+    enum rk_pool_mode mode;
+    int               mask;
+    int64_t           pad; /* x rows padded */
+};
+
+static const char * const pool_names[] = { "cls", "mean", "max", "last" };
+
+#define POOL_ALL_MODES(dt, B, T, C, mask, pad) \
+    { dt, B, T, C, RK_POOL_CLS, mask, pad }, { dt, B, T, C, RK_POOL_MEAN, mask, pad }, \
+    { dt, B, T, C, RK_POOL_MAX, mask, pad }, { dt, B, T, C, RK_POOL_LAST, mask, pad }
+
+static const struct pool_case pool_cases[] = {
+    POOL_ALL_MODES(RK_DTYPE_BF16, 3, 77, 384, MASK_NONE, 0),
+    POOL_ALL_MODES(RK_DTYPE_BF16, 3, 77, 384, MASK_RIGHT, 0),
+    POOL_ALL_MODES(RK_DTYPE_BF16, 4, 77, 384, MASK_HOLES, 8),
+    POOL_ALL_MODES(RK_DTYPE_F16, 3, 1, 100, MASK_RIGHT, 0),
+    POOL_ALL_MODES(RK_DTYPE_F32, 5, 33, 768, MASK_HOLES, 0),
+};
+
+static int run_pool(struct rk_backend * be, const struct pool_case * c, const char * cs, struct rng * r) {
+    const int64_t B = c->B, T = c->T, C = c->C;
+    float *       x   = rand_vec(r, c->dt, B * T * C, 1.0f);
+    int32_t *     mk  = rk_xmalloc((size_t) (B * T) * sizeof(int32_t));
+    float *       ref = rk_xmalloc((size_t) (B * C) * sizeof(float));
+    if (c->mask != MASK_NONE) fill_mask(mk, B, T, c->mask, r);
+    struct rk_pool_params p = { .mode = c->mode };
+    struct rk_tensor hx = host_t(x, 3, (int64_t[]) { B, T, C }), hd = host_t(ref, 2, (int64_t[]) { B, C });
+    struct rk_tensor hm = rk_tensor_host(mk, RK_DTYPE_I32, 2, (int64_t[]) { B, T });
+    rk_cpu_pool(&hd, &hx, c->mask != MASK_NONE ? &hm : NULL, &p);
+    struct dmem      mx = { 0 }, mm = { 0 }, md = { 0 };
+    struct rk_tensor tx = padded_tensor(&mx, be, c->dt, 3, (int64_t[]) { B, T, C }, c->pad, "x");
+    struct rk_tensor tm = padded_tensor(&mm, be, RK_DTYPE_I32, 2, (int64_t[]) { B, T }, 0, "mask");
+    struct rk_tensor td = padded_tensor(&md, be, c->dt, 2, (int64_t[]) { B, C }, 0, "dst");
+    view_set(&mx, &tx, x);
+    view_set_i32(&mm, &tm, mk);
+    view_mark_output(&md, &td);
+    dmem_upload(&mx);
+    dmem_upload(&mm);
+    dmem_upload(&md);
+    struct rk_op_call call = { .op = RK_OP_POOL, .dst = &td, .src = { &tx, c->mask != MASK_NONE ? &tm : NULL } };
+    call.p.pool = p;
+    int rc = gpu_op(be, &call, cs);
+    if (rc == CASE_PASS) {
+        bool ok = check_output(&md, &td, ref, cs, "dst", tol_for(c->dt));
+        ok      = check_unchanged(&mx, cs, "x") && ok;
+        ok      = check_unchanged(&mm, cs, "mask") && ok;
+        rc      = ok ? CASE_PASS : CASE_FAIL;
+    }
+    dmem_free(&mx);
+    dmem_free(&mm);
+    dmem_free(&md);
+    free(x);
+    free(mk);
+    free(ref);
+    return rc;
+}
+
+Test(cuda_ops, pool) {
+    struct rk_backend * be = cuda_or_skip("POOL");
+    struct tally        t  = { 0 };
+    for (size_t i = 0; i < sizeof(pool_cases) / sizeof(pool_cases[0]); i++) {
+        const struct pool_case * c = &pool_cases[i];
+        char cs[256];
+        snprintf(cs, sizeof(cs), "POOL(dtype=%s,B=%lld,T=%lld,C=%lld,mode=%s,mask=%s,pad=%lld)", dtn(c->dt),
+                 (long long) c->B, (long long) c->T, (long long) c->C, pool_names[c->mode], mask_names[c->mask],
+                 (long long) c->pad);
+        if (!case_selected(cs)) continue;
+        struct rng r  = { run_seed() ^ fnv1a(cs) };
+        double     t0 = now_ms();
+        tally_add(&t, cs, run_pool(be, c, cs, &r), now_ms() - t0);
+    }
+    rk_backend_free(be);
+    tally_finish("POOL", &t);
+}
+
+struct l2_case {
+    enum rk_dtype dt;
+    int64_t       N, C;
+    bool          zero_row, inplace;
+};
+
+static const struct l2_case l2_cases[] = {
+    { RK_DTYPE_BF16, 3, 384, true, false }, { RK_DTYPE_BF16, 77, 768, false, true }, { RK_DTYPE_BF16, 2, 100, false, false },
+    { RK_DTYPE_F16, 5, 384, true, true },   { RK_DTYPE_F32, 3, 1024, true, false },  { RK_DTYPE_F32, 1, 7, false, true },
+};
+
+static int run_l2norm(struct rk_backend * be, const struct l2_case * c, const char * cs, struct rng * r) {
+    const int64_t N = c->N, C = c->C, ne[2] = { N, C };
+    float *       x   = rand_vec(r, c->dt, N * C, 1.0f);
+    float *       ref = rk_xmalloc((size_t) (N * C) * sizeof(float));
+    if (c->zero_row) memset(x + (N - 1) * C, 0, (size_t) C * sizeof(float));
+    struct rk_l2norm_params p = { .eps = 1e-12f };
+    struct rk_tensor hx = host_t(x, 2, ne), hd = host_t(ref, 2, ne);
+    rk_cpu_l2norm(&hd, &hx, &p);
+    struct dmem      mx = { 0 }, md = { 0 };
+    struct rk_tensor tx = padded_tensor(&mx, be, c->dt, 2, ne, 0, "x");
+    struct rk_tensor td;
+    struct dmem *    mdst = &md;
+    view_set(&mx, &tx, x);
+    if (c->inplace) {
+        td   = tx;
+        mdst = &mx;
+    } else {
+        td = padded_tensor(&md, be, c->dt, 2, ne, 0, "dst");
+        dmem_upload(&md);
+    }
+    view_mark_output(mdst, &td);
+    dmem_upload(&mx);
+    struct rk_op_call call = { .op = RK_OP_L2NORM, .dst = &td, .src = { &tx } };
+    call.p.l2norm = p;
+    int rc = gpu_op(be, &call, cs);
+    if (rc == CASE_PASS) {
+        struct tol tl = tol_for(c->dt);
+        tl.atol       = tl.atol / 10; /* outputs are ~1/sqrt(C) */
+        bool ok = check_output(mdst, &td, ref, cs, "dst", tl);
+        if (!c->inplace) ok = check_unchanged(&mx, cs, "x") && ok;
+        rc = ok ? CASE_PASS : CASE_FAIL;
+    }
+    dmem_free(&mx);
+    dmem_free(&md);
+    free(x);
+    free(ref);
+    return rc;
+}
+
+Test(cuda_ops, l2norm) {
+    struct rk_backend * be = cuda_or_skip("L2NORM");
+    struct tally        t  = { 0 };
+    for (size_t i = 0; i < sizeof(l2_cases) / sizeof(l2_cases[0]); i++) {
+        const struct l2_case * c = &l2_cases[i];
+        char cs[256];
+        snprintf(cs, sizeof(cs), "L2NORM(dtype=%s,N=%lld,C=%lld,zero_row=%d,inplace=%d)", dtn(c->dt), (long long) c->N,
+                 (long long) c->C, c->zero_row, c->inplace);
+        if (!case_selected(cs)) continue;
+        struct rng r  = { run_seed() ^ fnv1a(cs) };
+        double     t0 = now_ms();
+        tally_add(&t, cs, run_l2norm(be, c, cs, &r), now_ms() - t0);
+    }
+    rk_backend_free(be);
+    tally_finish("L2NORM", &t);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * ATTN_FWD */
+
+struct attn_case {
+    enum rk_dtype dt;
+    int64_t       B, Tq, Tk, NH, NKV, HS;
+    bool          causal;
+    int64_t       window, q_offset;
+    int           mask;      /* MASK_NONE / MASK_RIGHT (row 2 fully padded when B >= 3) / MASK_HOLES */
+    bool          fused;     /* q, k, v are strided views into one (B, T, (NH + 2 NKV) HS) buffer (Tq == Tk) */
+    bool          dst_bthd;  /* dst is a (B, NH, T, HS) view of a (B, T, NH * HS) buffer */
+    bool          lse;
+    float         scale_mul; /* scale = scale_mul / sqrt(HS) */
+    bool          sm75;      /* run on the forced sm_75 path (attn_fwd_sm75 test) */
+};
+
+#define BF RK_DTYPE_BF16
+#define HF RK_DTYPE_F16
+static const struct attn_case attn_cases[] = {
+    /*  dt   B  Tq   Tk   NH NKV  HS causal win  qoff  mask        fused  bthd   lse    scale sm75 */
+    { BF, 2, 77, 77, 12, 12, 64, true, 0, 0, MASK_NONE, false, false, false, 1.0f, false },
+    { BF, 1, 1, 1, 12, 12, 64, false, 0, 0, MASK_NONE, false, false, true, 1.0f, false },
+    { BF, 3, 128, 128, 12, 12, 64, false, 0, 0, MASK_RIGHT, false, false, true, 1.0f, false },
+    { BF, 3, 200, 200, 12, 12, 32, false, 0, 0, MASK_HOLES, false, false, true, 4.0f, false },
+    { BF, 1, 200, 200, 12, 12, 80, true, 0, 0, MASK_NONE, false, false, true, 1.0f, false },
+    { BF, 1, 128, 128, 12, 12, 128, false, 0, 0, MASK_NONE, false, false, true, 1.0f, false },
+    { BF, 3, 77, 77, 8, 2, 64, true, 0, 0, MASK_RIGHT, false, false, true, 1.0f, false },
+    { BF, 1, 200, 200, 8, 2, 128, true, 16, 0, MASK_NONE, false, false, true, 1.0f, false },
+    { BF, 2, 77, 77, 12, 12, 64, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },
+    { BF, 3, 128, 128, 12, 12, 64, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false }, /* BERT-like */
+    { BF, 3, 1, 1, 12, 12, 64, false, 0, 0, MASK_RIGHT, false, false, true, 1.0f, false },   /* row 2: no key */
+    { BF, 3, 200, 200, 12, 12, 80, false, 16, 0, MASK_HOLES, false, false, true, 1.0f, false },
+    { BF, 2, 1, 77, 12, 12, 64, true, 0, 76, MASK_RIGHT, false, false, true, 1.0f, false },  /* decode step */
+    { BF, 1, 16, 200, 8, 2, 128, true, 16, 184, MASK_NONE, false, false, true, 1.0f, false }, /* chunk + window */
+    { BF, 1, 77, 77, 12, 12, 32, true, 0, 0, MASK_NONE, true, false, true, 1.0f, false },
+    { BF, 3, 77, 77, 8, 2, 80, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },     /* fused GQA */
+    /* f32: the CUDA kernels take 16-bit inputs (these report skipped there); they check this harness on the CPU */
+    { RK_DTYPE_F32, 3, 77, 77, 8, 2, 64, true, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },
+    { RK_DTYPE_F32, 2, 1, 77, 12, 12, 32, true, 16, 76, MASK_HOLES, false, false, true, 1.0f, false },
+    { HF, 2, 77, 77, 12, 12, 64, true, 0, 0, MASK_NONE, false, false, true, 1.0f, false },
+    { HF, 3, 128, 128, 12, 12, 64, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },
+    { HF, 1, 200, 200, 8, 2, 128, true, 16, 0, MASK_NONE, false, false, true, 1.0f, false },
+    { HF, 3, 200, 200, 12, 12, 80, false, 0, 0, MASK_HOLES, false, false, true, 4.0f, false },
+    /* forced sm_75 path: f16 activations */
+    { HF, 2, 77, 77, 12, 12, 64, true, 0, 0, MASK_NONE, false, false, true, 1.0f, true },
+    { HF, 3, 128, 128, 12, 12, 64, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, true },
+    { HF, 1, 200, 200, 12, 12, 80, false, 0, 0, MASK_NONE, false, false, true, 1.0f, true },
+    { HF, 1, 128, 128, 12, 12, 128, true, 0, 0, MASK_NONE, false, false, true, 1.0f, true },
+    { HF, 3, 77, 77, 8, 2, 32, false, 0, 0, MASK_HOLES, false, false, true, 4.0f, true },
+    { HF, 1, 200, 200, 8, 2, 128, true, 16, 0, MASK_NONE, false, false, true, 1.0f, true },
+    { HF, 3, 1, 1, 12, 12, 64, false, 0, 0, MASK_RIGHT, false, false, true, 1.0f, true },
+    { HF, 2, 1, 77, 12, 12, 64, true, 0, 76, MASK_RIGHT, false, false, true, 1.0f, true },
+    { BF, 3, 77, 77, 12, 12, 64, true, 0, 0, MASK_RIGHT, true, true, true, 1.0f, true },     /* bf16 on sm_75 */
+};
+#undef BF
+#undef HF
+
+/*
+ * Runs one case through the dispatcher (variant 0, automatic) and, with CUDA, through every numbered kernel variant
+ * of kernels/attn_cuda.h on the same inputs and reference (STYLE.md 6: test every variant). Each run is tallied as
+ * its own line, "<case>[variant=<name>]", which RK_TEST_FILTER can select.
+ */
+static void run_attn(struct rk_backend * be, const struct attn_case * c, const char * cs0, struct tally * t) {
+    const int64_t B = c->B, Tq = c->Tq, Tk = c->Tk, NH = c->NH, NKV = c->NKV, HS = c->HS;
+    const int64_t es = (int64_t) rk_dtype_traits[c->dt].type_size;
+#ifdef RK_HAVE_CUDA
+    const int n_variants = be->device == RK_DEVICE_CUDA ? RK_ATTN_FWD_N_VARIANTS : 1;
+#else
+    const int n_variants = 1;
+#endif
+    char cs[400];
+    bool any = false;
+    for (int vi = 0; vi < n_variants && !any; vi++) {
+#ifdef RK_HAVE_CUDA
+        snprintf(cs, sizeof(cs), "%s[variant=%s]", cs0, vi == 0 ? "auto" : rk_cuda_attn_fwd_variant_name(vi));
+#else
+        snprintf(cs, sizeof(cs), "%s[variant=auto]", cs0);
+#endif
+        any = case_selected(cs);
+    }
+    if (!any) return;
+
+    struct rng r = { run_seed() ^ fnv1a(cs0) };
+    float *    q  = rand_vec(&r, c->dt, B * NH * Tq * HS, 1.0f);
+    float *    k  = rand_vec(&r, c->dt, B * NKV * Tk * HS, 1.0f);
+    float *    v  = rand_vec(&r, c->dt, B * NKV * Tk * HS, 1.0f);
+    int32_t *  mk = rk_xmalloc((size_t) (B * Tk) * sizeof(int32_t));
+    if (c->mask != MASK_NONE) fill_mask(mk, B, Tk, c->mask, &r);
+    float * ref     = rk_xmalloc((size_t) (B * NH * Tq * HS) * sizeof(float));
+    float * lse_ref = rk_xmalloc((size_t) (B * NH * Tq) * sizeof(float));
+    struct rk_attn_params p = { .scale = c->scale_mul / sqrtf((float) HS), .causal = c->causal, .window = c->window,
+                                .q_offset = c->q_offset };
+    const int64_t qne[4] = { B, NH, Tq, HS }, kne[4] = { B, NKV, Tk, HS };
+    struct rk_tensor hq = host_t(q, 4, qne), hk = host_t(k, 4, kne), hv = host_t(v, 4, kne);
+    struct rk_tensor hd = host_t(ref, 4, qne), hl = host_t(lse_ref, 3, (int64_t[]) { B, NH, Tq });
+    struct rk_tensor hm = rk_tensor_host(mk, RK_DTYPE_I32, 2, (int64_t[]) { B, Tk });
+    rk_cpu_attn_fwd(&hd, &hq, &hk, &hv, c->mask != MASK_NONE ? &hm : NULL, &hl, &p);
+
+    /* device side: m[0] q (or fused qkv), m[1] k, m[2] v, m[3] mask, m[4] dst, m[5] lse */
+    struct dmem      m[6] = { 0 };
+    struct rk_tensor tq, tk, tv, td, tm = { 0 }, tl = { 0 };
+    if (c->fused) {
+        cr_assert(Tq == Tk, "fused qkv needs Tq == Tk");
+        const int64_t W      = (NH + 2 * NKV) * HS; /* elements per token */
+        const int64_t nbq[4] = { Tq * W * es, HS * es, W * es, es };
+        dmem_init(&m[0], be, (size_t) (B * Tq * W * es));
+        tq = dmem_view(&m[0], c->dt, 4, qne, nbq, 0, "q");
+        tk = dmem_view(&m[0], c->dt, 4, kne, nbq, (size_t) (NH * HS * es), "k");
+        tv = dmem_view(&m[0], c->dt, 4, kne, nbq, (size_t) ((NH + NKV) * HS * es), "v");
+        view_set(&m[0], &tq, q);
+        view_set(&m[0], &tk, k);
+        view_set(&m[0], &tv, v);
+    } else {
+        tq = padded_tensor(&m[0], be, c->dt, 4, qne, 0, "q");
+        tk = padded_tensor(&m[1], be, c->dt, 4, kne, 0, "k");
+        tv = padded_tensor(&m[2], be, c->dt, 4, kne, 0, "v");
+        view_set(&m[0], &tq, q);
+        view_set(&m[1], &tk, k);
+        view_set(&m[2], &tv, v);
+    }
+    if (c->mask != MASK_NONE) {
+        tm = padded_tensor(&m[3], be, RK_DTYPE_I32, 2, (int64_t[]) { B, Tk }, 0, "mask");
+        view_set_i32(&m[3], &tm, mk);
+    }
+    if (c->dst_bthd) {
+        const int64_t nbd[4] = { Tq * NH * HS * es, HS * es, NH * HS * es, es };
+        dmem_init(&m[4], be, (size_t) (B * Tq * NH * HS * es));
+        td = dmem_view(&m[4], c->dt, 4, qne, nbd, 0, "dst");
+    } else {
+        td = padded_tensor(&m[4], be, c->dt, 4, qne, 0, "dst");
+    }
+    view_mark_output(&m[4], &td);
+    if (c->lse) {
+        tl = padded_tensor(&m[5], be, RK_DTYPE_F32, 3, (int64_t[]) { B, NH, Tq }, 0, "lse");
+        view_mark_output(&m[5], &tl);
+    }
+    for (int i = 0; i < 4; i++) {
+        if (m[i].dev) dmem_upload(&m[i]);
+    }
+
+    for (int vi = 0; vi < n_variants; vi++) {
+#ifdef RK_HAVE_CUDA
+        snprintf(cs, sizeof(cs), "%s[variant=%s]", cs0, vi == 0 ? "auto" : rk_cuda_attn_fwd_variant_name(vi));
+#else
+        snprintf(cs, sizeof(cs), "%s[variant=auto]", cs0);
+#endif
+        if (!case_selected(cs)) continue;
+        const double t0 = now_ms();
+        dmem_upload(&m[4]); /* outputs back to NaN before every run */
+        if (c->lse) dmem_upload(&m[5]);
+        int rc;
+        if (vi == 0) {
+            struct rk_op_call call = { .op = RK_OP_ATTN_FWD, .dst = &td,
+                                       .src = { &tq, &tk, &tv, c->mask != MASK_NONE ? &tm : NULL, c->lse ? &tl : NULL } };
+            call.p.attn = p;
+            rc          = gpu_op(be, &call, cs);
+        } else {
+#ifdef RK_HAVE_CUDA
+            const enum rk_status s = rk_cuda_attn_fwd_variant(&td, &tq, &tk, &tv, c->mask != MASK_NONE ? &tm : NULL,
+                                                              c->lse ? &tl : NULL, &p, c->sm75, vi,
+                                                              rk_backend_cuda_stream(be));
+            cr_assert(be->synchronize(be) == RK_OK);
+            if (s != RK_OK) fprintf(stderr, "    %s: %s: %s\n", cs, rk_status_name(s), rk_last_error());
+            rc = s == RK_OK ? CASE_PASS : s == RK_STATUS_UNSUPPORTED ? CASE_SKIP : CASE_FAIL;
+#else
+            rc = CASE_SKIP;
+#endif
+        }
+        if (rc == CASE_PASS) {
+            struct tol tl_o = tol_for(c->dt);
+            /* outputs are averages of v (|o| ~ 0.1): absolute bounds tighter than the generic ones */
+            tl_o.atol = c->dt == RK_DTYPE_BF16 ? 4e-3 : 1e-3;
+            bool ok = check_output(&m[4], &td, ref, cs, "dst", tl_o);
+            if (c->lse) ok = check_output(&m[5], &tl, lse_ref, cs, "lse", (struct tol) { 1e-8, 1e-3, 1e-4 }) && ok;
+            for (int i = 0; i < 4; i++) {
+                if (m[i].dev) ok = check_unchanged(&m[i], cs, "input") && ok;
+            }
+            rc = ok ? CASE_PASS : CASE_FAIL;
+        }
+        tally_add(t, cs, rc, now_ms() - t0);
+    }
+    for (int i = 0; i < 6; i++) dmem_free(&m[i]);
+    free(q);
+    free(k);
+    free(v);
+    free(mk);
+    free(ref);
+    free(lse_ref);
+}
+
+static void attn_test(bool sm75) {
+    const char * test = sm75 ? "ATTN_FWD (forced sm_75 path)" : "ATTN_FWD";
+    if (sm75) setenv("RK_CUDA_FORCE_SM75", "1", 1); /* this process only: Criterion runs each test in its own */
+    struct rk_backend * be = cuda_or_skip(test);
+    if (sm75 && be->device == RK_DEVICE_CUDA) {
+        unsetenv("RK_CUDA_FORCE_SM75");
+#ifdef RK_HAVE_CUDA
+        cr_assert(rk_backend_cuda_forced_sm75(be), "RK_CUDA_FORCE_SM75=1 did not force the sm_75 path");
+#endif
+        cr_assert(be->act_dtype == RK_DTYPE_F16, "the forced sm_75 path must use f16 activations");
+    }
+    struct tally t = { 0 };
+    for (size_t i = 0; i < sizeof(attn_cases) / sizeof(attn_cases[0]); i++) {
+        const struct attn_case * c = &attn_cases[i];
+        if (c->sm75 != sm75) continue;
+        char cs[320];
+        snprintf(cs, sizeof(cs), "ATTN_FWD(dtype=%s,B=%lld,T=%lld,Tk=%lld,NH=%lld,NKV=%lld,HS=%lld,causal=%d,window=%lld,"
+                 "q_offset=%lld,mask=%s,fused_qkv=%d,dst_bthd=%d,lse=%d,scale=%gx,sm75=%d)", dtn(c->dt), (long long) c->B,
+                 (long long) c->Tq, (long long) c->Tk, (long long) c->NH, (long long) c->NKV, (long long) c->HS,
+                 c->causal, (long long) c->window, (long long) c->q_offset, mask_names[c->mask], c->fused, c->dst_bthd,
+                 c->lse, (double) c->scale_mul, c->sm75);
+        run_attn(be, c, cs, &t);
+    }
+    rk_backend_free(be);
+    tally_finish(test, &t);
+}
+
+Test(cuda_ops, attn_fwd) { attn_test(false); }
+Test(cuda_ops, attn_fwd_sm75) { attn_test(true); }
+
+/* ------------------------------------------------------------------------------------------------
+ * backend contract: no device is not fatal; unsupported combinations are reported, never a crash */
+
+Test(cuda_backend, init_without_device_is_not_fatal) {
+    rk_clear_error();
+    struct rk_backend * be = rk_backend_cuda_init(0);
+    if (be) {
+        cr_assert(be->device == RK_DEVICE_CUDA);
+        cr_assert(be->act_dtype == RK_DTYPE_BF16 || be->act_dtype == RK_DTYPE_F16);
+        rk_backend_free(be);
+    } else {
+        cr_assert(strlen(rk_last_error()) > 0, "rk_backend_cuda_init returned NULL without an error message");
+        fprintf(stderr, "no CUDA backend here: %s\n", rk_last_error());
+    }
+    cr_assert(rk_backend_cuda_init(1 << 20) == NULL, "a device index that does not exist must give NULL");
+}
+
+Test(cuda_ops, unsupported_is_reported) {
+    struct rk_backend * be = cuda_or_skip("UNSUPPORTED");
+    struct dmem         m  = { 0 };
+    dmem_init(&m, be, 4096);
+    struct rk_tensor a   = dmem_view(&m, RK_DTYPE_BF16, 2, (int64_t[]) { 4, 8 }, NULL, 0, "a");
+    struct rk_tensor f   = dmem_view(&m, RK_DTYPE_F32, 2, (int64_t[]) { 4, 8 }, NULL, 0, "f");
+    struct rk_tensor i32 = dmem_view(&m, RK_DTYPE_I32, 2, (int64_t[]) { 4, 8 }, NULL, 0, "i");
+    struct rk_tensor col = dmem_view(&m, RK_DTYPE_BF16, 2, (int64_t[]) { 4, 8 }, (int64_t[]) { 2, 8 }, 0, "colmajor");
+    struct rk_op_call calls[] = {
+        { .op = RK_OP_GELU, .dst = &i32, .src = { &i32 } },        /* integer activations */
+        { .op = RK_OP_ADD, .dst = &a, .src = { &a, &f } },         /* mixed dtypes */
+        { .op = RK_OP_MATMUL, .dst = &a, .src = { &a, &f } },      /* mixed dtypes */
+        { .op = RK_OP_SOFTMAX, .dst = &a, .src = { &col } },       /* last dim not contiguous */
+        { .op = RK_OP_LAYERNORM, .dst = &f, .src = { &f, &a } },   /* weight dtype differs */
+    };
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+        cr_assert(!be->supports_op(be, &calls[i]), "call %zu (%s) should be unsupported", i, rk_op_names[calls[i].op]);
+        cr_assert(rk_op(be, &calls[i]) == RK_STATUS_UNSUPPORTED, "call %zu (%s)", i, rk_op_names[calls[i].op]);
+    }
+    dmem_free(&m);
+    rk_backend_free(be);
+}
