@@ -11,6 +11,8 @@
  * logsumexp; a variant that fails is not timed. Timing: CUDA events, 5 warm-ups, the median of --reps runs, the L2
  * flushed by writing a 256 MB buffer before each run. One line per shape:
  *   attn <shape> ours_ms=... tflops=... max_err=... nmse=...
+ * and, for the default variant, `RESULT attn_<shape>_B.._T.._H.._D.. <ms> ms` (joined with the peer's flash line
+ * by .ci/device_check.sh).
  * Peer: bench/peers/attn_sdpa.py (torch SDPA flash / cuDNN / efficient, same shapes and method).
  * Without CUDA in the build it prints "no CUDA in this build" and exits 0.
  */
@@ -435,6 +437,11 @@ static int run_bench(const char * only, int v_lo, int v_hi, int reps, bool show_
             const double flops = 4.0 * (double) c->B * c->NH * c->Tq * c->Tk * c->HS * (c->causal ? 0.5 : 1.0);
             printf("attn %s%s ours_ms=%.4f tflops=%.1f max_err=%.3g nmse=%.3g\n", c->name, vtag, ms,
                    flops / (ms * 1e-3) / 1e12, e.max_err, e.nmse);
+            /* the key .ci/device_check.sh joins with bench/peers/attn_sdpa.py's flash line */
+            if (variant == 0) {
+                printf("RESULT attn_%s_B%lld_T%lld_H%lld_D%lld %.4f ms\n", c->name, (long long) c->B,
+                       (long long) c->Tq, (long long) c->NH, (long long) c->HS, ms);
+            }
             fflush(stdout);
         }
         problem_free(&P);

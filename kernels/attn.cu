@@ -3,19 +3,21 @@
  * mask, causal masking with a query offset, a sliding window and grouped-query heads of host/backend.h, and the
  * fp32 logsumexp of each row for the backward pass. Design notes and expected performance: docs/ATTN.md.
  *
- * Kernel variants (rk_cuda_attn_fwd_variant; `build/bench/bench_attn --variant N` times one):
+ * Kernel variants (rk_cuda_attn_fwd_variant; `build/bench/bench_attn --variant N` times one, `--variant all` all):
  *   v1  attn_fwd_kernel_v1: plain kernel, one warp per query row, 32 keys at a time (a key per lane), fp32
  *       math, scalar loads. Any HS <= 256, any 2-byte alignment, any scale. The fallback and a second reference.
- *   v2  attn_fwd_kernel_v2<64 rows, 64 keys>: FlashAttention-2 style. 4 warps, each owns 16 query rows whose
- *       fragments stay in registers; K and V tiles stream through swizzled shared memory, double-buffered with
- *       cp.async (tile n+1 loads while tile n is computed; one barrier per tile); ldmatrix fragments; mma.sync
- *       m16n8k16 bf16/f16 with fp32 accumulators; online softmax in fp32 with exp2, O rescaled only when a row
- *       maximum moved; S never leaves registers (the accumulator layout of S is the A-operand layout of P).
- *       HS in {32, 64, 128}.
+ *   v2  attn_fwd_kernel_v2<HS, 2>: FlashAttention-2 style, 64 query rows x 64 keys per tile. 4 warps, each owns
+ *       16 query rows whose fragments stay in registers; K and V tiles stream through XOR-swizzled shared memory
+ *       with cp.async (double-buffered at HS <= 64; at HS = 128 the FA2 split: V(t) loads during S = Q K(t)^T,
+ *       K(t+1) during softmax and P V(t)); ldmatrix fragments; mma.sync m16n8k16 bf16/f16 with fp32
+ *       accumulators; online softmax in fp32 with exp2; S never leaves registers (the accumulator layout of S is
+ *       the A-operand layout of P). HS in {32, 64, 128}.
  *   v3  v2 with 128 query rows per CTA (each warp two 16-row tiles: twice the math per K/V byte read from shared
- *       memory; Q is re-read from shared memory at HS = 128 to save registers). The default for every HS.
- *   v4  v3 with 32-key tiles (HS = 128 only): fewer S registers.
- *   v5  v3 with 128-key tiles (HS <= 64 only).
+ *       memory; Q is re-read from shared memory at HS = 128 to save registers). The default at HS = 64.
+ *       Spills 44 bytes at HS = 128.
+ *   v4  v2 with Q re-read from shared memory and a 168-register cap: 3 CTAs per SM instead of 2 (HS = 128 only).
+ *       The default at HS = 128.
+ *   v5  v3 with 128-key tiles (HS <= 64 only). The default at HS = 32; spills 40 bytes at HS = 64.
  * The sm_75 path (a real sm_75 card, or force_sm75) runs v2 with fp16 mma.sync m16n8k8 and synchronous tile
  * loads (no cp.async); bf16 there goes to v1.
  *
@@ -179,29 +181,31 @@ static __global__ void __launch_bounds__(RK_ATTN_V1_WARPS * 32) attn_fwd_kernel_
 /* ---- v2..v5: tensor-core kernel -------------------------------------------------------------- */
 
 #define RK_ATTN_TC_WARPS   4
-#ifndef RK_ATTN_STAGES
-#define RK_ATTN_STAGES 2
-#endif
-#ifndef RK_ATTN_LAZY_RESCALE
-#define RK_ATTN_LAZY_RESCALE 1
-#endif
 #define RK_ATTN_TC_THREADS (RK_ATTN_TC_WARPS * 32)
 
-/* Tile configuration of one instantiation. */
-template <int HS, int WM, int BN, bool SM75> struct attn_tc_cfg {
-    static constexpr int BM     = 16 * WM * RK_ATTN_TC_WARPS; /* query rows per CTA */
-    static constexpr int CPR    = HS / 8;                     /* 16-byte chunks per row */
-    static constexpr int KSTEPS = HS / 16;                    /* k-steps of S = Q K^T */
-    static constexpr int NTILES = BN / 8;                     /* 8-column tiles of S */
-    static constexpr int DTILES = HS / 8;                     /* 8-column tiles of O */
+/*
+ * Tile configuration of tensor-core variant V (2..5, see the file header) at head size HS. Chosen on an H200
+ * (docs/ATTN.md has the measurements): two K/V stages pay at HS <= 64, one stage (the FA2 split: V(t) loads
+ * during S = Q K(t)^T, K(t+1) during softmax and P V(t)) at HS = 128; the sm_75 path has one stage.
+ */
+template <int HS, int V, bool SM75> struct attn_tc_cfg {
+    static_assert(V >= 2 && V <= 5, "variant");
+    static_assert(HS == 32 || HS == 64 || HS == 128, "HS");
+    static constexpr int  WM     = V == 3 || V == 5 ? 2 : 1;           /* 16-row tiles per warp */
+    static constexpr int  BN     = V == 5 ? 128 : 64;                  /* keys per tile */
+    static constexpr bool LEAN   = V == 4;                             /* Q from shared memory, 3 CTAs/SM */
+    static constexpr int  BM     = 16 * WM * RK_ATTN_TC_WARPS;         /* query rows per CTA */
+    static constexpr int  CPR    = HS / 8;                             /* 16-byte chunks per row */
+    static constexpr int  KSTEPS = HS / 16;                            /* k-steps of S = Q K^T */
+    static constexpr int  NTILES = BN / 8;                             /* 8-column tiles of S */
+    static constexpr int  DTILES = HS / 8;                             /* 8-column tiles of O */
     /* accumulator and fragment registers per thread; Q fragments are kept in registers when this stays low */
     static constexpr int  REGS      = WM * KSTEPS * 4 + WM * NTILES * 4 + WM * DTILES * 4;
-    static constexpr bool Q_IN_REGS = REGS <= 176;
-    /* K/V/mask stages: see the kernel's comment; the sm_75 path (synchronous loads) has one */
-    static constexpr int  STAGES    = SM75 ? 1 : RK_ATTN_STAGES;
+    static constexpr bool Q_IN_REGS = REGS <= 176 && !LEAN;
+    static constexpr int  STAGES    = SM75 || HS == 128 ? 1 : 2;
     static constexpr int  SMEM      = BM * HS * 2 + STAGES * (2 * BN * HS * 2 + BN * 4); /* sQ, {sK, sV}, sMask */
-    static constexpr int  MIN_BLOCKS = WM == 2 ? 2 : (HS == 32 ? 4 : (HS == 64 ? 3 : 2)); /* register cap 255, 168 or 128 */
-    static_assert(HS == 32 || HS == 64 || HS == 128, "HS");
+    /* register cap 255 (2 CTAs per SM), 168 (3) or 128 (4) */
+    static constexpr int  MIN_BLOCKS = WM == 2 ? 2 : (LEAN || HS == 64 ? 3 : (HS == 32 ? 4 : 2));
     static_assert(BN % 16 == 0 && BN <= RK_ATTN_TC_THREADS && (BN * CPR) % RK_ATTN_TC_THREADS == 0, "BN");
     static_assert((BM * CPR) % RK_ATTN_TC_THREADS == 0, "BM");
 };
@@ -387,15 +391,19 @@ static __device__ __forceinline__ void attn_load_tile(unsigned char * s, const c
  * Warp w owns query rows [w*16*WM, (w+1)*16*WM) of the CTA's BM rows; each thread holds, per 16-row tile, the
  * rows g and g+8 of its quad. Dynamic shared memory: sQ (BM x HS), then per stage sK, sV (BN x HS each), then
  * per stage sMask (BN i32); rows swizzled (attn_swz).
- * Pipeline per key tile t, two stages (sm_80+): wait for tile t; barrier (all threads see it, and all are done
- * with tile t-1, whose stage is overwritten next); start K, V, mask of tile t+1 (cp.async); S = Q K^T; mask;
- * online softmax; O += P V. One barrier per tile, and a whole tile of compute to hide each load.
- * One stage (sm_75 path): barrier; load tile t (synchronous); barrier; compute.
+ * Pipeline per key tile t with two stages (HS <= 64 on sm_80+): wait for tile t; barrier (all threads see it,
+ * and all are done with tile t-1, whose stage is overwritten next); start K, V, mask of tile t+1 (cp.async);
+ * S = Q K^T; mask; online softmax; O += P V. One barrier per tile, a whole tile of compute to hide each load.
+ * With one stage (HS = 128, and the sm_75 path where the loads are synchronous), the FA2 split: wait for K(t);
+ * barrier; start V(t) and the mask; S = Q K^T; wait for V(t); barrier; start K(t+1); mask; softmax; O += P V.
+ * A tile whose padding-mask entries are all 1 (found by the barrier that follows its mask's arrival, as
+ * __syncthreads_and) and that crosses neither Tk, the diagonal nor the window edge skips the masking code.
  */
-template <int HS, int WM, int BN, bool BF16, bool SM75>
-static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, WM, BN, SM75>::MIN_BLOCKS))
+template <int HS, int V, bool BF16, bool SM75>
+static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, V, SM75>::MIN_BLOCKS))
     attn_fwd_kernel_v2(const struct attn_args a) {
-    using C = attn_tc_cfg<HS, WM, BN, SM75>;
+    using C = attn_tc_cfg<HS, V, SM75>;
+    constexpr int WM = C::WM, BN = C::BN;
     constexpr int BM = C::BM, CPR = C::CPR, KSTEPS = C::KSTEPS, NTILES = C::NTILES, DTILES = C::DTILES;
     constexpr int STAGES = C::STAGES;
     constexpr int ROWB   = CPR * 16; /* bytes per tile row */
@@ -581,8 +589,6 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, WM
            made (half the registers of S): the accumulators of key tiles 2kk, 2kk+1 are the A fragment of k-step
            kk of P V, pa[mi][kk] = {(g, tile 2kk), (g+8, tile 2kk), (g, tile 2kk+1), (g+8, tile 2kk+1)} */
         uint32_t pa[WM][BN / 16][4];
-        float    alpha_r[WM][2];
-        bool     rescale = false;
 #pragma unroll
         for (int mi = 0; mi < WM; mi++) {
 #pragma unroll
@@ -604,21 +610,11 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, WM
                     sum += p0 + p1;
                     pa[mi][j / 2][(j % 2) * 2 + r] = attn_pack2<BF16>(p0, p1);
                 }
-                row_l[mi][r]   = row_l[mi][r] * alpha + sum;
-                alpha_r[mi][r] = alpha;
-                rescale |= alpha != 1.f;
-            }
-        }
-        /* rescale O only when some row of the warp has a new maximum (exact: skipped only when every alpha is 1) */
-        if (!RK_ATTN_LAZY_RESCALE || __any_sync(0xffffffffu, rescale)) {
-#pragma unroll
-            for (int mi = 0; mi < WM; mi++) {
+                row_l[mi][r] = row_l[mi][r] * alpha + sum;
 #pragma unroll
                 for (int d = 0; d < DTILES; d++) {
-                    o[mi][d][0] *= alpha_r[mi][0];
-                    o[mi][d][1] *= alpha_r[mi][0];
-                    o[mi][d][2] *= alpha_r[mi][1];
-                    o[mi][d][3] *= alpha_r[mi][1];
+                    o[mi][d][2 * r] *= alpha;
+                    o[mi][d][2 * r + 1] *= alpha;
                 }
             }
         }
@@ -698,7 +694,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, WM
 // kernel launchers
 
 static const char * const attn_variant_names[RK_ATTN_FWD_N_VARIANTS] = {
-    "auto", "plain", "tc64x64", "tc128x64", "tc128x32", "tc128x128",
+    "auto", "plain", "tc64x64", "tc128x64", "tc64x64lean", "tc128x128",
 };
 
 extern "C" const char * rk_cuda_attn_fwd_variant_name(int variant) {
@@ -725,20 +721,20 @@ template <bool BF16> static void attn_launch_v1_hs(const struct attn_args & a, i
 }
 
 /* Launches one tensor-core instantiation; UNSUPPORTED when its shared memory exceeds the device's opt-in limit. */
-template <int HS, int WM, int BN, bool BF16, bool SM75>
+template <int HS, int V, bool BF16, bool SM75>
 static enum rk_status attn_launch_v2(const struct attn_args & a, int B, int NH, int smem_optin, cudaStream_t stream) {
-    using C = attn_tc_cfg<HS, WM, BN, SM75>;
+    using C = attn_tc_cfg<HS, V, SM75>;
     if (C::SMEM > smem_optin) {
         return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: tile %dx%d needs %d bytes of shared memory, device allows %d",
-                            C::BM, BN, C::SMEM, smem_optin);
+                            C::BM, C::BN, C::SMEM, smem_optin);
     }
     if (C::SMEM > 48 * 1024) {
         /* cheap, and per device: set it on every launch rather than caching per device */
-        RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_v2<HS, WM, BN, BF16, SM75>,
+        RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_v2<HS, V, BF16, SM75>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
     }
     const dim3 grid((unsigned) ((a.Tq + C::BM - 1) / C::BM), (unsigned) NH, (unsigned) B);
-    attn_fwd_kernel_v2<HS, WM, BN, BF16, SM75><<<grid, RK_ATTN_TC_THREADS, C::SMEM, stream>>>(a);
+    attn_fwd_kernel_v2<HS, V, BF16, SM75><<<grid, RK_ATTN_TC_THREADS, C::SMEM, stream>>>(a);
     RK_CUDA_CHECK(cudaGetLastError());
     return RK_OK;
 }
@@ -748,13 +744,13 @@ template <int HS, bool BF16>
 static enum rk_status attn_launch_tc(const struct attn_args & a, int variant, int B, int NH, int smem_optin,
                                      cudaStream_t stream) {
     switch (variant) {
-        case 2: return attn_launch_v2<HS, 1, 64, BF16, false>(a, B, NH, smem_optin, stream);
-        case 3: return attn_launch_v2<HS, 2, 64, BF16, false>(a, B, NH, smem_optin, stream);
+        case 2: return attn_launch_v2<HS, 2, BF16, false>(a, B, NH, smem_optin, stream);
+        case 3: return attn_launch_v2<HS, 3, BF16, false>(a, B, NH, smem_optin, stream);
         case 4:
-            if constexpr (HS == 128) return attn_launch_v2<HS, 2, 32, BF16, false>(a, B, NH, smem_optin, stream);
+            if constexpr (HS == 128) return attn_launch_v2<HS, 4, BF16, false>(a, B, NH, smem_optin, stream);
             break;
         case 5:
-            if constexpr (HS <= 64) return attn_launch_v2<HS, 2, 128, BF16, false>(a, B, NH, smem_optin, stream);
+            if constexpr (HS <= 64) return attn_launch_v2<HS, 5, BF16, false>(a, B, NH, smem_optin, stream);
             break;
         default: break;
     }
@@ -763,11 +759,14 @@ static enum rk_status attn_launch_tc(const struct attn_args & a, int variant, in
 
 /* The variant the automatic choice takes for a tensor-core-eligible call (docs/ATTN.md, "Tile choice"). */
 static int attn_auto_variant(int hs) {
-    return hs == 128 ? 4 : 3; /* v3 at HS = 128 spills a few registers (docs/ATTN.md) */
+    return hs == 32 ? 5 : (hs == 64 ? 3 : 4);
 }
 
+/* 16-byte aligned rows: the data pointer and the strides of the outer dims (those of size 1 do not matter) */
 static bool attn_aligned16(const struct rk_tensor * t) {
-    return ((uintptr_t) t->data % 16) == 0 && t->nb[0] % 16 == 0 && t->nb[1] % 16 == 0 && t->nb[2] % 16 == 0;
+    bool ok = ((uintptr_t) t->data % 16) == 0;
+    for (int i = 0; i < 3; i++) ok = ok && (t->ne[i] == 1 || t->nb[i] % 16 == 0);
+    return ok;
 }
 
 static bool attn_shape_is(const struct rk_tensor * t, int64_t n0, int64_t n1, int64_t n2, int64_t n3) {
@@ -806,7 +805,8 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
                 lse->ne[2] != Tq)) {
         return rk_set_error(RK_STATUS_ARG, "attn_fwd: lse must be (B, NH, Tq) f32");
     }
-    if (q->nb[3] != 2 || k->nb[3] != 2 || v->nb[3] != 2 || dst->nb[3] != 2 || (mask && mask->nb[1] != 4) ||
+    const bool inner_ok = HS == 1 || (q->nb[3] == 2 && k->nb[3] == 2 && v->nb[3] == 2 && dst->nb[3] == 2);
+    if (!inner_ok || (mask && Tk > 1 && mask->nb[1] != 4) ||
         (lse && (lse->nb[2] % 4 != 0 || lse->nb[1] % 4 != 0 || lse->nb[0] % 4 != 0)) ||
         (mask && mask->nb[0] % 4 != 0)) {
         return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: the innermost stride must be the element size");
@@ -877,9 +877,9 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
             return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: the sm_75 path has variant 2 only");
         }
         switch (HS) {
-            case 32: return attn_launch_v2<32, 1, 64, false, true>(a, (int) B, (int) NH, smem_optin, stream);
-            case 64: return attn_launch_v2<64, 1, 64, false, true>(a, (int) B, (int) NH, smem_optin, stream);
-            default: return attn_launch_v2<128, 1, 64, false, true>(a, (int) B, (int) NH, smem_optin, stream);
+            case 32: return attn_launch_v2<32, 2, false, true>(a, (int) B, (int) NH, smem_optin, stream);
+            case 64: return attn_launch_v2<64, 2, false, true>(a, (int) B, (int) NH, smem_optin, stream);
+            default: return attn_launch_v2<128, 2, false, true>(a, (int) B, (int) NH, smem_optin, stream);
         }
     }
     switch (HS) {

@@ -34,14 +34,14 @@ enum rk_status rk_cuda_attn_fwd(struct rk_tensor * dst, const struct rk_tensor *
 
 /*
  * Kernel variants, selected by number for the benchmark and the parity tests (see the header of attn.cu):
- *   0  automatic (what rk_cuda_attn_fwd uses)
+ *   0  automatic (what rk_cuda_attn_fwd uses): 5 at HS = 32, 3 at HS = 64, 4 at HS = 128, 1 otherwise
  *   1  plain kernel: one warp per query row, fp32 math, any HS <= 256, any 2-byte alignment
  *   2  tensor cores, 64 query rows x 64 keys per tile (4 warps x 16 rows)
  *   3  tensor cores, 128 query rows x 64 keys (4 warps x 32 rows)
- *   4  tensor cores, 128 query rows x 32 keys (HS = 128 only)
+ *   4  tensor cores, 64 query rows x 64 keys, Q re-read from shared memory, 3 CTAs per SM (HS = 128 only)
  *   5  tensor cores, 128 query rows x 128 keys (HS <= 64 only)
- * Variants 2..5 take HS in {32, 64, 128} with 16-byte aligned rows; otherwise they return RK_STATUS_UNSUPPORTED.
- * Same contract as rk_cuda_attn_fwd otherwise.
+ * Variants 2..5 need HS in {32, 64, 128} (4: HS = 128 only; 5: HS <= 64), 16-byte aligned rows and scale > 0;
+ * otherwise they return RK_STATUS_UNSUPPORTED. Same contract as rk_cuda_attn_fwd otherwise.
  */
 #define RK_ATTN_FWD_N_VARIANTS 6
 

@@ -5,6 +5,7 @@
 Same method as bench_attn: bf16 (B, NH, T, HS) inputs uniform in [-1, 1], CUDA events around the call only,
 5 warm-ups, the median of --reps runs, the L2 flushed by writing a 256 MB buffer before each run.
 Prints one line per shape and back-end:  attn <shape> peer=<backend> ms=... tflops=...
+and for the flash back-end `RESULT attn_<shape>_B.._T.._H.._D.. <ms> ms`, the key bench_attn prints.
 """
 import argparse
 import subprocess
@@ -65,6 +66,8 @@ def main():
                     fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
                     ms = time_ms(fn, args.reps, flush)
                 print(f"attn {name} peer={bname} ms={ms:.4f} tflops={flops / (ms * 1e-3) / 1e12:.1f}", flush=True)
+                if bname == "flash":  # the key bench_attn prints for its default variant (.ci/device_check.sh joins them)
+                    print(f"RESULT attn_{name}_B{B}_T{T}_H{NH}_D{HS} {ms:.4f} ms", flush=True)
             except RuntimeError as ex:
                 print(f"attn {name} peer={bname} unavailable ({str(ex).splitlines()[0][:80]})", flush=True)
 
