@@ -40,22 +40,37 @@ static bool all_f32(const struct rk_op_call * c, int nsrc) {
     return true;
 }
 
+/* 2-D rows with a contiguous last dimension (the row stride may exceed the width: views). */
+static bool rows_ok(const struct rk_tensor * t) { return !t || (t->ndim == 2 && t->nb[1] == 4 && t->nb[0] % 4 == 0); }
+static bool dense(const struct rk_tensor * t) { return !t || rk_tensor_is_contiguous(t); }
+/* strided (B, NH, T, HS) views with a contiguous head dimension */
+static bool heads_ok(const struct rk_tensor * t) { return t->ndim == 4 && t->nb[3] == 4 && t->nb[2] % 4 == 0; }
+
+/* The layouts each CPU reference handles; anything else is reported unsupported rather than asserted. */
 static bool cpu_supports_op(struct rk_backend * be, const struct rk_op_call * c) {
     (void) be;
     switch (c->op) {
         case RK_OP_EMBED:
             return c->dst->dtype == RK_DTYPE_F32 && c->src[0]->dtype == RK_DTYPE_F32 &&
-                   c->src[1]->dtype == RK_DTYPE_I32 && (!c->src[4] || c->src[4]->dtype == RK_DTYPE_I32);
-        case RK_OP_LAYERNORM: return all_f32(c, 4);
-        case RK_OP_MATMUL:    return all_f32(c, 3);
-        case RK_OP_GELU:      return all_f32(c, 1);
-        case RK_OP_ADD:       return all_f32(c, 2);
-        case RK_OP_SOFTMAX:   return all_f32(c, 1);
+                   c->src[1]->dtype == RK_DTYPE_I32 && (!c->src[4] || c->src[4]->dtype == RK_DTYPE_I32) &&
+                   dense(c->dst) && dense(c->src[0]) && dense(c->src[1]) && dense(c->src[2]) && dense(c->src[3]) &&
+                   dense(c->src[4]);
+        case RK_OP_LAYERNORM:
+            return all_f32(c, 4) && rows_ok(c->dst) && rows_ok(c->src[0]) && rows_ok(c->src[3]) && dense(c->src[1]) &&
+                   dense(c->src[2]);
+        case RK_OP_MATMUL:
+            return all_f32(c, 3) && rows_ok(c->dst) && rows_ok(c->src[0]) && dense(c->src[1]) && dense(c->src[2]);
+        case RK_OP_GELU:      return all_f32(c, 1) && dense(c->dst) && dense(c->src[0]);
+        case RK_OP_ADD:       return all_f32(c, 2) && dense(c->dst) && dense(c->src[0]) && dense(c->src[1]);
+        case RK_OP_SOFTMAX:   return all_f32(c, 1) && rows_ok(c->dst) && rows_ok(c->src[0]);
         case RK_OP_ATTN_FWD:
             return all_f32(c, 3) && (!c->src[3] || c->src[3]->dtype == RK_DTYPE_I32) &&
-                   (!c->src[4] || c->src[4]->dtype == RK_DTYPE_F32);
-        case RK_OP_POOL:      return all_f32(c, 1) && (!c->src[1] || c->src[1]->dtype == RK_DTYPE_I32);
-        case RK_OP_L2NORM:    return all_f32(c, 1);
+                   (!c->src[4] || c->src[4]->dtype == RK_DTYPE_F32) && heads_ok(c->dst) && heads_ok(c->src[0]) &&
+                   heads_ok(c->src[1]) && heads_ok(c->src[2]) && dense(c->src[3]) && dense(c->src[4]);
+        case RK_OP_POOL:
+            return all_f32(c, 1) && (!c->src[1] || c->src[1]->dtype == RK_DTYPE_I32) && dense(c->dst) &&
+                   dense(c->src[0]) && dense(c->src[1]);
+        case RK_OP_L2NORM:    return all_f32(c, 1) && dense(c->dst) && dense(c->src[0]);
         case RK_OP_COUNT:     break;
     }
     return false;

@@ -33,12 +33,11 @@ void rk_tensor_init(struct rk_tensor * t, enum rk_dtype dtype, int ndim, const i
     t->ndim  = ndim;
     for (int i = 0; i < RK_MAX_DIMS; i++) t->ne[i] = i < ndim ? ne[i] : 1;
     const struct rk_dtype_traits * tr = &rk_dtype_traits[dtype];
-    int64_t stride = (int64_t) tr->type_size;
-    t->nb[ndim - 1] = tr->is_quantized ? stride : stride;
-    int64_t row = (int64_t) rk_dtype_row_size(dtype, tr->is_quantized ? ne[ndim - 1] : 1);
-    /* innermost stride is the element size; quantized tensors only use the row stride */
+    /* plain types: the innermost stride is the element size; quantized types are dense blocks, addressed by rows
+       only, so their innermost stride is 0 and a row is rk_dtype_row_size bytes */
     t->nb[ndim - 1] = tr->is_quantized ? 0 : (int64_t) tr->type_size;
-    stride = tr->is_quantized ? row : (int64_t) tr->type_size * ne[ndim - 1];
+    int64_t stride  = tr->is_quantized ? (int64_t) rk_dtype_row_size(dtype, ne[ndim - 1])
+                                       : (int64_t) tr->type_size * ne[ndim - 1];
     for (int i = ndim - 2; i >= 0; i--) {
         t->nb[i] = stride;
         stride *= ne[i];
