@@ -3,7 +3,9 @@
  * writer (temporary file + rename) and reader, and fold index lists.
  */
 #include "split.h"
+
 #include "check.h"
+#include "rng.h"
 #include "csv.h"
 
 #include <errno.h>
@@ -23,46 +25,7 @@ _Static_assert(sizeof(split_names) / sizeof(split_names[0]) == RK_SPLIT_COUNT, "
 
 const char * rk_split_name(int fold) { return (fold >= 0 && fold < RK_SPLIT_COUNT) ? split_names[fold] : NULL; }
 
-/* ---- PRNG: xoshiro256** seeded by splitmix64 (Blackman & Vigna) -------------------------------- */
-
-struct rng {
-    uint64_t s[4];
-};
-
-static uint64_t splitmix64(uint64_t * x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z          = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z          = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(struct rng * r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
-}
-
-static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(struct rng * r) {
-    uint64_t * s      = r->s;
-    uint64_t   result = rotl64(s[1] * 5, 7) * 9;
-    uint64_t   t      = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl64(s[3], 45);
-    return result;
-}
-
-/* Uniform integer in [0, k), k >= 1, without modulo bias (rejection below 2^64 mod k). */
-static uint64_t rng_below(struct rng * r, uint64_t k) {
-    uint64_t threshold = (0 - k) % k;
-    for (;;) {
-        uint64_t x = rng_next(r);
-        if (x >= threshold) return x % k;
-    }
-}
+/* ---- PRNG: host/rng.h (xoshiro256** seeded by splitmix64) ---------------------------------------- */
 
 /* ---- iterative stratification ----------------------------------------------------------------- */
 
@@ -73,7 +36,7 @@ static uint64_t rng_below(struct rng * r, uint64_t k) {
  * Among folds with the largest primary desire (per label; NULL to skip that stage), those with the largest
  * overall desire, then uniformly at random.
  */
-static int pick_fold(const double * want_label, const double * want_total, int n_folds, struct rng * r) {
+static int pick_fold(const double * want_label, const double * want_total, int n_folds, struct rk_rng * r) {
     int cand[256];
     int n_cand = 0;
     for (int j = 0; j < n_folds; j++) cand[n_cand++] = j;
@@ -90,7 +53,7 @@ static int pick_fold(const double * want_label, const double * want_total, int n
         }
         n_cand = kept;
     }
-    return n_cand == 1 ? cand[0] : cand[rng_below(r, (uint64_t) n_cand)];
+    return n_cand == 1 ? cand[0] : cand[rk_rng_below(r, (uint64_t) n_cand)];
 }
 
 enum rk_status rk_split_iterative(const uint8_t * labels, int64_t n_docs, int64_t n_labels, const double * fractions,
@@ -121,14 +84,14 @@ enum rk_status rk_split_iterative(const uint8_t * labels, int64_t n_docs, int64_
         }
     }
 
-    struct rng rng;
-    rng_seed(&rng, seed);
+    struct rk_rng rng;
+    rk_rng_seed(&rng, seed);
 
     /* a seeded order of the documents (Fisher-Yates) */
     int64_t * perm = rk_xmalloc((size_t) n_docs * sizeof(int64_t));
     for (int64_t i = 0; i < n_docs; i++) perm[i] = i;
     for (int64_t i = n_docs - 1; i > 0; i--) {
-        int64_t k = (int64_t) rng_below(&rng, (uint64_t) i + 1);
+        int64_t k = (int64_t) rk_rng_below(&rng, (uint64_t) i + 1);
         int64_t t = perm[i];
         perm[i]   = perm[k];
         perm[k]   = t;
@@ -173,7 +136,7 @@ enum rk_status rk_split_iterative(const uint8_t * labels, int64_t n_docs, int64_
                 n_ties = 1;
             } else if (remaining[l] == remaining[best]) {
                 n_ties++;
-                if (rng_below(&rng, (uint64_t) n_ties) == 0) best = l;
+                if (rk_rng_below(&rng, (uint64_t) n_ties) == 0) best = l;
             }
         }
         if (best < 0) break;

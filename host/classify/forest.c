@@ -20,6 +20,7 @@
 #include "classify/forest.h"
 #include "classify/ovr.h"
 #include "check.h"
+#include "rng.h"
 
 #include <math.h>
 #include <omp.h>
@@ -41,43 +42,12 @@ void rk_forest_params_default(struct rk_forest_params * p) {
 /* ------------------------------------------------------------------------------------------------
  * RNG: splitmix64 to seed, xoshiro256** to draw (Blackman & Vigna, https://prng.di.unimi.it/) */
 
-static uint64_t splitmix64(uint64_t * s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z          = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z          = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-struct rng {
-    uint64_t s[4];
-};
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(struct rng * r) {
-    uint64_t * s      = r->s;
-    uint64_t   result = rotl(s[1] * 5, 7) * 9;
-    uint64_t   t      = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* uniform in [0, bound): the high half of a 64x64 product (bias below 2^-32 for our bounds) */
-static uint32_t rng_below(struct rng * r, uint32_t bound) {
-    return (uint32_t) (((unsigned __int128) rng_next(r) * bound) >> 64);
-}
-
 /* The stream of tree `tree` of label `label`: each coordinate goes through splitmix64 in turn. */
-static void rng_seed(struct rng * r, uint64_t seed, int64_t label, int64_t tree) {
+static void rng_seed(struct rk_rng * r, uint64_t seed, int64_t label, int64_t tree) {
     uint64_t s = seed;
-    s          = splitmix64(&s) ^ (uint64_t) label;
-    s          = splitmix64(&s) ^ (uint64_t) tree;
-    for (int k = 0; k < 4; k++) r->s[k] = splitmix64(&s);
+    s          = rk_splitmix64(&s) ^ (uint64_t) label;
+    s          = rk_splitmix64(&s) ^ (uint64_t) tree;
+    for (int k = 0; k < 4; k++) r->s[k] = rk_splitmix64(&s);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -223,7 +193,7 @@ struct split {
  * feature loop of sklearn's BestSplitter.node_split.
  */
 static struct split find_split(const struct rk_forest_params * p, const struct presort * ps, int64_t n, int64_t d,
-                               int64_t max_features, struct tree_ws * ws, struct rng * r, int64_t start,
+                               int64_t max_features, struct tree_ws * ws, struct rk_rng * r, int64_t start,
                                int64_t end, int64_t w, int64_t pos) {
     const int64_t    m    = end - start;
     const uint32_t * idx  = ws->idx + start;
@@ -231,7 +201,7 @@ static struct split find_split(const struct rk_forest_params * p, const struct p
     int64_t          visited = 0, nonconst = 0;
     for (int64_t k = 0; k < d && (visited < max_features || nonconst == 0); k++) {
         /* partial Fisher-Yates: features[k] becomes a uniform draw from those not yet tried at this node */
-        int64_t j       = k + rng_below(r, (uint32_t) (d - k));
+        int64_t j       = k + rk_rng_below_fast(r, (uint32_t) (d - k));
         int32_t f       = ws->features[j];
         ws->features[j] = ws->features[k];
         ws->features[k] = f;
@@ -303,11 +273,11 @@ static struct split find_split(const struct rk_forest_params * p, const struct p
  * column (n). Returns the tree with its own node array.
  */
 static struct tree build_tree(const struct rk_forest_params * p, const struct presort * ps, const uint8_t * y,
-                              int64_t n, int64_t d, int64_t max_features, struct tree_ws * ws, struct rng * r) {
+                              int64_t n, int64_t d, int64_t max_features, struct tree_ws * ws, struct rk_rng * r) {
     /* bootstrap: counts per sample; the distinct drawn samples, in increasing order, form the root */
     memset(ws->wy, 0, (size_t) n * sizeof(uint32_t));
     if (p->bootstrap) {
-        for (int64_t k = 0; k < n; k++) ws->wy[rng_below(r, (uint32_t) n)] += 2;
+        for (int64_t k = 0; k < n; k++) ws->wy[rk_rng_below_fast(r, (uint32_t) n)] += 2;
     } else {
         for (int64_t k = 0; k < n; k++) ws->wy[k] = 2;
     }
@@ -464,7 +434,7 @@ enum rk_status rk_forest_fit(const struct rk_forest_params * p, const float * X,
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < n_task; task++) {
             int64_t    l = fitted[task / p->n_trees], t = task % p->n_trees;
-            struct rng r;
+            struct rk_rng r;
             rng_seed(&r, seed, l, t);
             f->trees[l * p->n_trees + t] = build_tree(p, &ps, Yt + l * n, n, d, max_features, &ws, &r);
             rk_clf_progress_add(&prog, 1);
