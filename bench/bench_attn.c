@@ -17,6 +17,7 @@
  * Without CUDA in the build it prints "no CUDA in this build" and exits 0.
  */
 #include "backend.h"
+#include "bench_common.h"
 #include "check.h"
 
 #include <stdio.h>
@@ -63,10 +64,6 @@ static float * random_logical(int64_t n, enum rk_dtype dt) {
     return x;
 }
 
-static int cmp_float(const void * a, const void * b) {
-    const float x = *(const float *) a, y = *(const float *) b;
-    return (x > y) - (x < y);
-}
 
 /* A (B, N, T, HS) view of 2-byte elements at byte offset `off` into a device allocation, strides nb (bytes). */
 static struct rk_tensor dev_view(void * base, size_t off, enum rk_dtype dt, const int64_t ne[4], const int64_t nb[4]) {
@@ -431,7 +428,7 @@ static int run_bench(const char * only, int v_lo, int v_hi, int reps, bool show_
                 RK_CUDA_CHECK(cudaEventSynchronize(ev1));
                 RK_CUDA_CHECK(cudaEventElapsedTime(&times[r], ev0, ev1));
             }
-            qsort(times, (size_t) reps, sizeof(float), cmp_float);
+            qsort(times, (size_t) reps, sizeof(float), rk_bench_cmp_float);
             const double ms = times[reps / 2];
             /* flops = 4 * B * NH * Tq * Tk * HS (two matmuls, 2 flops per multiply-add), halved under a causal mask */
             const double flops = 4.0 * (double) c->B * c->NH * c->Tq * c->Tk * c->HS * (c->causal ? 0.5 : 1.0);
@@ -454,19 +451,18 @@ static int run_bench(const char * only, int v_lo, int v_hi, int reps, bool show_
     return fails ? 1 : 0;
 }
 
+/* device and commit first; the commit comes from $RK_COMMIT (the device check sets it), or git when run by hand */
 static void print_header(void) {
-    int                   dev;
-    struct cudaDeviceProp prop;
-    RK_CUDA_CHECK(cudaGetDevice(&dev));
-    RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
-    char   commit[64] = "unknown";
-    FILE * g          = popen("git rev-parse --short HEAD 2>/dev/null", "r");
-    if (g) {
-        if (fgets(commit, sizeof(commit), g)) commit[strcspn(commit, "\n")] = '\0';
-        if (!commit[0]) snprintf(commit, sizeof(commit), "unknown");
-        pclose(g);
+    if (!getenv("RK_COMMIT")) {
+        char   commit[64] = "";
+        FILE * g          = popen("git rev-parse --short HEAD 2>/dev/null", "r");
+        if (g) {
+            if (fgets(commit, sizeof(commit), g)) commit[strcspn(commit, "\n")] = '\0';
+            pclose(g);
+        }
+        if (commit[0]) setenv("RK_COMMIT", commit, 0);
     }
-    printf("device %s sm_%d%d SMs=%d commit=%s\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount, commit);
+    rk_bench_print_device("");
 }
 
 int main(int argc, char ** argv) {

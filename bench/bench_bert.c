@@ -11,6 +11,7 @@
  * dtype and batch, random weights).
  */
 #include "backend.h"
+#include "bench_common.h"
 #include "check.h"
 #include "models/bert.h"
 #include "models/encode.h"
@@ -20,10 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_double(const void * a, const void * b) {
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
 
 static struct rk_bert_config config_named(const char * name) {
     struct rk_bert_config c = { .vocab_size = 30522, .hidden_size = 768, .n_layer = 12, .n_head = 12,
@@ -112,7 +109,7 @@ static int run_one(const char * device, const char * cname, const char * dtype, 
         be->synchronize(be);
         if (r >= 0) t[r] = rk_now() - t0;
     }
-    qsort(t, (size_t) reps, sizeof(double), cmp_double);
+    qsort(t, (size_t) reps, sizeof(double), rk_bench_cmp_double);
     const double med = t[reps / 2];
     /* sequences/s = B / median forward time (ids upload included, pooling excluded) */
     printf("bert config=%s B=%lld T=%lld device=%s dtype=%s ours_ms=%.3f ours_seq_per_s=%.0f\n", cname, (long long) B,

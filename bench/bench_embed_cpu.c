@@ -10,6 +10,7 @@
  * bench/run_cpu.sh runs both in one go and prints the ratio.
  */
 #include "backend.h"
+#include "bench_common.h"
 #include "check.h"
 #include "datasets/dataset.h"
 #include "models/bert.h"
@@ -22,10 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_double(const void * a, const void * b) {
-    double x = *(const double *) a, y = *(const double *) b;
-    return (x > y) - (x < y);
-}
 
 /* Golden check: returns the worst cosine against sentence-transformers, or -1 when the golden file is missing. */
 static double golden_check(struct rk_bert * m, struct rk_wordpiece * tok, const char * root) {
@@ -153,7 +150,7 @@ int main(int argc, char ** argv) {
         rk_encode_texts_stats(m, tok, (const char * const *) d->texts, n, &o, out, &st);
         t[r] = st.seconds;
     }
-    qsort(t, (size_t) reps, sizeof(double), cmp_double);
+    qsort(t, (size_t) reps, sizeof(double), rk_bench_cmp_double);
     const double med = t[reps / 2];
     /* docs/s = documents / median wall time of tokenize + forward + pool */
     printf("embed_cpu model=%s n=%lld max_length=%lld batch=%lld threads=%d golden_cos=%.6f tokens=%lld ours_s=%.3f ours_docs_per_s=%.1f\n",

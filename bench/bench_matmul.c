@@ -12,6 +12,7 @@
  * Without CUDA in the build, or without a device, it prints one line and exits 0.
  */
 #include "backend.h"
+#include "bench_common.h"
 #include "check.h"
 #include "kernels/matmul.h"
 
@@ -47,12 +48,7 @@ static const struct shape shapes[] = {
 };
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static float    urand(void) { /* xorshift64*, uniform [-1, 1) */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (float) ((double) ((rng_state * 0x2545F4914F6CDD1Dull) >> 40) * (2.0 / 16777216.0) - 1.0);
-}
+static float    urand(void) { return rk_bench_urand(&rng_state); }
 
 /* n values uniform in [-scale, scale), rounded to bf16 (what the device holds). */
 static float * rand_bf16(int64_t n, float scale) {
@@ -61,10 +57,6 @@ static float * rand_bf16(int64_t n, float scale) {
     return v;
 }
 
-static int cmp_float(const void * a, const void * b) {
-    const float x = *(const float *) a, y = *(const float *) b;
-    return (x > y) - (x < y);
-}
 
 /* Max |got - ref| / (atol + rtol |ref|) over n values (<= 1 passes) and the normalized MSE. */
 static void compare(const float * got, const float * ref, int64_t n, double * worst, double * nmse) {
@@ -150,11 +142,9 @@ int main(int argc, char ** argv) {
         printf("bench_matmul: no CUDA device (%s); nothing to time\n", rk_last_error());
         return 0;
     }
+    rk_bench_print_device(be->name);
     struct cudaDeviceProp prop;
     RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    const char * commit = getenv("RK_COMMIT");
-    printf("device %s sm_%d%d SMs=%d L2=%d MiB commit=%s backend=%s\n", prop.name, prop.major, prop.minor,
-           prop.multiProcessorCount, prop.l2CacheSize >> 20, commit && *commit ? commit : "unknown", be->name);
     if (be->act_dtype != RK_DTYPE_BF16) {
         printf("bench_matmul: activations are %s on this device; bf16 GEMMs need sm_80+\n",
                rk_dtype_traits[be->act_dtype].name);
@@ -201,7 +191,7 @@ int main(int argc, char ** argv) {
                 RK_CUDA_CHECK(cudaEventSynchronize(e1));
                 RK_CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
             }
-            qsort(ms, (size_t) reps, sizeof(float), cmp_float);
+            qsort(ms, (size_t) reps, sizeof(float), rk_bench_cmp_float);
             const double med = ms[reps / 2];
             /* FLOPs: 2 M N K multiply-adds; the bias and GELU epilogue are not counted */
             const double tflops = 2.0 * (double) s->M * (double) s->N * (double) s->K / (med * 1e-3) / 1e12;

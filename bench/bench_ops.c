@@ -12,6 +12,7 @@
  * keys for the PyTorch equivalents. Without CUDA in the build, or without a device, prints one line and exits 0.
  */
 #include "backend.h"
+#include "bench_common.h"
 #include "check.h"
 #include "kernels/elementwise.h"
 #include "kernels/embed.h"
@@ -41,17 +42,8 @@ int main(void) {
 #define V_  30522
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float    urand(void) {
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (float) ((double) ((rng_state * 0x2545F4914F6CDD1Dull) >> 40) * (2.0 / 16777216.0) - 1.0);
-}
+static float    urand(void) { return rk_bench_urand(&rng_state); }
 
-static int cmp_float(const void * a, const void * b) {
-    const float x = *(const float *) a, y = *(const float *) b;
-    return (x > y) - (x < y);
-}
 
 /* A device tensor of random values (bf16-rounded); *host receives the f32 copy when host != NULL. */
 static struct rk_tensor * rand_tensor(struct rk_backend * be, enum rk_dtype dt, int ndim, const int64_t * ne,
@@ -111,7 +103,7 @@ static double time_op(struct timing * t, op_fn fn, void * ud) {
         RK_CUDA_CHECK(cudaEventSynchronize(t->e1));
         RK_CUDA_CHECK(cudaEventElapsedTime(&t->ms[r], t->e0, t->e1));
     }
-    qsort(t->ms, (size_t) t->reps, sizeof(float), cmp_float);
+    qsort(t->ms, (size_t) t->reps, sizeof(float), rk_bench_cmp_float);
     return t->ms[t->reps / 2];
 }
 
@@ -179,11 +171,9 @@ int main(int argc, char ** argv) {
         printf("bench_ops: no CUDA device (%s); nothing to time\n", rk_last_error());
         return 0;
     }
+    rk_bench_print_device(be->name);
     struct cudaDeviceProp prop;
     RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    const char * commit = getenv("RK_COMMIT");
-    printf("device %s sm_%d%d SMs=%d L2=%d MiB commit=%s backend=%s\n", prop.name, prop.major, prop.minor,
-           prop.multiProcessorCount, prop.l2CacheSize >> 20, commit && *commit ? commit : "unknown", be->name);
     const enum rk_dtype dt = be->act_dtype;
     const char *        dn = rk_dtype_traits[dt].name;
     const double        es = (double) rk_dtype_traits[dt].type_size;
