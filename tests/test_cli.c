@@ -174,3 +174,31 @@ Test(cli, bad_flag_values) {
     expect_fail("--model model --data arxiv.csv --device tpu --out out.json", "tpu");
     expect_fail("--data arxiv.csv --out out.json", "--model");
 }
+
+/* --cache: the second run reuses the embeddings and gives the same figures; a stale or truncated cache is recomputed. */
+Test(cli, embedding_cache) {
+    char err[8192];
+    int rc = run_embed("--model model --data arxiv.csv --device cpu --classifier logreg --cache emb.bin --out a.json", err,
+                       sizeof(err));
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(exists("emb.bin"));
+    rc = run_embed("--model model --data arxiv.csv --device cpu --classifier logreg --cache emb.bin --out b.json", err,
+                   sizeof(err));
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(err, "from cache"), "%s", err);
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "cd %s && grep micro_f1 a.json > fa && grep micro_f1 b.json > fb && cmp -s fa fb", g_dir);
+    cr_assert_eq(system(cmd), 0, "cached run gives other figures");
+    /* other options: not reused (pooling changes the key) */
+    rc = run_embed("--model model --data arxiv.csv --device cpu --classifier logreg --pooling max --cache emb.bin", err,
+                   sizeof(err));
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(!strstr(err, "from cache"), "%s", err);
+    snprintf(cmd, sizeof(cmd), "truncate -s 100 %s/emb.bin", g_dir);
+    cr_assert_eq(system(cmd), 0);
+    rc = run_embed("--model model --data arxiv.csv --device cpu --pooling max --cache emb.bin", err, sizeof(err));
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(err, "emb.bin: byte 32: truncated") && strstr(err, "recomputing"), "%s", err);
+    rc = run_embed("--model model --data arxiv.csv --device cpu --pooling max --cache emb.bin", err, sizeof(err));
+    cr_assert(rc == 0 && strstr(err, "from cache"), "the rewritten cache is used: %s", err);
+}

@@ -49,11 +49,13 @@ static void usage(FILE * f) {
             "  --template T         text template, e.g. 'Title: {TITLE}\\nBody: {BODY}'\n"
             "  --device D           auto (default) | cpu | cuda\n"
             "  --out PATH           results JSON (written atomically)\n"
+            "  --cache PATH         embedding cache: reused when it matches the model, options and documents,\n"
+            "                       else (re)computed and saved (to compare classifiers without re-embedding)\n"
             "  --help               this text\n");
 }
 
 struct opts {
-    const char * model, * data, * test, * out, * split, * device;
+    const char * model, * data, * test, * out, * split, * device, * cache;
     const char * pooling, * classifier;
     int64_t      normalize; /* -1 = model default */
     int64_t      max_length, batch, threads, seed;
@@ -72,7 +74,7 @@ static void parse(int argc, char ** argv, struct opts * o) {
     *o = (struct opts) { .device = "auto", .classifier = "forest", .normalize = -1, .batch = 32, .seed = 42,
                          .fractions = { 0.80, 0.05, 0.15 } };
     enum { O_MODEL = 256, O_DATA, O_TEST, O_OUT, O_SPLIT, O_DEVICE, O_POOL, O_CLF, O_NORM, O_MAXLEN, O_BATCH,
-           O_THREADS, O_SEED, O_FRAC, O_TEXT, O_LABEL, O_TMPL, O_HELP };
+           O_THREADS, O_SEED, O_FRAC, O_TEXT, O_LABEL, O_TMPL, O_HELP, O_CACHE };
     static const struct option lo[] = {
         { "model", 1, 0, O_MODEL },        { "data", 1, 0, O_DATA },          { "test", 1, 0, O_TEST },
         { "out", 1, 0, O_OUT },            { "split", 1, 0, O_SPLIT },        { "device", 1, 0, O_DEVICE },
@@ -80,6 +82,7 @@ static void parse(int argc, char ** argv, struct opts * o) {
         { "max-length", 1, 0, O_MAXLEN },  { "batch", 1, 0, O_BATCH },        { "threads", 1, 0, O_THREADS },
         { "seed", 1, 0, O_SEED },          { "fractions", 1, 0, O_FRAC },     { "text-columns", 1, 0, O_TEXT },
         { "label-columns", 1, 0, O_LABEL }, { "template", 1, 0, O_TMPL },     { "help", 0, 0, O_HELP },
+        { "cache", 1, 0, O_CACHE },
         { 0, 0, 0, 0 },
     };
     int c;
@@ -103,6 +106,7 @@ static void parse(int argc, char ** argv, struct opts * o) {
             case O_TEXT:    o->spec.text_columns = optarg; break;
             case O_LABEL:   o->spec.label_columns = optarg; break;
             case O_TMPL:    o->spec.template_ = optarg; break;
+            case O_CACHE:   o->cache = optarg; break;
             case O_FRAC: {
                 char * a = strdup(optarg), * save = NULL;
                 int    k = 0;
@@ -197,11 +201,26 @@ int main(int argc, char ** argv) {
     float * X = rk_xmalloc(sizeof(float) * (size_t) (n_all * C));
     struct rk_encode_opts eo = { .max_length = o.max_length, .batch = o.batch, .pool = pool, .normalize = normalize,
                                  .progress = true };
-    struct rk_encode_stats es;
-    fprintf(stderr, "rk-embed: embedding %lld documents on %s (%s pooling%s)\n", (long long) n_all, be->name,
-            pool_name, normalize ? ", normalised" : "");
-    if (rk_encode_texts_stats(model, tok, texts, n_all, &eo, X, &es) != RK_OK) die_status();
-    const double docs_per_s = (double) n_all / es.seconds;
+    struct rk_encode_stats es = { 0 };
+    const uint64_t key = rk_embeddings_key(o.model, &eo, texts, n_all);
+    bool cached = false;
+    if (o.cache) {
+        enum rk_status cs = rk_embeddings_load(o.cache, key, n_all, C, X);
+        if (cs == RK_OK) {
+            cached = true;
+            fprintf(stderr, "rk-embed: embeddings from cache %s\n", o.cache);
+        } else if (cs != RK_STATUS_IO) { /* a cache is only a cache: a stale or broken one is recomputed */
+            fprintf(stderr, "rk-embed: %s; recomputing\n", rk_last_error());
+        }
+        rk_clear_error();
+    }
+    if (!cached) {
+        fprintf(stderr, "rk-embed: embedding %lld documents on %s (%s pooling%s)\n", (long long) n_all, be->name,
+                pool_name, normalize ? ", normalised" : "");
+        if (rk_encode_texts_stats(model, tok, texts, n_all, &eo, X, &es) != RK_OK) die_status();
+        if (o.cache && rk_embeddings_save(o.cache, key, n_all, C, X) != RK_OK) die_status();
+    }
+    const double docs_per_s = cached || es.seconds <= 0 ? 0.0 : (double) n_all / es.seconds;
 
     /* ---- classifier */
     uint8_t * ytrain = gather_labels(data, itrain, n_train);
@@ -220,7 +239,9 @@ int main(int argc, char ** argv) {
     /* ---- report */
     printf("rk-embed  model=%s  data=%s  eval=%s  device=%s  pooling=%s%s  classifier=%s\n", o.model, o.data,
            test ? o.test : "test split", be->name, pool_name, normalize ? "+l2" : "", o.classifier);
-    printf("train %lld docs, eval %lld docs, %lld labels; embedding %.1f s (%.1f docs/s, %lld tokens, %.0f%% padding), fit %.1f s\n\n",
+    if (cached) printf("train %lld docs, eval %lld docs, %lld labels; embeddings from cache %s, fit %.1f s\n\n", (long long) n_train,
+                       (long long) n_eval, (long long) data->n_labels, o.cache, fit_s);
+    else printf("train %lld docs, eval %lld docs, %lld labels; embedding %.1f s (%.1f docs/s, %lld tokens, %.0f%% padding), fit %.1f s\n\n",
            (long long) n_train, (long long) n_eval, (long long) data->n_labels, es.seconds, docs_per_s,
            (long long) es.tokens, es.padded ? 100.0 * (double) (es.padded - es.tokens) / (double) es.padded : 0.0, fit_s);
     rk_print_metrics(stdout, &met, data->label_names);

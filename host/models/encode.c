@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
 #include <unistd.h>
 
 double rk_now(void) {
@@ -113,4 +114,64 @@ enum rk_status rk_encode_texts_stats(struct rk_bert * m, const struct rk_wordpie
     free(all);
     if (stats) *stats = (struct rk_encode_stats) { .seconds = rk_now() - t0, .tokens = tokens, .padded = padded };
     return s;
+}
+
+/* ---- embedding cache ------------------------------------------------------------------------- */
+
+/* FNV-1a, 64-bit */
+static uint64_t fnv1a(uint64_t h, const void * data, size_t n) {
+    const unsigned char * p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint64_t rk_embeddings_key(const char * model_dir, const struct rk_encode_opts * opts, const char * const * texts,
+                           int64_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    h          = fnv1a(h, model_dir, strlen(model_dir) + 1);
+    const int64_t fields[4] = { opts->max_length, (int64_t) opts->pool, opts->normalize, n };
+    h = fnv1a(h, fields, sizeof(fields));
+    for (int64_t i = 0; i < n; i++) h = fnv1a(h, texts[i], strlen(texts[i]) + 1);
+    return h;
+}
+
+enum rk_status rk_embeddings_load(const char * path, uint64_t key, int64_t n, int64_t C, float * out) {
+    FILE * f = fopen(path, "rb");
+    if (!f) return rk_set_error(RK_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
+    char     magic[4];
+    uint32_t ver = 0;
+    uint64_t k   = 0;
+    int64_t  nn = 0, cc = 0;
+    enum rk_status s = RK_OK;
+    if (fread(magic, 1, 4, f) != 4 || memcmp(magic, "RKEM", 4) != 0 || fread(&ver, 4, 1, f) != 1 || ver != 1 ||
+        fread(&k, 8, 1, f) != 1 || fread(&nn, 8, 1, f) != 1 || fread(&cc, 8, 1, f) != 1) {
+        s = rk_set_error(RK_STATUS_FORMAT, "%s: byte 0: not an rk embedding cache (version 1)", path);
+    } else if (k != key || nn != n || cc != C) {
+        s = rk_set_error(RK_STATUS_ARG, "%s: does not match these documents, model and options", path);
+    } else if (fread(out, sizeof(float), (size_t) (n * C), f) != (size_t) (n * C)) {
+        s = rk_set_error(RK_STATUS_FORMAT, "%s: byte 32: truncated (expected %lld floats)", path, (long long) (n * C));
+    }
+    fclose(f);
+    return s;
+}
+
+enum rk_status rk_embeddings_save(const char * path, uint64_t key, int64_t n, int64_t C, const float * emb) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long) getpid());
+    FILE * f = fopen(tmp, "wb");
+    if (!f) return rk_set_error(RK_STATUS_IO, "%s: cannot write: %s", path, strerror(errno));
+    const uint32_t ver = 1;
+    bool ok = fwrite("RKEM", 1, 4, f) == 4 && fwrite(&ver, 4, 1, f) == 1 && fwrite(&key, 8, 1, f) == 1 &&
+              fwrite(&n, 8, 1, f) == 1 && fwrite(&C, 8, 1, f) == 1 &&
+              fwrite(emb, sizeof(float), (size_t) (n * C), f) == (size_t) (n * C);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        const int e = errno;
+        unlink(tmp);
+        return rk_set_error(RK_STATUS_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    return RK_OK;
 }

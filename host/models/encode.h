@@ -37,6 +37,18 @@ enum rk_status rk_encode_texts_stats(struct rk_bert * m, const struct rk_wordpie
                                      int64_t n, const struct rk_encode_opts * opts, float * out,
                                      struct rk_encode_stats * stats);
 
+/*
+ * An embedding cache file: "RKEM", u32 version 1, u64 key, i64 n, i64 C, then n x C f32. The key is a hash of
+ * everything the embeddings depend on (rk_embeddings_key: the model folder's path, not its files' content, the
+ * options and every text), so a stale file is not used: rk_embeddings_load returns
+ * RK_STATUS_ARG ("does not match") when the key or shape differ, RK_STATUS_IO when absent, RK_STATUS_FORMAT when
+ * truncated. rk_embeddings_save writes through a temporary file and a rename.
+ */
+uint64_t       rk_embeddings_key(const char * model_dir, const struct rk_encode_opts * opts, const char * const * texts,
+                                 int64_t n);
+enum rk_status rk_embeddings_load(const char * path, uint64_t key, int64_t n, int64_t C, float * out);
+enum rk_status rk_embeddings_save(const char * path, uint64_t key, int64_t n, int64_t C, const float * emb);
+
 /* Progress reporter shared by long loops: "label: done/total (rate unit/s, ETA mm:ss)" at most every 2 s. */
 struct rk_progress {
     const char * label;
