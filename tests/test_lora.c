@@ -1,0 +1,516 @@
+/*
+ * test_lora.c: LoRA adapters (lora/lora.h).
+ *   - golden: a PEFT adapter folder (tests/golden/lora_adapter, written by tests/golden/gen_lora.py) loaded by our
+ *     loader; our forward/backward/merge on the recorded inputs against torch autograd and PEFT's merge()
+ *   - save/load round trip (PEFT tensor names, bit-exact values, config fields); RK_LORA_EXPORT=DIR also writes
+ *     the re-saved golden adapter to DIR, for `python3 tests/golden/gen_lora.py --check DIR`
+ *   - the backward against central finite differences of a double-precision forward (with and without a mask)
+ *   - merge then plain matmul equals the unmerged forward; unmerge restores W
+ *   - PEFT's target-module matcher, the Kaiming-uniform init, loader errors naming file and tensor
+ * Seeded inputs (RK_TEST_SEED overrides).
+ */
+#include "test_util.h"
+
+#include "golden.h"
+#include "io/safetensors.h"
+#include "lora/lora.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <sys/stat.h>
+
+static uint64_t g_rng;
+static void seed_rng(void) {
+    const char * s = getenv("RK_TEST_SEED");
+    g_rng          = s ? strtoull(s, NULL, 10) : 4321;
+    cr_log_info("seed %llu (RK_TEST_SEED overrides)", (unsigned long long) g_rng);
+}
+static float urand(void) { /* uniform in [-1, 1] */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (float) ((double) (g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+static float * rand_buf(int64_t n) {
+    float * p = malloc(sizeof(float) * (size_t) (n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = urand();
+    return p;
+}
+static float * zeros(int64_t n) { return calloc((size_t) (n > 0 ? n : 1), sizeof(float)); }
+
+static void assert_close(const float * got, const float * ref, int64_t n, double atol, double rtol, const char * what) {
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        cr_assert(!isnan(got[i]), "%s: NaN at %lld", what, (long long) i);
+        const double d = fabs((double) got[i] - ref[i]);
+        cr_assert(d <= atol + rtol * fabs(ref[i]), "%s: at %lld got %.8g, want %.8g", what, (long long) i, got[i],
+                  ref[i]);
+        if (d > worst) worst = d;
+    }
+    cr_log_info("%s: max abs diff %.3g", what, worst);
+}
+
+TestSuite(lora, .init = seed_rng);
+
+static const char * const GOLD_MODULES[] = {
+    "encoder.layer.0.attention.self.query",
+    "encoder.layer.0.attention.self.value",
+    "encoder.layer.0.output.dense",
+};
+
+static const char * gold_dir(char * buf, size_t n) { return rk_test_path(buf, n, "tests/golden/lora_adapter"); }
+
+static const float * gold(const struct rk_gold * g, int i, const char * what, int64_t n) {
+    char name[64];
+    snprintf(name, sizeof(name), "m%d.%s", i, what);
+    const struct rk_gold_tensor * t = rk_gold_get(g, name);
+    cr_assert_eq(t->n, n, "%s: %lld elements, want %lld", name, (long long) t->n, (long long) n);
+    return t->data;
+}
+
+/* ---- golden: PEFT's adapter, torch's numbers --------------------------------------------------------------- */
+
+Test(lora, golden_peft) {
+    char dir[512], gpath[512];
+    struct rk_lora_adapter * ad = NULL;
+    cr_assert_eq(rk_lora_adapter_load(gold_dir(dir, sizeof(dir)), &ad), RK_OK, "%s", rk_last_error());
+    struct rk_gold g = rk_gold_load(rk_test_path(gpath, sizeof(gpath), "tests/golden/lora.rkgd"));
+
+    /* config */
+    cr_assert_eq(ad->cfg.r, 4);
+    cr_assert_float_eq(ad->cfg.alpha, 8.0f, 0);
+    cr_assert_float_eq(ad->cfg.dropout, 0.0f, 0);
+    cr_assert(!ad->cfg.use_rslora);
+    cr_assert_str_eq(ad->cfg.bias, "none");
+    cr_assert_str_eq(ad->cfg.base_model, "rk-tiny-test");
+    cr_assert_eq(ad->cfg.n_target, 3);
+    const float s = rk_lora_scale(&ad->cfg);
+    cr_assert_float_eq(s, ((float *) rk_gold_get(&g, "scale")->data)[0], 0);
+    cr_assert_eq(ad->n_module, 3);
+
+    for (int i = 0; i < 3; i++) {
+        const struct rk_lora_module * m = rk_lora_adapter_find(ad, GOLD_MODULES[i]);
+        cr_assert(m != NULL, "module %s missing", GOLD_MODULES[i]);
+        cr_assert(rk_lora_target_match(m->name, (const char * const *) ad->cfg.target_modules, ad->cfg.n_target));
+        const int64_t K = m->K, N = m->N, r = ad->cfg.r, M = rk_gold_get(&g, "m0.x")->dims[0];
+        const struct rk_lora_shape sh = { .M = M, .K = K, .N = N, .r = r };
+        /* the loaded adapter is PEFT's, bit for bit */
+        cr_assert(memcmp(m->A, gold(&g, i, "A", r * K), sizeof(float) * (size_t) (r * K)) == 0, "%s: A", m->name);
+        cr_assert(memcmp(m->B, gold(&g, i, "B", N * r), sizeof(float) * (size_t) (N * r)) == 0, "%s: B", m->name);
+        const float * W = gold(&g, i, "W", N * K), * b = gold(&g, i, "b", N), * x = gold(&g, i, "x", M * K);
+        const float * dy = gold(&g, i, "dy", M * N);
+
+        float * y = zeros(M * N), * u = zeros(M * r);
+        rk_cpu_lora_fwd(y, u, x, W, b, m->A, m->B, s, NULL, sh);
+        assert_close(y, gold(&g, i, "y", M * N), M * N, 1e-6, 1e-5, "y");
+
+        float * dx = zeros(M * K), * dA = zeros(r * K), * dB = zeros(N * r);
+        rk_cpu_lora_bwd(dx, dA, dB, dy, x, u, W, m->A, m->B, s, NULL, sh);
+        assert_close(dx, gold(&g, i, "dx", M * K), M * K, 1e-6, 1e-5, "dx");
+        assert_close(dA, gold(&g, i, "dA", r * K), r * K, 1e-6, 1e-5, "dA");
+        assert_close(dB, gold(&g, i, "dB", N * r), N * r, 1e-6, 1e-5, "dB");
+
+        float * Wm = malloc(sizeof(float) * (size_t) (N * K));
+        memcpy(Wm, W, sizeof(float) * (size_t) (N * K));
+        rk_cpu_lora_merge(Wm, m->A, m->B, s, sh);
+        assert_close(Wm, gold(&g, i, "Wmerged", N * K), N * K, 1e-6, 1e-5, "merged W");
+        rk_cpu_lora_unmerge(Wm, m->A, m->B, s, sh);
+        assert_close(Wm, W, N * K, 1e-6, 1e-5, "unmerged W");
+        free(Wm);
+        free(y);
+        free(u);
+        free(dx);
+        free(dA);
+        free(dB);
+    }
+    rk_gold_free(&g);
+    rk_lora_adapter_free(ad);
+}
+
+/* ---- save / load ----------------------------------------------------------------------------------------- */
+
+static void assert_same_adapter(const struct rk_lora_adapter * a, const struct rk_lora_adapter * b) {
+    cr_assert_eq(a->cfg.r, b->cfg.r);
+    cr_assert_float_eq(a->cfg.alpha, b->cfg.alpha, 0);
+    cr_assert_float_eq(a->cfg.dropout, b->cfg.dropout, 0);
+    cr_assert_eq(a->cfg.use_rslora, b->cfg.use_rslora);
+    cr_assert_str_eq(a->cfg.bias, b->cfg.bias);
+    cr_assert_str_eq(a->cfg.task_type, b->cfg.task_type);
+    cr_assert_str_eq(a->cfg.base_model, b->cfg.base_model);
+    cr_assert_eq(a->cfg.n_target, b->cfg.n_target);
+    cr_assert_eq(a->cfg.target_is_regex, b->cfg.target_is_regex);
+    for (int64_t i = 0; i < a->cfg.n_target; i++) cr_assert_str_eq(a->cfg.target_modules[i], b->cfg.target_modules[i]);
+    cr_assert_eq(a->n_module, b->n_module);
+    for (int64_t i = 0; i < a->n_module; i++) {
+        const struct rk_lora_module * mb = rk_lora_adapter_find(b, a->modules[i].name);
+        cr_assert(mb != NULL, "module %s lost", a->modules[i].name);
+        cr_assert(mb->K == a->modules[i].K && mb->N == a->modules[i].N);
+        const size_t na = sizeof(float) * (size_t) (a->cfg.r * mb->K), nbb = sizeof(float) * (size_t) (mb->N * a->cfg.r);
+        cr_assert(memcmp(a->modules[i].A, mb->A, na) == 0, "%s: A differs", mb->name);
+        cr_assert(memcmp(a->modules[i].B, mb->B, nbb) == 0, "%s: B differs", mb->name);
+    }
+}
+
+Test(lora, save_load_roundtrip) {
+    char dir[512], path[600];
+    struct rk_lora_adapter * ad = NULL, * back = NULL;
+    cr_assert_eq(rk_lora_adapter_load(gold_dir(dir, sizeof(dir)), &ad), RK_OK, "%s", rk_last_error());
+    const char * tmp = rk_test_tmpdir();
+    cr_assert_eq(rk_lora_adapter_save(ad, tmp), RK_OK, "%s", rk_last_error());
+    cr_assert_eq(rk_lora_adapter_load(tmp, &back), RK_OK, "%s", rk_last_error());
+    assert_same_adapter(ad, back);
+
+    /* our file carries exactly PEFT's tensor names, dtypes and shapes, and PEFT's metadata */
+    struct rk_safetensors * ours = NULL, * peft = NULL;
+    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", tmp);
+    cr_assert_eq(rk_safetensors_open(path, &ours), RK_OK, "%s", rk_last_error());
+    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", dir);
+    cr_assert_eq(rk_safetensors_open(path, &peft), RK_OK, "%s", rk_last_error());
+    cr_assert_eq(ours->n, peft->n);
+    for (int64_t i = 0; i < peft->n; i++) {
+        const struct rk_st_entry * p = &peft->entries[i], * o = rk_safetensors_find(ours, p->name);
+        cr_assert(o != NULL, "tensor %s missing from our file", p->name);
+        cr_assert(o->dtype == p->dtype && o->ndim == p->ndim && o->nbytes == p->nbytes, "%s", p->name);
+        cr_assert(memcmp(o->shape, p->shape, sizeof(o->shape)) == 0, "%s: shape", p->name);
+        cr_assert(memcmp(o->data, p->data, p->nbytes) == 0, "%s: bytes", p->name);
+        cr_assert_eq((uintptr_t) o->data % 8, 0, "%s: data not 8-byte aligned", p->name);
+    }
+    cr_assert_str_eq(rk_safetensors_meta(ours, "format"), "pt");
+    rk_safetensors_close(ours);
+    rk_safetensors_close(peft);
+
+    /* saving again over the same folder replaces the files */
+    const float a0 = ad->modules[0].A[0];
+    ad->modules[0].A[0] += 1.0f;
+    cr_assert_eq(rk_lora_adapter_save(ad, tmp), RK_OK, "%s", rk_last_error());
+    rk_lora_adapter_free(back);
+    cr_assert_eq(rk_lora_adapter_load(tmp, &back), RK_OK, "%s", rk_last_error());
+    assert_same_adapter(ad, back);
+    ad->modules[0].A[0] = a0;
+
+    const char * exp = getenv("RK_LORA_EXPORT");
+    if (exp && *exp) {
+        mkdir(exp, 0777);
+        cr_assert_eq(rk_lora_adapter_save(ad, exp), RK_OK, "%s", rk_last_error());
+        cr_log_info("wrote the re-saved golden adapter to %s", exp);
+    }
+    rk_lora_adapter_free(ad);
+    rk_lora_adapter_free(back);
+}
+
+Test(lora, save_load_new_adapter) {
+    struct rk_lora_config cfg;
+    rk_lora_config_default(&cfg);
+    cfg.r          = 3;
+    cfg.alpha      = 16.0f;
+    cfg.dropout    = 0.1f;
+    cfg.use_rslora = true;
+    snprintf(cfg.task_type, sizeof(cfg.task_type), "SEQ_CLS");
+    const char * targets[] = { "q_proj", "v_proj" };
+    rk_lora_config_set_targets(&cfg, targets, 2);
+    const char *  names[] = { "model.layers.1.self_attn.v_proj", "model.layers.0.self_attn.q_proj" };
+    const int64_t K[] = { 10, 7 }, N[] = { 5, 7 };
+    struct rk_lora_adapter * ad = NULL, * back = NULL;
+    cr_assert_eq(rk_lora_adapter_new(&cfg, 2, names, K, N, &ad), RK_OK, "%s", rk_last_error());
+    rk_lora_config_free(&cfg);
+    rk_lora_adapter_init_peft(ad, 11);
+    for (int64_t i = 0; i < ad->n_module; i++)
+        for (int64_t j = 0; j < ad->modules[i].N * ad->cfg.r; j++) ad->modules[i].B[j] = urand();
+    cr_assert_float_eq(rk_lora_scale(&ad->cfg), (float) (16.0 / sqrt(3.0)), 1e-7);
+    const char * tmp = rk_test_tmpdir();
+    cr_assert_eq(rk_lora_adapter_save(ad, tmp), RK_OK, "%s", rk_last_error());
+    cr_assert_eq(rk_lora_adapter_load(tmp, &back), RK_OK, "%s", rk_last_error());
+    assert_same_adapter(ad, back);
+    /* loaded modules come sorted by name */
+    cr_assert_str_eq(back->modules[0].name, "model.layers.0.self_attn.q_proj");
+    rk_lora_adapter_free(ad);
+    rk_lora_adapter_free(back);
+}
+
+/* ---- loader errors name the file and the tensor ------------------------------------------------------------ */
+
+/* A safetensors file with F32 tensors (name, d0, d1), zero data. */
+static void write_st(const char * path, int n, const char * const * names, const int64_t (*shape)[2]) {
+    char   hdr[4096];
+    size_t len = (size_t) snprintf(hdr, sizeof(hdr), "{");
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        size_t nb = 4 * (size_t) (shape[i][0] * shape[i][1]);
+        len += (size_t) snprintf(hdr + len, sizeof(hdr) - len, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],"
+                                 "\"data_offsets\":[%zu,%zu]}", i ? "," : "", names[i], (long long) shape[i][0],
+                                 (long long) shape[i][1], off, off + nb);
+        off += nb;
+    }
+    len += (size_t) snprintf(hdr + len, sizeof(hdr) - len, "}");
+    FILE * f = fopen(path, "wb");
+    cr_assert(f != NULL);
+    uint64_t hn = len;
+    fwrite(&hn, 8, 1, f);
+    fwrite(hdr, 1, len, f);
+    for (size_t i = 0; i < off; i++) fputc(0, f);
+    fclose(f);
+}
+
+static void expect_load_error(const char * dir, enum rk_status want, const char * needle1, const char * needle2) {
+    struct rk_lora_adapter * ad = NULL;
+    enum rk_status s = rk_lora_adapter_load(dir, &ad);
+    cr_assert_eq(s, want, "status %s, want %s (%s)", rk_status_name(s), rk_status_name(want), rk_last_error());
+    cr_assert(ad == NULL);
+    cr_assert(strstr(rk_last_error(), needle1) != NULL, "message '%s' lacks '%s'", rk_last_error(), needle1);
+    if (needle2) cr_assert(strstr(rk_last_error(), needle2) != NULL, "message '%s' lacks '%s'", rk_last_error(), needle2);
+}
+
+Test(lora, load_errors) {
+    char path[600];
+    const char * tmp = rk_test_tmpdir();
+    expect_load_error(tmp, RK_STATUS_IO, "adapter_config.json", NULL);
+
+    const char * cfg = "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"bias\": \"none\","
+                       " \"target_modules\": [\"query\"]}";
+    rk_test_write_file(path, sizeof(path), tmp, "adapter_config.json", cfg, strlen(cfg));
+    expect_load_error(tmp, RK_STATUS_IO, "adapter_model.safetensors", NULL);
+
+    const char * n1[] = { "base_model.model.enc.query.lora_A.weight" };
+    const int64_t s1[][2] = { { 4, 8 } };
+    snprintf(path, sizeof(path), "%s/adapter_model.safetensors", tmp);
+    write_st(path, 1, n1, s1);
+    expect_load_error(tmp, RK_STATUS_FORMAT, "adapter_model.safetensors", "enc.query has lora_A but no lora_B");
+
+    const char * n2[] = { "base_model.model.enc.query.lora_A.weight", "base_model.model.enc.query.lora_B.weight" };
+    const int64_t s2[][2] = { { 4, 8 }, { 6, 5 } };
+    write_st(path, 2, n2, s2);
+    expect_load_error(tmp, RK_STATUS_FORMAT, "adapter_model.safetensors", "enc.query.lora_B.weight");
+
+    const int64_t s3[][2] = { { 4, 8 }, { 6, 4 } };
+    write_st(path, 2, n2, s3);
+    struct rk_lora_adapter * ad = NULL;
+    cr_assert_eq(rk_lora_adapter_load(tmp, &ad), RK_OK, "%s", rk_last_error());
+    cr_assert(ad->n_module == 1 && ad->modules[0].K == 8 && ad->modules[0].N == 6);
+    cr_assert_str_eq(ad->modules[0].name, "enc.query");
+    rk_lora_adapter_free(ad);
+
+    /* an adapter name left in the key ("lora_A.default.weight") is accepted */
+    const char * n4[] = { "enc.key.lora_A.default.weight", "enc.key.lora_B.default.weight" };
+    write_st(path, 2, n4, s3);
+    cr_assert_eq(rk_lora_adapter_load(tmp, &ad), RK_OK, "%s", rk_last_error());
+    cr_assert_str_eq(ad->modules[0].name, "enc.key");
+    rk_lora_adapter_free(ad);
+
+    const char * n5[] = { "base_model.model.enc.query.lora_A.weight", "base_model.model.classifier.weight" };
+    write_st(path, 2, n5, s3);
+    expect_load_error(tmp, RK_STATUS_UNSUPPORTED, "adapter_model.safetensors", "classifier.weight");
+
+    const char * cfg2 = "{\"peft_type\": \"LORA\", \"r\": 4, \"bias\": \"all\"}";
+    rk_test_write_file(path, sizeof(path), tmp, "adapter_config.json", cfg2, strlen(cfg2));
+    expect_load_error(tmp, RK_STATUS_UNSUPPORTED, "adapter_config.json", "bias");
+    const char * cfg3 = "{\"peft_type\": \"IA3\", \"r\": 4}";
+    rk_test_write_file(path, sizeof(path), tmp, "adapter_config.json", cfg3, strlen(cfg3));
+    expect_load_error(tmp, RK_STATUS_FORMAT, "adapter_config.json", "peft_type");
+    const char * cfg4 = "{\"r\": 4, ";
+    rk_test_write_file(path, sizeof(path), tmp, "adapter_config.json", cfg4, strlen(cfg4));
+    expect_load_error(tmp, RK_STATUS_FORMAT, "adapter_config.json", NULL);
+}
+
+/* ---- target matcher ------------------------------------------------------------------------------------- */
+
+Test(lora, target_match) {
+    const char * t[] = { "query", "value", "output.dense" };
+    cr_assert(rk_lora_target_match("encoder.layer.0.attention.self.query", t, 3));
+    cr_assert(rk_lora_target_match("encoder.layer.11.attention.self.value", t, 3));
+    cr_assert(rk_lora_target_match("query", t, 3));                              /* equal */
+    cr_assert(rk_lora_target_match("encoder.layer.0.output.dense", t, 3));
+    cr_assert(rk_lora_target_match("encoder.layer.0.attention.output.dense", t, 3)); /* as PEFT: suffix rule */
+    cr_assert(!rk_lora_target_match("encoder.layer.0.attention.self.key", t, 3));
+    cr_assert(!rk_lora_target_match("encoder.layer.0.intermediate.dense", t, 3));
+    cr_assert(!rk_lora_target_match("encoder.layer.0.attention.self.myquery", t, 3)); /* not on a '.' boundary */
+    cr_assert(!rk_lora_target_match("encoder.layer.0.query.weight", t, 3));         /* must end with it */
+    cr_assert(!rk_lora_target_match("dense", t, 3));
+    cr_assert(!rk_lora_target_match("x.query", t, 0));
+    const char * empty[] = { "" };
+    cr_assert(!rk_lora_target_match("a.b", empty, 1));
+}
+
+/* ---- init ----------------------------------------------------------------------------------------------- */
+
+Test(lora, init_peft) {
+    struct rk_lora_config cfg;
+    rk_lora_config_default(&cfg);
+    cr_assert(cfg.r == 8 && cfg.alpha == 8.0f && cfg.dropout == 0.0f && !cfg.use_rslora);
+    cr_assert_float_eq(rk_lora_scale(&cfg), 1.0f, 0);
+    const char *  names[] = { "a", "b" };
+    const int64_t K[] = { 256, 64 }, N[] = { 32, 16 };
+    struct rk_lora_adapter * a1 = NULL, * a2 = NULL;
+    cr_assert_eq(rk_lora_adapter_new(&cfg, 2, names, K, N, &a1), RK_OK);
+    cr_assert_eq(rk_lora_adapter_new(&cfg, 2, names, K, N, &a2), RK_OK);
+    cr_assert_eq(a1->n_params, 8 * (256 + 32) + 8 * (64 + 16));
+    for (int64_t j = 0; j < a1->n_params; j++) a1->data[j] = 7.0f; /* B must be reset */
+    rk_lora_adapter_init_peft(a1, 42);
+    rk_lora_adapter_init_peft(a2, 42);
+    cr_assert(memcmp(a1->data, a2->data, sizeof(float) * (size_t) a1->n_params) == 0, "same seed, same values");
+    for (int i = 0; i < 2; i++) {
+        const struct rk_lora_module * m = &a1->modules[i];
+        const double bound = 1.0 / sqrt((double) m->K);
+        double sum = 0, sq = 0;
+        const int64_t n = cfg.r * m->K;
+        for (int64_t j = 0; j < n; j++) {
+            cr_assert(fabs(m->A[j]) <= bound, "A[%lld] = %g outside +-%g", (long long) j, m->A[j], bound);
+            sum += m->A[j];
+            sq += (double) m->A[j] * m->A[j];
+        }
+        /* U(-b, b): mean 0, variance b^2/3; loose bounds for n = 512 / 2048 draws */
+        cr_assert(fabs(sum / n) < 0.15 * bound, "mean %g", sum / n);
+        cr_assert(fabs(sq / n / (bound * bound / 3.0) - 1.0) < 0.15, "variance ratio %g", sq / n / (bound * bound / 3));
+        for (int64_t j = 0; j < m->N * cfg.r; j++) cr_assert(m->B[j] == 0.0f);
+    }
+    rk_lora_adapter_init_peft(a2, 43);
+    cr_assert(memcmp(a1->data, a2->data, sizeof(float) * (size_t) a1->n_params) != 0, "seed changes values");
+    rk_lora_adapter_free(a1);
+    rk_lora_adapter_free(a2);
+
+    struct rk_lora_adapter * bad = NULL;
+    const char * dup[] = { "a", "a" };
+    cr_assert_eq(rk_lora_adapter_new(&cfg, 2, dup, K, N, &bad), RK_STATUS_ARG);
+    cr_assert(bad == NULL);
+    cfg.r = 0;
+    cr_assert_eq(rk_lora_adapter_new(&cfg, 2, names, K, N, &bad), RK_STATUS_ARG);
+}
+
+/* ---- finite differences ----------------------------------------------------------------------------------- */
+
+/* L = sum(dy * y) in double, y = x W^T + b + s ((x*mask) A^T) B^T */
+static double loss_ref(const double * x, const double * W, const double * b, const double * A, const double * B,
+                       const double * mask, const float * dy, double s, struct rk_lora_shape sh) {
+    double L = 0;
+    double * u = calloc((size_t) sh.r, sizeof(double));
+    for (int64_t i = 0; i < sh.M; i++) {
+        for (int64_t k = 0; k < sh.r; k++) {
+            double acc = 0;
+            for (int64_t j = 0; j < sh.K; j++) acc += x[i * sh.K + j] * (mask ? mask[i * sh.K + j] : 1.0) * A[k * sh.K + j];
+            u[k] = acc;
+        }
+        for (int64_t n = 0; n < sh.N; n++) {
+            double y = b[n];
+            for (int64_t j = 0; j < sh.K; j++) y += x[i * sh.K + j] * W[n * sh.K + j];
+            for (int64_t k = 0; k < sh.r; k++) y += s * u[k] * B[n * sh.r + k];
+            L += y * dy[i * sh.N + n];
+        }
+    }
+    free(u);
+    return L;
+}
+
+static double * to_double(const float * p, int64_t n) {
+    double * d = malloc(sizeof(double) * (size_t) (n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) d[i] = p[i];
+    return d;
+}
+
+/* Central differences of loss_ref with respect to every element of v (n), against grad. */
+static void fd_check(double * v, int64_t n, const float * grad, const char * what, const double * x, const double * W,
+                     const double * b, const double * A, const double * B, const double * mask, const float * dy,
+                     double s, struct rk_lora_shape sh) {
+    const double eps = 1e-4;
+    for (int64_t i = 0; i < n; i++) {
+        const double keep = v[i];
+        v[i]              = keep + eps;
+        const double lp   = loss_ref(x, W, b, A, B, mask, dy, s, sh);
+        v[i]              = keep - eps;
+        const double lm   = loss_ref(x, W, b, A, B, mask, dy, s, sh);
+        v[i]              = keep;
+        const double num  = (lp - lm) / (2 * eps);
+        cr_assert(fabs(num - grad[i]) <= 1e-4 + 1e-4 * fabs(num), "%s[%lld]: backward %.8g, finite differences %.8g",
+                  what, (long long) i, grad[i], num);
+    }
+}
+
+static void fd_case(struct rk_lora_shape sh, bool with_mask, float s) {
+    const int64_t M = sh.M, K = sh.K, N = sh.N, r = sh.r;
+    float * x = rand_buf(M * K), * W = rand_buf(N * K), * b = rand_buf(N), * A = rand_buf(r * K), * B = rand_buf(N * r);
+    float * dy = rand_buf(M * N), * mask = NULL;
+    if (with_mask) { /* p = 0.25: keep factors 0 or 1/(1-p) */
+        mask = malloc(sizeof(float) * (size_t) (M * K));
+        for (int64_t i = 0; i < M * K; i++) mask[i] = urand() < -0.5f ? 0.0f : 1.0f / 0.75f;
+    }
+    float * y = zeros(M * N), * u = zeros(M * r);
+    rk_cpu_lora_fwd(y, u, x, W, b, A, B, s, mask, sh);
+    /* gradients accumulate: start from 1 and subtract it afterwards */
+    float * dx = rand_buf(M * K), * dA = rand_buf(r * K), * dB = rand_buf(N * r);
+    float * dx0 = malloc(sizeof(float) * (size_t) (M * K)), * dA0 = malloc(sizeof(float) * (size_t) (r * K));
+    float * dB0 = malloc(sizeof(float) * (size_t) (N * r));
+    memcpy(dx0, dx, sizeof(float) * (size_t) (M * K));
+    memcpy(dA0, dA, sizeof(float) * (size_t) (r * K));
+    memcpy(dB0, dB, sizeof(float) * (size_t) (N * r));
+    rk_cpu_lora_bwd(dx, dA, dB, dy, x, u, W, A, B, s, mask, sh);
+    for (int64_t i = 0; i < M * K; i++) dx[i] -= dx0[i];
+    for (int64_t i = 0; i < r * K; i++) dA[i] -= dA0[i];
+    for (int64_t i = 0; i < N * r; i++) dB[i] -= dB0[i];
+
+    double * xd = to_double(x, M * K), * Wd = to_double(W, N * K), * bd = to_double(b, N), * Ad = to_double(A, r * K);
+    double * Bd = to_double(B, N * r), * md = mask ? to_double(mask, M * K) : NULL;
+    /* the forward itself against the double formula: sum(dy * y) */
+    double L = 0;
+    for (int64_t i = 0; i < M * N; i++) L += (double) dy[i] * y[i];
+    const double Lref = loss_ref(xd, Wd, bd, Ad, Bd, md, dy, s, sh);
+    cr_assert(fabs(L - Lref) <= 1e-4 * (1 + fabs(Lref)), "forward: %.8g vs %.8g", L, Lref);
+    fd_check(xd, M * K, dx, "dx", xd, Wd, bd, Ad, Bd, md, dy, s, sh);
+    fd_check(Ad, r * K, dA, "dA", xd, Wd, bd, Ad, Bd, md, dy, s, sh);
+    fd_check(Bd, N * r, dB, "dB", xd, Wd, bd, Ad, Bd, md, dy, s, sh);
+
+    /* dx NULL (first layer) and W NULL (adapter path only) are allowed */
+    float * dA2 = zeros(r * K), * dB2 = zeros(N * r), * dxa = zeros(M * K);
+    rk_cpu_lora_bwd(NULL, dA2, dB2, dy, x, u, W, A, B, s, mask, sh);
+    assert_close(dA2, dA, r * K, 1e-5, 1e-5, "dA (dx NULL)");
+    rk_cpu_lora_bwd(dxa, dA2, dB2, dy, x, u, NULL, A, B, s, mask, sh);
+    float * y2 = zeros(M * N), * u2 = zeros(M * r);
+    rk_cpu_lora_fwd(y2, u2, x, NULL, NULL, A, B, s, mask, sh); /* adapter path only, accumulated into 0 */
+    for (int64_t i = 0; i < M * N; i++) y2[i] += 0; /* y - base must equal it */
+    float * base = zeros(M * N);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t n = 0; n < N; n++) {
+            double acc = b[n];
+            for (int64_t j = 0; j < K; j++) acc += (double) x[i * K + j] * W[n * K + j];
+            base[i * N + n] = (float) (y[i * N + n] - acc);
+        }
+    assert_close(y2, base, M * N, 1e-4, 1e-4, "adapter-only forward");
+    float * xm_grad = zeros(M * K);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < K; j++) {
+            double acc = 0;
+            for (int64_t n = 0; n < N; n++) acc += (double) dy[i * N + n] * W[n * K + j];
+            xm_grad[i * K + j] = (float) (dx[i * K + j] - acc);
+        }
+    assert_close(dxa, xm_grad, M * K, 1e-4, 1e-4, "adapter-only dx");
+
+    free(x); free(W); free(b); free(A); free(B); free(dy); free(mask); free(y); free(u);
+    free(dx); free(dA); free(dB); free(dx0); free(dA0); free(dB0);
+    free(xd); free(Wd); free(bd); free(Ad); free(Bd); free(md);
+    free(dA2); free(dB2); free(dxa); free(y2); free(u2); free(base); free(xm_grad);
+}
+
+Test(lora, backward_finite_differences) {
+    fd_case((struct rk_lora_shape) { .M = 5, .K = 7, .N = 6, .r = 3 }, false, 2.0f);
+    fd_case((struct rk_lora_shape) { .M = 1, .K = 9, .N = 4, .r = 1 }, false, 0.5f);
+    fd_case((struct rk_lora_shape) { .M = 6, .K = 8, .N = 5, .r = 4 }, true, 1.5f);
+}
+
+/* ---- merge == unmerged forward ------------------------------------------------------------------------------ */
+
+Test(lora, merge_matches_forward) {
+    const struct rk_lora_shape sh = { .M = 33, .K = 96, .N = 80, .r = 8 };
+    const int64_t M = sh.M, K = sh.K, N = sh.N, r = sh.r;
+    const float s = 2.0f;
+    float * x = rand_buf(M * K), * W = rand_buf(N * K), * b = rand_buf(N), * A = rand_buf(r * K), * B = rand_buf(N * r);
+    float * y = zeros(M * N), * u = zeros(M * r), * Wm = malloc(sizeof(float) * (size_t) (N * K));
+    rk_cpu_lora_fwd(y, u, x, W, b, A, B, s, NULL, sh);
+    memcpy(Wm, W, sizeof(float) * (size_t) (N * K));
+    rk_cpu_lora_merge(Wm, A, B, s, sh);
+    /* plain matmul with the merged weight */
+    float * ym = zeros(M * N);
+    for (int64_t i = 0; i < M; i++) memcpy(ym + i * N, b, sizeof(float) * (size_t) N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) N, (int) K, 1.0f, x, (int) K, Wm, (int) K,
+                1.0f, ym, (int) N);
+    assert_close(ym, y, M * N, 1e-5, 1e-5, "merged forward");
+    rk_cpu_lora_unmerge(Wm, A, B, s, sh);
+    assert_close(Wm, W, N * K, 1e-5, 1e-5, "unmerge");
+    free(x); free(W); free(b); free(A); free(B); free(y); free(u); free(Wm); free(ym);
+}
