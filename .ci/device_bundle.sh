@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 arch=${CUDA_ARCH:-90}
 bdir=build-sm$arch
 # only what the device check runs: the suites with CUDA cases and the GPU benches (each binary holds the kernels)
-tests="test_ops test_models"
+tests="test_ops test_models test_quant"
 benches=$(ls bench/bench_*.c | sed 's|^bench/\(.*\)\.c$|\1|' | grep -v _cpu)
 make -s -j2 BUILD_DIR=$bdir CUDA_ARCH=$arch $(for t in $tests; do echo $bdir/tests/$t; done) \
     $(for b in $benches; do echo $bdir/bench/$b; done)

@@ -104,6 +104,7 @@ run_suite() { # name binary [criterion args...]
     rm -f "$tmp"
 }
 run_suite test_ops build/tests/test_ops
+[ -e build/tests/test_quant ] && run_suite test_quant build/tests/test_quant
 # the real-model tests need models/ (fetched by `make models`, too large to carry to a lent machine): without it
 # only the tiny golden model runs, and the table says so
 if [ -e build/tests/test_models ]; then

@@ -17,6 +17,16 @@ const char * const rk_op_names[RK_OP_COUNT] = {
     [RK_OP_ATTN_FWD]  = "ATTN_FWD",
     [RK_OP_POOL]      = "POOL",
     [RK_OP_L2NORM]    = "L2NORM",
+    [RK_OP_MATMUL_BWD]    = "MATMUL_BWD",
+    [RK_OP_GELU_BWD]      = "GELU_BWD",
+    [RK_OP_LAYERNORM_BWD] = "LAYERNORM_BWD",
+    [RK_OP_SOFTMAX_BWD]   = "SOFTMAX_BWD",
+    [RK_OP_ATTN_BWD]      = "ATTN_BWD",
+    [RK_OP_EMBED_BWD]     = "EMBED_BWD",
+    [RK_OP_POOL_BWD]      = "POOL_BWD",
+    [RK_OP_BCE_LOGITS]    = "BCE_LOGITS",
+    [RK_OP_SOFTMAX_XENT]  = "SOFTMAX_XENT",
+    [RK_OP_DROPOUT]       = "DROPOUT",
 };
 _Static_assert(sizeof(rk_op_names) / sizeof(rk_op_names[0]) == RK_OP_COUNT, "rk_op_names out of date");
 

@@ -27,6 +27,17 @@ enum rk_op {
     RK_OP_ATTN_FWD,    /* dst(B,T,NH,HS) = softmax(q k^T * scale + mask) v                          */
     RK_OP_POOL,        /* dst(B,C) = pool of x(B,T,C) over valid tokens                             */
     RK_OP_L2NORM,      /* dst(N,C) = x / max(||x||_2, eps) per row                                  */
+    /* backward ops and losses (tests/test_grad.c checks each against finite differences) */
+    RK_OP_MATMUL_BWD,    /* dx = dout w; dw (+)= dout^T x; db (+)= colsum(dout)                        */
+    RK_OP_GELU_BWD,      /* dx = dout * gelu'(x), erf form                                             */
+    RK_OP_LAYERNORM_BWD, /* dx (of x + residual), dw += , db +=                                        */
+    RK_OP_SOFTMAX_BWD,   /* dx = scale * y * (dy - sum(dy * y))                                        */
+    RK_OP_ATTN_BWD,      /* dq, dk, dv of ATTN_FWD (FlashAttention-2 backward, recomputes P from lse)  */
+    RK_OP_EMBED_BWD,     /* dwte, dwpe, dwtt += scatter of dout                                        */
+    RK_OP_POOL_BWD,      /* dx(B,T,C) from dout(B,C)                                                   */
+    RK_OP_BCE_LOGITS,    /* loss = mean BCE-with-logits, and dlogits                                   */
+    RK_OP_SOFTMAX_XENT,  /* loss = mean cross-entropy over non-ignored rows, and dlogits               */
+    RK_OP_DROPOUT,       /* y = x * keep / (1 - p), keep from Philox4x32-10(seed, offset); also its bwd */
     RK_OP_COUNT
 };
 
@@ -101,6 +112,97 @@ struct rk_l2norm_params {
     float eps;
 };
 
+/* ---- backward ops and losses -------------------------------------------------------------------
+ * Ops with more than one output pass the extra outputs among the sources (as ATTN_FWD does with lse) or,
+ * where the sources are full (ATTN_BWD), in the typed params. "(+)=" marks an output that is accumulated.
+ * All are f32 on the CPU. */
+
+/*
+ * MATMUL_BWD, the backward of MATMUL without activation (run GELU_BWD first for RK_ACT_GELU):
+ *   src[0] dout (M,N) rows contiguous; src[1] x (M,K) rows contiguous; src[2] w (N,K) contiguous
+ *   dst    dx (M,K) rows contiguous = dout @ w           (not touched when skip_dx; data may then be NULL)
+ *   src[3] (output) dw (N,K) contiguous = dout^T @ x, or NULL
+ *   src[4] (output) db (N) = sum of dout's rows, or NULL
+ */
+struct rk_matmul_bwd_params {
+    bool accumulate;     /* dw += and db += (gradient accumulation over micro-batches / shared weights) */
+    bool dx_accumulate;  /* dx += (a residual stream that already holds a gradient); else dx = */
+    bool skip_dx;        /* the input needs no gradient (frozen first layer) */
+};
+
+/*
+ * GELU_BWD. src[0] dout; src[1] x, the pre-activation; dst dx = dout * (Phi(x) + x phi(x)). Same shape,
+ * contiguous; dst may alias dout. No params.
+ *
+ * LAYERNORM_BWD. Backward of LAYERNORM; mean and rstd are recomputed from the forward's inputs (the forward
+ * contract is unchanged), so those inputs must still hold their values: a training forward must not run
+ * LAYERNORM in place over x or residual.
+ *   src[0] dout (N,C); src[1] x (N,C); src[2] w (C); src[3] residual (N,C) or NULL, as in the forward
+ *   dst    dx (N,C): the gradient of the normalised sum x + residual, which is the gradient of x and of
+ *          residual alike (the caller adds it to both branches). Overwritten; may alias dout.
+ *   src[4] (output) dw (C) +=, or NULL;   src[5] (output) db (C) +=, or NULL
+ *   params: struct rk_layernorm_params (the forward's eps)
+ *
+ * SOFTMAX_BWD. src[0] dy (N,C); src[1] y (N,C), the forward's output; dst dx (N,C), may alias dy.
+ *   dx = scale * y * (dy - sum_c dy*y). params: struct rk_softmax_params (the forward's scale).
+ */
+
+/*
+ * ATTN_BWD: the CPU reference of the FlashAttention-2 backward. Same strided (B,NH,T,HS) views and the same
+ * masking rules as ATTN_FWD:
+ *   src[0] q (B,NH,Tq,HS); src[1] k (B,NKV,Tk,HS); src[2] v (B,NKV,Tk,HS)
+ *   src[3] o (B,NH,Tq,HS), the forward output; src[4] dout (B,NH,Tq,HS); src[5] lse (B,NH,Tq) f32 contiguous
+ *   dst    dq (B,NH,Tq,HS), overwritten
+ *   params.mask (B,Tk) i32 or NULL; params.dk, params.dv (B,NKV,Tk,HS), overwritten; with grouped-query heads
+ *   they hold the sum over the NH/NKV query heads that read each kv head.
+ * P is recomputed as exp(s - lse); D = rowsum(dout * o); dP = dout v^T; dS = P (dP - D);
+ * dq = scale dS k; dk = scale dS^T q; dv = P^T dout. A query row with lse = -inf (no valid key) contributes
+ * nothing and gets dq = 0.
+ */
+struct rk_attn_bwd_params {
+    struct rk_attn_params    attn;   /* exactly the forward's params */
+    const struct rk_tensor * mask;
+    struct rk_tensor *       dk;
+    struct rk_tensor *       dv;
+};
+
+/*
+ * EMBED_BWD. src[0] dout (B,T,C); src[1] ids (B,T) i32; src[2] type ids (B,T) i32 or NULL (type 0)
+ *   dst    dwte (V,C) += dout rows scattered by id (repeated ids add up)
+ *   src[3] (output) dwpe (P,C) += , or NULL;  src[4] (output) dwtt (NTT,C) +=, or NULL
+ *   params: struct rk_embed_params (the forward's pos_offset). Deterministic: each channel range is summed
+ *   by one thread over the tokens in order. RK_STATUS_ARG when an id is out of range (nothing written).
+ *
+ * POOL_BWD. src[0] dout (B,C); src[1] x (B,T,C), the forward input (MAX needs it); src[2] mask (B,T) i32 or NULL
+ *   dst    dx (B,T,C), overwritten (zero where a token got no gradient). params: struct rk_pool_params.
+ *   MAX sends the gradient to the first token holding the maximum (ties: the lowest t).
+ *
+ * BCE_LOGITS (torch.nn.BCEWithLogitsLoss, reduction "mean"):
+ *   src[0] logits (N,L); src[1] targets (N,L) f32 (0/1, soft targets allowed); src[2] pos_weight (L) or NULL
+ *   dst    loss (1) f32 = mean over N*L of pw*y*softplus(-x) + (1-y)*softplus(x)
+ *   src[3] (output) dlogits (N,L) = d loss / d logits, or NULL; may alias logits. No params.
+ *
+ * SOFTMAX_XENT (torch.nn.CrossEntropyLoss, reduction "mean", ignore_index RK_XENT_IGNORE_INDEX):
+ *   src[0] logits (N,V) rows contiguous; src[1] targets (N) i32
+ *   dst    loss (1) f32 = mean over the non-ignored rows of logsumexp(x) - x[target] (0 when all are ignored,
+ *          where torch gives NaN)
+ *   src[2] (output) dlogits (N,V) = d loss / d logits (zero rows for ignored targets), or NULL; may alias logits.
+ *   RK_STATUS_ARG for a target outside [0,V) that is not the ignore index. No params.
+ */
+#define RK_XENT_IGNORE_INDEX (-100)
+
+/*
+ * DROPOUT. src[0] x; dst y (same shape, contiguous, may alias x): y = x * keep / (1 - p), where element i is
+ * kept when the uniform drawn for it from Philox4x32-10 (key = seed, counter = (i / 4, offset)) is >= p.
+ * Nothing is stored: the backward is this same op applied to dout with the same (p, seed, offset).
+ * Use a fresh offset per call site and step. p = 0 copies; p = 1 gives zeros.
+ */
+struct rk_dropout_params {
+    float    p;
+    uint64_t seed;
+    uint64_t offset;
+};
+
 struct rk_op_call {
     enum rk_op               op;
     struct rk_tensor *       dst;
@@ -113,6 +215,9 @@ struct rk_op_call {
         struct rk_attn_params      attn;
         struct rk_pool_params      pool;
         struct rk_l2norm_params    l2norm;
+        struct rk_matmul_bwd_params matmul_bwd;
+        struct rk_attn_bwd_params   attn_bwd;
+        struct rk_dropout_params    dropout;
     } p;
 };
 

@@ -7,7 +7,9 @@
 #include "kernels/attn.h"
 #include "kernels/elementwise.h"
 #include "kernels/embed.h"
+#include "kernels/dropout.h"
 #include "kernels/layernorm.h"
+#include "kernels/loss.h"
 #include "kernels/matmul.h"
 #include "kernels/pool.h"
 #include "kernels/softmax.h"
@@ -71,6 +73,50 @@ static bool cpu_supports_op(struct rk_backend * be, const struct rk_op_call * c)
             return all_f32(c, 1) && (!c->src[1] || c->src[1]->dtype == RK_DTYPE_I32) && dense(c->dst) &&
                    dense(c->src[0]) && dense(c->src[1]);
         case RK_OP_L2NORM:    return all_f32(c, 1) && dense(c->dst) && dense(c->src[0]);
+        case RK_OP_MATMUL_BWD:
+            return c->src[0] && c->src[1] && c->src[2] && all_f32(c, 5) && c->src[0]->ndim == 2 &&
+                   (c->p.matmul_bwd.skip_dx || rows_ok(c->dst)) && rows_ok(c->src[0]) && rows_ok(c->src[1]) &&
+                   dense(c->src[2]) && dense(c->src[3]) && dense(c->src[4]);
+        case RK_OP_GELU_BWD:
+            return c->src[0] && c->src[1] && all_f32(c, 2) && dense(c->dst) && dense(c->src[0]) && dense(c->src[1]);
+        case RK_OP_LAYERNORM_BWD:
+            return c->src[0] && c->src[1] && c->src[2] && all_f32(c, 6) && rows_ok(c->dst) && rows_ok(c->src[0]) &&
+                   rows_ok(c->src[1]) && dense(c->src[2]) && rows_ok(c->src[3]) && dense(c->src[4]) &&
+                   dense(c->src[5]);
+        case RK_OP_SOFTMAX_BWD:
+            return c->src[0] && c->src[1] && all_f32(c, 2) && rows_ok(c->dst) && rows_ok(c->src[0]) &&
+                   rows_ok(c->src[1]);
+        case RK_OP_ATTN_BWD: {
+            const struct rk_attn_bwd_params * ap = &c->p.attn_bwd;
+            if (!ap->dk || !ap->dv || ap->dk->dtype != RK_DTYPE_F32 || ap->dv->dtype != RK_DTYPE_F32) return false;
+            for (int i = 0; i < 6; i++) {
+                if (!c->src[i]) return false;
+            }
+            return all_f32(c, 6) && (!ap->mask || (ap->mask->dtype == RK_DTYPE_I32 && dense(ap->mask))) &&
+                   heads_ok(c->dst) && heads_ok(c->src[0]) && heads_ok(c->src[1]) && heads_ok(c->src[2]) &&
+                   heads_ok(c->src[3]) && heads_ok(c->src[4]) && dense(c->src[5]) && heads_ok(ap->dk) &&
+                   heads_ok(ap->dv);
+        }
+        case RK_OP_EMBED_BWD:
+            return c->src[0] && c->src[1] && c->dst->dtype == RK_DTYPE_F32 && c->src[0]->dtype == RK_DTYPE_F32 &&
+                   c->src[1]->dtype == RK_DTYPE_I32 && (!c->src[2] || c->src[2]->dtype == RK_DTYPE_I32) &&
+                   (!c->src[3] || c->src[3]->dtype == RK_DTYPE_F32) && (!c->src[4] || c->src[4]->dtype == RK_DTYPE_F32) &&
+                   dense(c->dst) && dense(c->src[0]) && dense(c->src[1]) && dense(c->src[2]) && dense(c->src[3]) &&
+                   dense(c->src[4]);
+        case RK_OP_POOL_BWD:
+            return c->src[0] && c->src[1] && all_f32(c, 2) && (!c->src[2] || c->src[2]->dtype == RK_DTYPE_I32) &&
+                   c->src[1]->ndim == 3 && dense(c->dst) && dense(c->src[0]) && dense(c->src[1]) && dense(c->src[2]) &&
+                   c->p.pool.mode >= 0 && c->p.pool.mode < RK_POOL_COUNT;
+        case RK_OP_BCE_LOGITS:
+            return c->src[0] && c->src[1] && all_f32(c, 4) && dense(c->dst) && dense(c->src[0]) && dense(c->src[1]) &&
+                   dense(c->src[2]) && dense(c->src[3]);
+        case RK_OP_SOFTMAX_XENT:
+            return c->src[0] && c->src[1] && c->dst->dtype == RK_DTYPE_F32 && c->src[0]->dtype == RK_DTYPE_F32 &&
+                   c->src[1]->dtype == RK_DTYPE_I32 && (!c->src[2] || c->src[2]->dtype == RK_DTYPE_F32) &&
+                   dense(c->dst) && rows_ok(c->src[0]) && dense(c->src[1]) && rows_ok(c->src[2]);
+        case RK_OP_DROPOUT:
+            return c->src[0] && all_f32(c, 1) && dense(c->dst) && dense(c->src[0]) && c->p.dropout.p >= 0.0f &&
+                   c->p.dropout.p <= 1.0f;
         case RK_OP_COUNT:     break;
     }
     return false;
@@ -117,6 +163,39 @@ static enum rk_status cpu_dispatch(const struct rk_op_call * c) {
             return RK_OK;
         case RK_OP_L2NORM:
             rk_cpu_l2norm(c->dst, c->src[0], &c->p.l2norm);
+            return RK_OK;
+        /* multi-output ops carry their extra outputs among the sources (see host/backend.h) */
+        case RK_OP_MATMUL_BWD:
+            rk_cpu_matmul_bwd(c->dst, (struct rk_tensor *) c->src[3], (struct rk_tensor *) c->src[4], c->src[0],
+                              c->src[1], c->src[2], &c->p.matmul_bwd);
+            return RK_OK;
+        case RK_OP_GELU_BWD:
+            rk_cpu_gelu_bwd(c->dst, c->src[0], c->src[1]);
+            return RK_OK;
+        case RK_OP_LAYERNORM_BWD:
+            rk_cpu_layernorm_bwd(c->dst, (struct rk_tensor *) c->src[4], (struct rk_tensor *) c->src[5], c->src[0],
+                                 c->src[1], c->src[2], c->src[3], &c->p.layernorm);
+            return RK_OK;
+        case RK_OP_SOFTMAX_BWD:
+            rk_cpu_softmax_bwd(c->dst, c->src[0], c->src[1], &c->p.softmax);
+            return RK_OK;
+        case RK_OP_ATTN_BWD:
+            rk_cpu_attn_bwd(c->dst, c->p.attn_bwd.dk, c->p.attn_bwd.dv, c->src[0], c->src[1], c->src[2], c->src[3],
+                            c->src[4], c->src[5], c->p.attn_bwd.mask, &c->p.attn_bwd.attn);
+            return RK_OK;
+        case RK_OP_EMBED_BWD:
+            return rk_cpu_embed_bwd(c->dst, (struct rk_tensor *) c->src[3], (struct rk_tensor *) c->src[4], c->src[0],
+                                    c->src[1], c->src[2], &c->p.embed);
+        case RK_OP_POOL_BWD:
+            rk_cpu_pool_bwd(c->dst, c->src[0], c->src[1], c->src[2], &c->p.pool);
+            return RK_OK;
+        case RK_OP_BCE_LOGITS:
+            rk_cpu_bce_logits(c->dst, (struct rk_tensor *) c->src[3], c->src[0], c->src[1], c->src[2]);
+            return RK_OK;
+        case RK_OP_SOFTMAX_XENT:
+            return rk_cpu_softmax_xent(c->dst, (struct rk_tensor *) c->src[2], c->src[0], c->src[1]);
+        case RK_OP_DROPOUT:
+            rk_cpu_dropout(c->dst, c->src[0], &c->p.dropout);
             return RK_OK;
         case RK_OP_COUNT: break;
     }

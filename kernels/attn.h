@@ -23,6 +23,16 @@ void rk_cpu_attn_fwd_plain(struct rk_tensor * dst, const struct rk_tensor * q, c
                            const struct rk_tensor * v, const struct rk_tensor * mask, struct rk_tensor * lse,
                            const struct rk_attn_params * p);
 
+/*
+ * CPU reference attention backward (RK_OP_ATTN_BWD in host/backend.h), one query row at a time.
+ * dq (B,NH,Tq,HS), dk/dv (B,NKV,Tk,HS) overwritten; o, dout (B,NH,Tq,HS); lse (B,NH,Tq) from the forward.
+ * Cannot fail (shapes are asserted). kernels/attn_bwd_cpu.c.
+ */
+void rk_cpu_attn_bwd(struct rk_tensor * dq, struct rk_tensor * dk, struct rk_tensor * dv, const struct rk_tensor * q,
+                     const struct rk_tensor * k, const struct rk_tensor * v, const struct rk_tensor * o,
+                     const struct rk_tensor * dout, const struct rk_tensor * lse, const struct rk_tensor * mask,
+                     const struct rk_attn_params * p);
+
 #ifdef __cplusplus
 }
 #endif

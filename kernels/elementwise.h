@@ -60,6 +60,16 @@ static inline float rk_gelu_fast(float x) { return 0.5f * x * (1.0f + rk_erf_fas
 void rk_cpu_gelu(struct rk_tensor * dst, const struct rk_tensor * x);
 void rk_cpu_add(struct rk_tensor * dst, const struct rk_tensor * a, const struct rk_tensor * b);
 
+/* d gelu(x) / dx, erf form: Phi(x) + x phi(x). Cannot fail. */
+static inline float rk_gelu_grad_f32(float x) {
+    const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+    const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    return cdf + x * pdf;
+}
+/* RK_OP_GELU_BWD: dx = dout * gelu'(x); same shape, contiguous; dx may alias dout. Cannot fail.
+ * kernels/elementwise_bwd_cpu.c. */
+void rk_cpu_gelu_bwd(struct rk_tensor * dx, const struct rk_tensor * dout, const struct rk_tensor * x);
+
 #ifdef __cplusplus
 }
 #endif

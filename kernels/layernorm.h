@@ -17,6 +17,13 @@ void rk_cpu_layernorm(struct rk_tensor * dst, const struct rk_tensor * x, const 
                       const struct rk_tensor * b, const struct rk_tensor * residual,
                       const struct rk_layernorm_params * p);
 
+/* RK_OP_LAYERNORM_BWD (see host/backend.h): dx (N,C) = gradient of x + residual (overwritten, may alias dout);
+ * dw, db (C) accumulated, either may be NULL. mean/rstd are recomputed from x (+ residual). Cannot fail.
+ * kernels/layernorm_bwd_cpu.c. */
+void rk_cpu_layernorm_bwd(struct rk_tensor * dx, struct rk_tensor * dw, struct rk_tensor * db,
+                          const struct rk_tensor * dout, const struct rk_tensor * x, const struct rk_tensor * w,
+                          const struct rk_tensor * residual, const struct rk_layernorm_params * p);
+
 #ifdef __cplusplus
 }
 #endif

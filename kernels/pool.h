@@ -17,6 +17,11 @@ void rk_cpu_pool(struct rk_tensor * dst, const struct rk_tensor * x, const struc
                  const struct rk_pool_params * p);
 void rk_cpu_l2norm(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_l2norm_params * p);
 
+/* RK_OP_POOL_BWD: dx (B,T,C) overwritten from dout (B,C); x (B,T,C) is the forward input (for MAX);
+ * mask (B,T) i32 or NULL. Cannot fail. kernels/pool_bwd_cpu.c. */
+void rk_cpu_pool_bwd(struct rk_tensor * dx, const struct rk_tensor * dout, const struct rk_tensor * x,
+                     const struct rk_tensor * mask, const struct rk_pool_params * p);
+
 #ifdef __cplusplus
 }
 #endif

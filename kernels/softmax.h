@@ -14,6 +14,11 @@ extern "C" {
 /* CPU reference, f32, rows contiguous: dst (N,C) = softmax(x * scale). Cannot fail. */
 void rk_cpu_softmax(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_softmax_params * p);
 
+/* RK_OP_SOFTMAX_BWD: dx (N,C) = scale * y * (dy - sum(dy * y)), rows contiguous; dx may alias dy.
+ * Cannot fail. kernels/softmax_bwd_cpu.c. */
+void rk_cpu_softmax_bwd(struct rk_tensor * dx, const struct rk_tensor * dy, const struct rk_tensor * y,
+                        const struct rk_softmax_params * p);
+
 #ifdef __cplusplus
 }
 #endif

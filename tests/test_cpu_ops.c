@@ -175,3 +175,10 @@ Test(cpu_ops, layernorm_softmax_pool_match_double) {
     }
     free(x); free(r); free(w); free(b); free(o); free(ref);
 }
+
+/* Every enum-indexed name table is complete (a missing designated initializer would leave a NULL). */
+Test(cpu_ops, name_tables_complete) {
+    for (int i = 0; i < RK_OP_COUNT; i++) cr_assert(rk_op_names[i] != NULL, "op %d has no name", i);
+    for (int i = 0; i < RK_DTYPE_COUNT; i++) cr_assert(rk_dtype_traits[i].name != NULL, "dtype %d has no traits", i);
+    for (int i = 0; i < RK_STATUS_COUNT; i++) cr_assert(strcmp(rk_status_name((enum rk_status) i), "unknown status") != 0);
+}
