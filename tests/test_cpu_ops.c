@@ -15,23 +15,8 @@
 
 #include <math.h>
 
-static uint64_t g_rng;
-static void seed_rng(void) {
-    const char * s = getenv("RK_TEST_SEED");
-    g_rng          = s ? strtoull(s, NULL, 10) : 1234;
-    cr_log_info("seed %llu (RK_TEST_SEED overrides)", (unsigned long long) g_rng);
-}
-static float urand(void) { /* uniform in [-1, 1] */
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return (float) ((double) (g_rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-static float * rand_buf(int64_t n) {
-    float * p = malloc(sizeof(float) * (size_t) n);
-    for (int64_t i = 0; i < n; i++) p[i] = urand();
-    return p;
-}
+static void seed_rng(void) { rk_test_seed(1234); }
+static float * rand_buf(int64_t n) { return rk_test_rand_buf(n); }
 
 static void assert_close(const float * got, const float * ref, int64_t n, double atol, double rtol, const char * what) {
     for (int64_t i = 0; i < n; i++) {

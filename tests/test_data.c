@@ -20,18 +20,7 @@
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
-static const char * reuters_path(void) {
-    static char path[4096];
-    const char * dir = getenv("RK_DATASETS");
-    if (dir && *dir) {
-        snprintf(path, sizeof(path), "%s/reuters21578/train.csv.gz", dir);
-    } else {
-        snprintf(path, sizeof(path), "%s/../shared/datasets/reuters21578/train.csv.gz", rk_test_root());
-    }
-    cr_assert(access(path, R_OK) == 0, "Reuters-21578 train file %s not found: set RK_DATASETS to the folder that "
-              "holds reuters21578/train.csv.gz (see ../shared/datasets/README.md)", path);
-    return path;
-}
+static const char * reuters_path(void) { return rk_test_reuters_path(); }
 
 static const char * write_text(char * buf, size_t n, const char * dir, const char * name, const char * text) {
     return rk_test_write_file(buf, n, dir, name, text, strlen(text));

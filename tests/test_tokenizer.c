@@ -266,18 +266,7 @@ Test(wordpiece, every_code_point) {
                  "with gen_tokenizer.py --tables and the normalizer)", (long long) n_bad, (long long) n_blocks, first);
 }
 
-static const char * reuters_path(void) {
-    static char path[4096];
-    const char * dir = getenv("RK_DATASETS");
-    if (dir && *dir) {
-        snprintf(path, sizeof(path), "%s/reuters21578/train.csv.gz", dir);
-    } else {
-        snprintf(path, sizeof(path), "%s/../shared/datasets/reuters21578/train.csv.gz", rk_test_root());
-    }
-    cr_assert(access(path, R_OK) == 0, "Reuters-21578 train file %s not found: set RK_DATASETS to the folder that "
-              "holds reuters21578/train.csv.gz", path);
-    return path;
-}
+static const char * reuters_path(void) { return rk_test_reuters_path(); }
 
 /* All Reuters training documents at max_len 512: identical ids (hashed per 50 docs) and the speed. */
 Test(wordpiece, reuters_all_documents, .timeout = 120) {

@@ -6,6 +6,7 @@
 #define RK_TEST_UTIL_H
 
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,43 @@ static inline const char * rk_test_write_file(char * buf, size_t n, const char *
     cr_assert(fwrite(data, 1, len, f) == len);
     fclose(f);
     return buf;
+}
+
+/* The Reuters training file: $RK_DATASETS/reuters21578/train.csv.gz, else ../shared/datasets/... beside the repo.
+ * Missing is a failure, not a skip. */
+static inline const char * rk_test_reuters_path(void) {
+    static char path[4096];
+    const char * dir = getenv("RK_DATASETS");
+    if (dir && *dir) {
+        snprintf(path, sizeof(path), "%s/reuters21578/train.csv.gz", dir);
+    } else {
+        snprintf(path, sizeof(path), "%s/../shared/datasets/reuters21578/train.csv.gz", rk_test_root());
+    }
+    cr_assert(access(path, R_OK) == 0, "Reuters-21578 train file %s not found: set RK_DATASETS to the folder that "
+              "holds reuters21578/train.csv.gz (see ../shared/datasets/README.md)", path);
+    return path;
+}
+
+/* Seeded uniform test inputs (STYLE.md 6): the seed is printed and RK_TEST_SEED overrides it. */
+static uint64_t rk_test_rng_state;
+static inline void rk_test_seed(uint64_t default_seed) {
+    const char * s    = getenv("RK_TEST_SEED");
+    rk_test_rng_state = s ? strtoull(s, NULL, 10) : default_seed;
+    if (!rk_test_rng_state) rk_test_rng_state = 1;
+    cr_log_info("seed %llu (RK_TEST_SEED overrides)", (unsigned long long) rk_test_rng_state);
+}
+/* Uniform in [-1, 1] (xorshift64). */
+static inline float rk_test_urand(void) {
+    rk_test_rng_state ^= rk_test_rng_state << 13;
+    rk_test_rng_state ^= rk_test_rng_state >> 7;
+    rk_test_rng_state ^= rk_test_rng_state << 17;
+    return (float) ((double) (rk_test_rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+/* n values from rk_test_urand in a new buffer (free it). */
+static inline float * rk_test_rand_buf(int64_t n) {
+    float * p = malloc(sizeof(float) * (size_t) (n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = rk_test_urand();
+    return p;
 }
 
 #endif
