@@ -13,6 +13,7 @@
  * the raw little-endian data. Written to a temporary file and renamed into place.
  */
 #include "lora/lora.h"
+#include "io/safetensors_write.h"
 
 #include "check.h"
 #include "io/config.h"
@@ -39,65 +40,23 @@ static char * path_join(const char * dir, const char * name) {
 /* ------------------------------------------------------------------------------------------------
  * save */
 
-/* Writes n buffers to path through path.tmp.<pid> and a rename. */
-static enum rk_status write_atomic(const char * path, int n, const void * const * bufs, const size_t * lens) {
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long) getpid());
-    FILE * f = fopen(tmp, "wb");
-    if (!f) return rk_set_error(RK_STATUS_IO, "%s: cannot write: %s", path, strerror(errno));
-    bool ok = true;
-    for (int i = 0; i < n && ok; i++) ok = lens[i] == 0 || fwrite(bufs[i], 1, lens[i], f) == lens[i];
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return rk_set_error(RK_STATUS_IO, "%s: cannot write: %s", path, strerror(e));
-    }
-    return RK_OK;
-}
-
-static void add_entry(cJSON * hdr, const char * name, int64_t d0, int64_t d1, size_t * off) {
-    cJSON * e       = cJSON_AddObjectToObject(hdr, name);
-    cJSON_AddStringToObject(e, "dtype", "F32");
-    cJSON * shape   = cJSON_AddArrayToObject(e, "shape");
-    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double) d0));
-    cJSON_AddItemToArray(shape, cJSON_CreateNumber((double) d1));
-    const size_t nb = sizeof(float) * (size_t) (d0 * d1);
-    cJSON * offs    = cJSON_AddArrayToObject(e, "data_offsets");
-    cJSON_AddItemToArray(offs, cJSON_CreateNumber((double) *off));
-    cJSON_AddItemToArray(offs, cJSON_CreateNumber((double) (*off + nb)));
-    *off += nb;
-}
-
+/* adapter_model.safetensors through the shared writer (host/io/safetensors_write.h): PEFT's names, F32 */
 static enum rk_status save_tensors(const struct rk_lora_adapter * ad, const char * path) {
-    cJSON * hdr  = cJSON_CreateObject();
-    cJSON * meta = cJSON_AddObjectToObject(hdr, "__metadata__");
-    cJSON_AddStringToObject(meta, "format", "pt");
-    size_t off = 0;
-    char   name[RK_LORA_NAME_MAX + 64];
-    for (int64_t i = 0; i < ad->n_module; i++) {
+    struct rk_st_writer * w = rk_st_writer_new();
+    enum rk_status        s = RK_OK;
+    rk_st_writer_set_meta(w, "format", "pt");
+    char                  name[RK_LORA_NAME_MAX + 64];
+    for (int64_t i = 0; i < ad->n_module && s == RK_OK; i++) {
         const struct rk_lora_module * m = &ad->modules[i];
         snprintf(name, sizeof(name), ST_PREFIX "%s.lora_A.weight", m->name);
-        add_entry(hdr, name, ad->cfg.r, m->K, &off);
+        const struct rk_named_buffer a = { name, RK_DTYPE_F32, 2, { ad->cfg.r, m->K, 0, 0 }, m->A };
+        s = rk_st_writer_add(w, &a, RK_DTYPE_F32);
         snprintf(name, sizeof(name), ST_PREFIX "%s.lora_B.weight", m->name);
-        add_entry(hdr, name, m->N, ad->cfg.r, &off);
+        const struct rk_named_buffer bb = { name, RK_DTYPE_F32, 2, { m->N, ad->cfg.r, 0, 0 }, m->B };
+        if (s == RK_OK) s = rk_st_writer_add(w, &bb, RK_DTYPE_F32);
     }
-    char * json = cJSON_PrintUnformatted(hdr);
-    cJSON_Delete(hdr);
-    if (!json) return rk_set_error(RK_STATUS_OOM, "%s: cannot format the header", path);
-    const size_t jn  = strlen(json);
-    const size_t hn  = (jn + 7) / 8 * 8; /* pad with spaces so the data starts 8-byte aligned */
-    uint8_t *    head = rk_xmalloc(8 + hn);
-    for (int b = 0; b < 8; b++) head[b] = (uint8_t) ((uint64_t) hn >> (8 * b));
-    memcpy(head + 8, json, jn);
-    memset(head + 8 + jn, ' ', hn - jn);
-    cJSON_free(json);
-    /* module data is contiguous in ad->data in the same order (A then B, module by module) */
-    RK_ASSERT(off == sizeof(float) * (size_t) ad->n_params);
-    const void * bufs[2] = { head, ad->data };
-    const size_t lens[2] = { 8 + hn, off };
-    enum rk_status s     = write_atomic(path, 2, bufs, lens);
-    free(head);
+    if (s == RK_OK) s = rk_st_writer_write(w, path);
+    rk_st_writer_free(w);
     return s;
 }
 
@@ -147,7 +106,7 @@ static enum rk_status save_config(const struct rk_lora_adapter * ad, const char 
     const size_t n  = strlen(text);
     const void * bufs[2] = { text, "\n" };
     const size_t lens[2] = { n, 1 };
-    enum rk_status s     = write_atomic(path, 2, bufs, lens);
+    enum rk_status s     = rk_write_buffers_atomic(path, 2, bufs, lens);
     cJSON_free(text);
     return s;
 }
