@@ -133,3 +133,46 @@ void rk_print_metrics(FILE * f, const struct rk_metrics * m, char ** label_names
                 s->precision, s->recall, s->f1);
     }
 }
+
+enum rk_status rk_cli_data_load(struct rk_cli_data * d, const char * data_path, const char * test_path,
+                                const void * spec) {
+    memset(d, 0, sizeof(*d));
+    RK_TRY(rk_dataset_load(data_path, spec, &d->data));
+    if (test_path) {
+        RK_TRY(rk_dataset_load(test_path, spec, &d->test));
+        RK_TRY(rk_dataset_check_compatible(d->data, d->test));
+    }
+    return RK_OK;
+}
+
+enum rk_status rk_cli_data_split(struct rk_cli_data * d, const char * data_path, const char * split_opt,
+                                 uint64_t seed, const double fractions[3]) {
+    if (split_opt) snprintf(d->split_path, sizeof(d->split_path), "%s", split_opt);
+    else rk_cli_default_split_path(data_path, seed, d->split_path, sizeof(d->split_path));
+    d->fold = rk_xmalloc((size_t) (d->data->n_docs ? d->data->n_docs : 1));
+    return rk_cli_split(d->data, d->split_path, fractions, seed, d->fold, &d->split_created);
+}
+
+const struct rk_dataset * rk_cli_data_source(const struct rk_cli_data * d, int which) {
+    return which == RK_SPLIT_TEST && d->test ? d->test : d->data;
+}
+
+int64_t * rk_cli_data_indices(const struct rk_cli_data * d, int which, int64_t * n) {
+    if (which == RK_SPLIT_TEST && d->test) {
+        *n          = d->test->n_docs;
+        int64_t * i = rk_xmalloc(sizeof(int64_t) * (size_t) (*n ? *n : 1));
+        for (int64_t k = 0; k < *n; k++) i[k] = k;
+        return i;
+    }
+    *n          = rk_split_indices(d->fold, d->data->n_docs, (uint8_t) which, NULL);
+    int64_t * i = rk_xmalloc(sizeof(int64_t) * (size_t) (*n ? *n : 1));
+    rk_split_indices(d->fold, d->data->n_docs, (uint8_t) which, i);
+    return i;
+}
+
+void rk_cli_data_free(struct rk_cli_data * d) {
+    rk_dataset_free(d->data);
+    rk_dataset_free(d->test);
+    free(d->fold);
+    memset(d, 0, sizeof(*d));
+}

@@ -42,6 +42,29 @@ enum rk_status rk_cli_split(const struct rk_dataset * d, const char * split_path
  * left out for files in the current folder). buf of n bytes. */
 void rk_cli_default_split_path(const char * data_path, uint64_t seed, char * buf, size_t n);
 
+/*
+ * The data every technique starts from: --data (and --test, checked to have the same labels) loaded with spec,
+ * then the shared split (rk_cli_split at split_path or the default path for the seed). Call rk_cli_data_load first
+ * (reads only), rk_cli_data_split once every other input has been read (it may write the split file).
+ */
+struct rk_cli_data {
+    struct rk_dataset * data;
+    struct rk_dataset * test;            /* --test, or NULL */
+    uint8_t *           fold;            /* (data->n_docs) train/val/test */
+    char                split_path[4096];
+    bool                split_created;
+};
+enum rk_status rk_cli_data_load(struct rk_cli_data * d, const char * data_path, const char * test_path,
+                                const void * spec /* const struct rk_dataset_spec * */);
+enum rk_status rk_cli_data_split(struct rk_cli_data * d, const char * data_path, const char * split_opt,
+                                 uint64_t seed, const double fractions[3]);
+/* Indices of fold `which` of d->data (malloc'd, *n set), or of every row of d->test when which is the test fold
+ * and d->test is set. */
+int64_t * rk_cli_data_indices(const struct rk_cli_data * d, int which, int64_t * n);
+/* The dataset rows of fold `which` come from: d->test for the test fold when given, else d->data. */
+const struct rk_dataset * rk_cli_data_source(const struct rk_cli_data * d, int which);
+void rk_cli_data_free(struct rk_cli_data * d);
+
 /* Prints the metrics as a table: summary lines, then one row per label (name, support, P, R, F1). */
 void rk_print_metrics(FILE * f, const struct rk_metrics * m, char ** label_names);
 

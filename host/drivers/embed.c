@@ -153,12 +153,9 @@ int main(int argc, char ** argv) {
     parse(argc, argv, &o);
 
     /* ---- inputs: everything that can fail on bad input is checked before the long work starts */
-    struct rk_dataset * data = NULL, * test = NULL;
-    if (rk_dataset_load(o.data, &o.spec, &data) != RK_OK) die_status();
-    if (o.test) {
-        if (rk_dataset_load(o.test, &o.spec, &test) != RK_OK) die_status();
-        if (rk_dataset_check_compatible(data, test) != RK_OK) die_status();
-    }
+    struct rk_cli_data cd;
+    if (rk_cli_data_load(&cd, o.data, o.test, &o.spec) != RK_OK) die_status();
+    struct rk_dataset * data = cd.data, * test = cd.test;
     struct rk_backend * be = rk_backend_from_name(o.device, (int) o.threads);
     if (!be) die_status();
     struct rk_wordpiece * tok = NULL;
@@ -167,13 +164,10 @@ int main(int argc, char ** argv) {
     if (rk_bert_load(o.model, be, &model) != RK_OK) die_status();
 
     /* the split is written only once every input has been read successfully */
-    char split_path[4096];
-    if (o.split) snprintf(split_path, sizeof(split_path), "%s", o.split);
-    else rk_cli_default_split_path(o.data, (uint64_t) o.seed, split_path, sizeof(split_path));
-    uint8_t * fold    = rk_xmalloc((size_t) data->n_docs);
-    bool      created = false;
-    if (rk_cli_split(data, split_path, o.fractions, (uint64_t) o.seed, fold, &created) != RK_OK) die_status();
-    fprintf(stderr, "rk-embed: split %s %s\n", split_path, created ? "created" : "loaded");
+    if (rk_cli_data_split(&cd, o.data, o.split, (uint64_t) o.seed, o.fractions) != RK_OK) die_status();
+    const char * split_path = cd.split_path;
+    const uint8_t * fold    = cd.fold;
+    fprintf(stderr, "rk-embed: split %s %s\n", split_path, cd.split_created ? "created" : "loaded");
 
     enum rk_pool_mode pool = model->pooling.present ? model->pooling.mode : RK_POOL_CLS;
     if (o.pooling) pool = !strcmp(o.pooling, "cls") ? RK_POOL_CLS : !strcmp(o.pooling, "mean") ? RK_POOL_MEAN : RK_POOL_MAX;
@@ -181,17 +175,11 @@ int main(int argc, char ** argv) {
     const char * pool_name = pool == RK_POOL_CLS ? "cls" : pool == RK_POOL_MEAN ? "mean" : "max";
 
     /* ---- documents: train split, then the evaluation set */
-    const int64_t n_train = rk_split_indices(fold, data->n_docs, RK_SPLIT_TRAIN, NULL);
-    int64_t *     itrain  = rk_xmalloc(sizeof(int64_t) * (size_t) (n_train ? n_train : 1));
-    rk_split_indices(fold, data->n_docs, RK_SPLIT_TRAIN, itrain);
-    const struct rk_dataset * evd = test ? test : data;
-    int64_t n_eval = test ? test->n_docs : rk_split_indices(fold, data->n_docs, RK_SPLIT_TEST, NULL);
-    int64_t * ieval = rk_xmalloc(sizeof(int64_t) * (size_t) (n_eval ? n_eval : 1));
-    if (test) {
-        for (int64_t i = 0; i < n_eval; i++) ieval[i] = i;
-    } else {
-        rk_split_indices(fold, data->n_docs, RK_SPLIT_TEST, ieval);
-    }
+    (void) fold;
+    int64_t n_train = 0, n_eval = 0;
+    int64_t * itrain = rk_cli_data_indices(&cd, RK_SPLIT_TRAIN, &n_train);
+    int64_t * ieval  = rk_cli_data_indices(&cd, RK_SPLIT_TEST, &n_eval);
+    const struct rk_dataset * evd = rk_cli_data_source(&cd, RK_SPLIT_TEST);
     if (n_train == 0 || n_eval == 0) die("the split leaves no training or no evaluation documents");
 
     const int64_t n_all = n_train + n_eval, C = model->cfg.hidden_size;
@@ -276,11 +264,9 @@ int main(int argc, char ** argv) {
     free(texts);
     free(itrain);
     free(ieval);
-    free(fold);
     rk_bert_free(model);
     rk_wordpiece_free(tok);
     rk_backend_free(be);
-    rk_dataset_free(data);
-    rk_dataset_free(test);
+    rk_cli_data_free(&cd);
     return 0;
 }

@@ -76,3 +76,65 @@ enum rk_status rk_trainer_step(struct rk_trainer * t, const struct rk_batch * mi
     if (skipped) *skipped = !finite;
     return RK_OK;
 }
+
+/* ---- checkpoints ----------------------------------------------------------------------------- */
+
+static struct rk_named_buffer f32_buffer(const char * name, float * data, int64_t n) {
+    return (struct rk_named_buffer) { .name = name, .dtype = RK_DTYPE_F32, .ndim = 1, .shape = { n, 0, 0, 0 },
+                                      .data = data };
+}
+
+/* model buffers with their real shapes; optimizer buffers (2 per tensor, in the optimizer's order) */
+static void checkpoint_buffers(const struct rk_trainer * t, struct rk_named_buffer * model,
+                               struct rk_named_buffer * optim, char (*names)[160]) {
+    for (int i = 0; i < t->n_params; i++) {
+        const struct rk_named_param * p = &t->named[i];
+        model[i] = (struct rk_named_buffer) { .name = p->name, .dtype = RK_DTYPE_F32, .ndim = p->param.ndim,
+                                              .data = p->param.data };
+        for (int d = 0; d < p->param.ndim; d++) model[i].shape[d] = p->param.ne[d];
+    }
+    const struct rk_adamw * o = &t->opt;
+    for (int i = 0; i < o->n_params; i++) {
+        rk_checkpoint_optim_name(names[2 * i], sizeof(names[0]), o->params[i].name, RK_CKPT_EXP_AVG);
+        rk_checkpoint_optim_name(names[2 * i + 1], sizeof(names[0]), o->params[i].name, RK_CKPT_EXP_AVG_SQ);
+        optim[2 * i]     = f32_buffer(names[2 * i], o->m + o->offset[i], o->params[i].n);
+        optim[2 * i + 1] = f32_buffer(names[2 * i + 1], o->v + o->offset[i], o->params[i].n);
+    }
+}
+
+enum rk_status rk_trainer_save(const struct rk_trainer * t, const char * dir, const struct rk_trainer_state * ts,
+                               const cJSON * config) {
+    struct rk_named_buffer * model = rk_xcalloc((size_t) t->n_params, sizeof(*model));
+    struct rk_named_buffer * optim = rk_xcalloc((size_t) (2 * t->opt.n_params), sizeof(*optim));
+    char (*names)[160]             = rk_xcalloc((size_t) (2 * t->opt.n_params), sizeof(*names));
+    checkpoint_buffers(t, model, optim, names);
+    cJSON * state = rk_trainer_state_to_json(ts, config);
+    cJSON_AddNumberToObject(state, "adamw_step", (double) t->opt.step);
+    enum rk_status s = rk_checkpoint_save(dir, model, t->n_params, optim, 2 * t->opt.n_params, state);
+    cJSON_Delete(state);
+    free(model);
+    free(optim);
+    free(names);
+    return s;
+}
+
+enum rk_status rk_trainer_load(struct rk_trainer * t, const char * dir, struct rk_trainer_state * ts) {
+    struct rk_named_buffer * model = rk_xcalloc((size_t) t->n_params, sizeof(*model));
+    struct rk_named_buffer * optim = rk_xcalloc((size_t) (2 * t->opt.n_params), sizeof(*optim));
+    char (*names)[160]             = rk_xcalloc((size_t) (2 * t->opt.n_params), sizeof(*names));
+    checkpoint_buffers(t, model, optim, names);
+    cJSON *        state = NULL;
+    enum rk_status s     = rk_checkpoint_load(dir, model, t->n_params, optim, 2 * t->opt.n_params, &state);
+    if (s == RK_OK) s = rk_trainer_state_from_json(state, dir, ts, NULL);
+    if (s == RK_OK) {
+        const cJSON * as = cJSON_GetObjectItemCaseSensitive(state, "adamw_step");
+        if (!cJSON_IsNumber(as)) s = rk_set_error(RK_STATUS_FORMAT, "%s: trainer state has no \"adamw_step\"", dir);
+        else t->opt.step = (int64_t) as->valuedouble;
+        t->step = ts->step;
+    }
+    cJSON_Delete(state);
+    free(model);
+    free(optim);
+    free(names);
+    return s;
+}

@@ -9,6 +9,7 @@
 
 #include "models/bert_cls.h"
 #include "train/optim.h"
+#include "train/checkpoint.h"
 #include "train/schedule.h"
 
 #ifdef __cplusplus
@@ -50,6 +51,16 @@ void           rk_trainer_free(struct rk_trainer * t);
  */
 enum rk_status rk_trainer_step(struct rk_trainer * t, const struct rk_batch * micro, int n, float * loss,
                                float * grad_norm, double * lr, bool * skipped);
+
+/*
+ * Saves the weights (HF names, f32: a folder transformers can read once config.json is beside it), the AdamW
+ * state (<name>.exp_avg / .exp_avg_sq) and the trainer state (+ config) as a checkpoint folder (train/checkpoint.h:
+ * written whole or not at all).
+ */
+enum rk_status rk_trainer_save(const struct rk_trainer * t, const char * dir, const struct rk_trainer_state * ts,
+                               const cJSON * config);
+/* Loads a checkpoint saved by rk_trainer_save into t (weights, AdamW moments and step count) and *ts. */
+enum rk_status rk_trainer_load(struct rk_trainer * t, const char * dir, struct rk_trainer_state * ts);
 
 #ifdef __cplusplus
 }
