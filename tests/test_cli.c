@@ -32,37 +32,11 @@ static int count_lines(const char * s) {
     return n;
 }
 
-static const char * ARXIV_HEADER =
-    "ID,TITLE,ABSTRACT,Computer Science,Physics,Mathematics,Statistics,Quantitative Biology,Quantitative Finance\n";
-
-/* Writes an arXiv-schema file of n rows whose labels follow simple word cues, so a classifier can learn them. */
-static void write_arxiv(const char * path, int n) {
-    FILE * f = fopen(path, "w");
-    cr_assert(f != NULL);
-    fputs(ARXIV_HEADER, f);
-    static const char * topics[6][2] = {
-        { "model data", "we train a model on data" },   { "physics theory", "a theory of physics" },
-        { "theory of rings", "the theory of rings, in abstract" }, { "data rate", "the rate of data, in the model" },
-        { "grain", "grain and oil in the body" },        { "stock market bank", "the stock market and the bank rate" },
-    };
-    for (int i = 0; i < n; i++) {
-        int a = i % 6, b = (i / 6) % 6;
-        int lab[6] = { 0 };
-        lab[a] = 1;
-        if (i % 4 == 0) lab[b] = 1;
-        fprintf(f, "%d,\"%s, %s\",\"%s. %s\"", i + 1, topics[a][0], i % 4 == 0 ? topics[b][0] : "",
-                topics[a][1], i % 4 == 0 ? topics[b][1] : "the end");
-        for (int j = 0; j < 6; j++) fprintf(f, ",%d", lab[j]);
-        fputc('\n', f);
-    }
-    fclose(f);
-}
-
 static void setup(void) {
     snprintf(g_dir, sizeof(g_dir), "%s", rk_test_tmpdir());
     char p[512];
     snprintf(p, sizeof(p), "%s/arxiv.csv", g_dir);
-    write_arxiv(p, 120);
+    rk_test_write_arxiv(p, 120);
     /* a copy of the tiny golden model we can break */
     char cmd[2048];
     snprintf(cmd, sizeof(cmd), "cp -r %s/tests/golden/tiny_bert %s/model", rk_test_root(), g_dir);

@@ -92,4 +92,29 @@ static inline float * rk_test_rand_buf(int64_t n) {
     return p;
 }
 
+/* Writes an arXiv-schema file (ID,TITLE,ABSTRACT + the 6 topic labels) of n rows whose labels follow simple word cues, so a classifier can learn them. */
+static inline void rk_test_write_arxiv(const char * path, int n) {
+    FILE * f = fopen(path, "w");
+    cr_assert(f != NULL);
+    fputs("ID,TITLE,ABSTRACT,Computer Science,Physics,Mathematics,Statistics,Quantitative Biology,Quantitative Finance\n",
+          f);
+    static const char * topics[6][2] = {
+        { "model data", "we train a model on data" },   { "physics theory", "a theory of physics" },
+        { "theory of rings", "the theory of rings, in abstract" }, { "data rate", "the rate of data, in the model" },
+        { "grain", "grain and oil in the body" },        { "stock market bank", "the stock market and the bank rate" },
+    };
+    for (int i = 0; i < n; i++) {
+        int a = i % 6, b = (i / 6) % 6;
+        int lab[6] = { 0 };
+        lab[a] = 1;
+        if (i % 4 == 0) lab[b] = 1;
+        fprintf(f, "%d,\"%s, %s\",\"%s. %s\"", i + 1, topics[a][0], i % 4 == 0 ? topics[b][0] : "",
+                topics[a][1], i % 4 == 0 ? topics[b][1] : "the end");
+        for (int j = 0; j < 6; j++) fprintf(f, ",%d", lab[j]);
+        fputc('\n', f);
+    }
+    fclose(f);
+}
+
+
 #endif
