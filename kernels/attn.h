@@ -32,6 +32,11 @@ void rk_cpu_attn_bwd(struct rk_tensor * dq, struct rk_tensor * dk, struct rk_ten
                      const struct rk_tensor * k, const struct rk_tensor * v, const struct rk_tensor * o,
                      const struct rk_tensor * dout, const struct rk_tensor * lse, const struct rk_tensor * mask,
                      const struct rk_attn_params * p);
+/* The same function one query row at a time: the reference for the BLAS path of rk_cpu_attn_bwd. */
+void rk_cpu_attn_bwd_plain(struct rk_tensor * dq, struct rk_tensor * dk, struct rk_tensor * dv, const struct rk_tensor * q,
+                     const struct rk_tensor * k, const struct rk_tensor * v, const struct rk_tensor * o,
+                     const struct rk_tensor * dout, const struct rk_tensor * lse, const struct rk_tensor * mask,
+                     const struct rk_attn_params * p);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,25 @@ static void attn_case(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
              with_mask);
     assert_close(o1, o2, B * T * NH * HS, 1e-5, 1e-4, what);
     assert_close(l1, l2, B * NH * T, 1e-5, 1e-5, what);
+    /* backward: the BLAS path against the plain one, from the same forward */
+    {
+        const int64_t nq = B * T * NH * HS, nk = B * T * NKV * HS;
+        float * g = rand_buf(nq);
+        float * dq1 = calloc((size_t) nq, 4), * dq2 = calloc((size_t) nq, 4);
+        float * dk1 = calloc((size_t) nk, 4), * dk2 = calloc((size_t) nk, 4);
+        float * dv1 = calloc((size_t) nk, 4), * dv2 = calloc((size_t) nk, 4);
+        const int64_t shk[4] = { B, NKV, T, HS };
+        struct rk_tensor G = rk_tensor_host(g, RK_DTYPE_F32, 4, shp);
+        struct rk_tensor DQ1 = rk_tensor_host(dq1, RK_DTYPE_F32, 4, shp), DQ2 = rk_tensor_host(dq2, RK_DTYPE_F32, 4, shp);
+        struct rk_tensor DK1 = rk_tensor_host(dk1, RK_DTYPE_F32, 4, shk), DK2 = rk_tensor_host(dk2, RK_DTYPE_F32, 4, shk);
+        struct rk_tensor DV1 = rk_tensor_host(dv1, RK_DTYPE_F32, 4, shk), DV2 = rk_tensor_host(dv2, RK_DTYPE_F32, 4, shk);
+        rk_cpu_attn_bwd(&DQ1, &DK1, &DV1, &q, &k, &v, &O2, &G, &L2, mask ? &M : NULL, &p);
+        rk_cpu_attn_bwd_plain(&DQ2, &DK2, &DV2, &q, &k, &v, &O2, &G, &L2, mask ? &M : NULL, &p);
+        assert_close(dq1, dq2, nq, 1e-5, 1e-3, what);
+        assert_close(dk1, dk2, nk, 1e-5, 1e-3, what);
+        assert_close(dv1, dv2, nk, 1e-5, 1e-3, what);
+        free(g); free(dq1); free(dq2); free(dk1); free(dk2); free(dv1); free(dv2);
+    }
     if (with_mask) { /* the fully padded batch gives zeros and lse -inf */
         for (int64_t i = 0; i < NH * T * HS; i++) cr_assert(o1[1 * NH * T * HS + i] == 0.0f, "%s: padded row not zero", what);
         cr_assert(isinf(l1[1 * NH * T]) && l1[1 * NH * T] < 0, "%s", what);
@@ -70,7 +89,7 @@ static void attn_case(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS,
     free(buf); free(mask); free(o1); free(o2); free(l1); free(l2);
 }
 
-Test(cpu_ops, attention_blas_matches_plain) {
+Test(cpu_ops, attention_blas_matches_plain_fwd_and_bwd) {
     attn_case(2, 77, 4, 4, 32, false, 0, false);
     attn_case(3, 200, 4, 2, 64, true, 0, true);
     attn_case(1, 300, 8, 2, 16, true, 16, false);

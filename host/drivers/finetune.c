@@ -226,19 +226,32 @@ static enum rk_status evaluate(struct rk_bert_cls * m, const struct tokens * tk,
     float *   logits = rk_xmalloc(sizeof(float) * (size_t) (B * nl));
     uint8_t * yhat   = rk_xmalloc((size_t) (tk->n * nl + 1));
     uint8_t * ytrue  = rk_xmalloc((size_t) (tk->n * nl + 1));
+    /* documents in order of length, so batches carry little padding */
+    int64_t * order = rk_xmalloc(sizeof(int64_t) * (size_t) (tk->n + 1));
+    for (int64_t i = 0; i < tk->n; i++) order[i] = i;
+    for (int64_t i = 1; i < tk->n; i++) { /* insertion sort on lengths <= L: runs once per evaluation */
+        const int64_t x = order[i];
+        int64_t       j = i - 1;
+        while (j >= 0 && tk->len[order[j]] > tk->len[x]) {
+            order[j + 1] = order[j];
+            j--;
+        }
+        order[j + 1] = x;
+    }
     enum rk_status s = RK_OK;
     for (int64_t b0 = 0; b0 < tk->n && s == RK_OK; b0 += B) {
         const int64_t nb = tk->n - b0 < B ? tk->n - b0 : B;
-        for (int64_t r = 0; r < nb; r++) rows[r] = b0 + r;
+        for (int64_t r = 0; r < nb; r++) rows[r] = order[b0 + r];
         struct rk_batch b = make_batch(&bb, tk, rows, nb, nl, pad);
         s = rk_bert_cls_forward(m, b.ids, b.mask, NULL, b.B, b.T, NULL, NULL, logits, false);
         for (int64_t r = 0; r < nb && s == RK_OK; r++) {
             for (int64_t j = 0; j < nl; j++) {
-                yhat[(b0 + r) * nl + j]  = logits[r * nl + j] > 0.0f;
-                ytrue[(b0 + r) * nl + j] = tk->y[(b0 + r) * nl + j] > 0.5f;
+                yhat[rows[r] * nl + j]  = logits[r * nl + j] > 0.0f;
+                ytrue[rows[r] * nl + j] = tk->y[rows[r] * nl + j] > 0.5f;
             }
         }
     }
+    free(order);
     if (s == RK_OK) s = rk_metrics_compute(ytrue, yhat, tk->n, nl, met);
     free(bb.ids);
     free(bb.mask);
