@@ -65,6 +65,9 @@ Test(finetune, learns_and_writes_its_outputs) {
     cJSON * r = read_json("res.json");
     const double f1 = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "metrics"), "micro_f1")->valuedouble;
     cr_assert(f1 > 0.8, "test micro F1 %.3f after fine-tuning (the labels follow word cues)", f1);
+    cJSON * tuned = cJSON_GetObjectItem(r, "metrics_val_tuned_thresholds");
+    cr_assert(tuned && cJSON_GetObjectItem(tuned, "micro_f1"), "no figures with val-tuned thresholds");
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "val_tuned_thresholds")), 6);
     cJSON_Delete(r);
     cr_assert(exists("run/log.json") && exists("run/loss.svg") && exists("run/checkpoint/optimizer.safetensors"));
     cr_assert(exists("run/model/model.safetensors") && exists("run/model/vocab.txt"));

@@ -217,9 +217,12 @@ static struct rk_batch make_batch(struct batch_buf * bb, const struct tokens * t
     return (struct rk_batch) { .ids = bb->ids, .mask = bb->mask, .types = NULL, .labels = bb->y, .B = B, .T = T };
 }
 
-/* Predictions (logit > 0, i.e. probability > 0.5) for every document of tk, then the metrics against its labels. */
+/*
+ * Predictions for every document of tk (logit > thr[j], thr NULL = 0, i.e. probability > 0.5), then the metrics
+ * against its labels. all_logits (tk->n, nl) receives the logits when not NULL.
+ */
 static enum rk_status evaluate(struct rk_bert_cls * m, const struct tokens * tk, int64_t nl, int64_t B, int32_t pad,
-                               struct rk_metrics * met) {
+                               const float * thr, float * all_logits, struct rk_metrics * met) {
     struct batch_buf bb = { rk_xmalloc(sizeof(int32_t) * (size_t) (B * tk->L)),
                             rk_xmalloc(sizeof(int32_t) * (size_t) (B * tk->L)), rk_xmalloc(sizeof(float) * (size_t) (B * nl)) };
     int64_t * rows   = rk_xmalloc(sizeof(int64_t) * (size_t) B);
@@ -246,8 +249,9 @@ static enum rk_status evaluate(struct rk_bert_cls * m, const struct tokens * tk,
         s = rk_bert_cls_forward(m, b.ids, b.mask, NULL, b.B, b.T, NULL, NULL, logits, false);
         for (int64_t r = 0; r < nb && s == RK_OK; r++) {
             for (int64_t j = 0; j < nl; j++) {
-                yhat[rows[r] * nl + j]  = logits[r * nl + j] > 0.0f;
+                yhat[rows[r] * nl + j]  = logits[r * nl + j] > (thr ? thr[j] : 0.0f);
                 ytrue[rows[r] * nl + j] = tk->y[rows[r] * nl + j] > 0.5f;
+                if (all_logits) all_logits[rows[r] * nl + j] = logits[r * nl + j];
             }
         }
     }
@@ -261,6 +265,36 @@ static enum rk_status evaluate(struct rk_bert_cls * m, const struct tokens * tk,
     free(yhat);
     free(ytrue);
     return s;
+}
+
+/*
+ * Per label, the probability threshold in {0.05, 0.10, ..., 0.95} with the best F1 on val (ties: the one nearest
+ * 0.5; a label without positives in val keeps 0.5). Returned as logit thresholds (nl), malloc'd.
+ */
+static float * tune_thresholds(const float * logits, const float * y, int64_t n, int64_t nl) {
+    float * thr = rk_xmalloc(sizeof(float) * (size_t) nl);
+    for (int64_t j = 0; j < nl; j++) {
+        double best_f1 = -1.0, best_p = 0.5;
+        int64_t pos = 0;
+        for (int64_t i = 0; i < n; i++) pos += y[i * nl + j] > 0.5f;
+        for (int k = 1; k <= 19 && pos > 0; k++) {
+            const double pt = 0.05 * k, lt = log(pt / (1.0 - pt));
+            int64_t tp = 0, fp = 0, fn = 0;
+            for (int64_t i = 0; i < n; i++) {
+                const bool p = logits[i * nl + j] > lt, t = y[i * nl + j] > 0.5f;
+                tp += p && t;
+                fp += p && !t;
+                fn += !p && t;
+            }
+            const double f1 = tp ? 2.0 * tp / (2.0 * tp + fp + fn) : 0.0;
+            if (f1 > best_f1 + 1e-12 || (fabs(f1 - best_f1) <= 1e-12 && fabs(pt - 0.5) < fabs(best_p - 0.5))) {
+                best_f1 = f1;
+                best_p  = pt;
+            }
+        }
+        thr[j] = (float) log(best_p / (1.0 - best_p));
+    }
+    return thr;
 }
 
 /* mkdir -p */
@@ -498,7 +532,7 @@ int main(int argc, char ** argv) {
             const bool end_ep = s_ep == steps_ep - 1 || step == total;
             if (n_va > 0 && ((o.eval_steps > 0 && step % o.eval_steps == 0) || (o.eval_steps == 0 && end_ep))) {
                 struct rk_metrics vm;
-                if (evaluate(m, &tva, nl, o.batch, pad, &vm) != RK_OK) die_status();
+                if (evaluate(m, &tva, nl, o.batch, pad, NULL, NULL, &vm) != RK_OK) die_status();
                 fprintf(stderr, "eval step %lld: val micro F1 %.4f macro F1 %.4f\n", (long long) step, vm.micro_f1, vm.macro_f1);
                 val_step[nv] = (double) step;
                 val_f1[nv++] = vm.micro_f1;
@@ -542,13 +576,28 @@ int main(int argc, char ** argv) {
         copy_tokenizer_files(o.model, mdir);
     }
     struct rk_metrics met;
-    if (evaluate(m, &tte, nl, o.batch, pad, &met) != RK_OK) die_status();
+    if (evaluate(m, &tte, nl, o.batch, pad, NULL, NULL, &met) != RK_OK) die_status();
+    /* per-label thresholds tuned on val (reported separately; the main figures use 0.5) */
+    float * thr = NULL;
+    struct rk_metrics met_t = { 0 };
+    if (n_va > 0) {
+        float * vl = rk_xmalloc(sizeof(float) * (size_t) (n_va * nl));
+        struct rk_metrics vm;
+        if (evaluate(m, &tva, nl, o.batch, pad, NULL, vl, &vm) != RK_OK) die_status();
+        rk_metrics_free(&vm);
+        thr = tune_thresholds(vl, tva.y, n_va, nl);
+        free(vl);
+        if (evaluate(m, &tte, nl, o.batch, pad, thr, NULL, &met_t) != RK_OK) die_status();
+    }
     printf("rk-finetune  model=%s  data=%s  eval=%s  device=%s  epochs=%lld lr=%g batch=%lldx%lld max_length=%lld\n",
            o.model, o.data, o.test ? o.test : "test split", be->name, (long long) o.epochs, o.lr, (long long) o.batch,
            (long long) o.accum, (long long) L);
     printf("train %lld docs, %lld steps in %.1f s (%.0f tokens/s); eval %lld docs, %lld labels\n\n", (long long) n_tr,
            (long long) (step - (o.resume ? ts.step : 0)), train_s, tokens_done / train_s, (long long) n_te, (long long) nl);
     rk_print_metrics(stdout, &met, cd.data->label_names);
+    if (thr) {
+        printf("\nwith per-label thresholds tuned on val: micro F1 %.4f, macro F1 %.4f\n", met_t.micro_f1, met_t.macro_f1);
+    }
 
     snprintf(path, sizeof(path), "%s/log.json", o.outdir);
     if (rk_write_json_atomic(path, log) != RK_OK) die_status();
@@ -568,11 +617,18 @@ int main(int argc, char ** argv) {
         cJSON_AddNumberToObject(j, "tokens_per_second", tokens_done / train_s);
         cJSON_AddNumberToObject(j, "final_loss", step > 0 ? losses[step - 1] : 0.0);
         cJSON_AddItemToObject(j, "metrics", rk_metrics_to_json(&met, cd.data->label_names));
+        if (thr) {
+            cJSON_AddItemToObject(j, "metrics_val_tuned_thresholds", rk_metrics_to_json(&met_t, cd.data->label_names));
+            cJSON * ta = cJSON_AddArrayToObject(j, "val_tuned_thresholds");
+            for (int64_t k = 0; k < nl; k++) cJSON_AddItemToArray(ta, cJSON_CreateNumber(1.0 / (1.0 + exp(-thr[k]))));
+        }
         if (rk_write_json_atomic(o.out, j) != RK_OK) die_status();
         cJSON_Delete(j);
     }
     fprintf(stderr, "rk-finetune: model in %s, log in %s/log.json, curve in %s/loss.svg\n", mdir, o.outdir, o.outdir);
     rk_metrics_free(&met);
+    rk_metrics_free(&met_t);
+    free(thr);
     for (int64_t i = 0; i < n_micro; i++) {
         free(bb[i].ids);
         free(bb[i].mask);
