@@ -485,6 +485,7 @@ int main(int argc, char ** argv) {
     const double t0 = rk_now();
     double last_print = t0, tokens_done = 0;
     int64_t step = ts.step;
+    const int64_t first_step = ts.step; /* for rates: ts.step moves on at each save */
     fprintf(stderr, "rk-finetune: %lld train / %lld val / %lld test documents, %lld labels; %lld steps (%lld per epoch)\n",
             (long long) n_tr, (long long) n_va, (long long) n_te, (long long) nl, (long long) total, (long long) steps_ep);
     for (int64_t ep = step / steps_ep; ep < o.epochs && step < total; ep++) {
@@ -523,7 +524,7 @@ int main(int argc, char ** argv) {
             cJSON_AddItemToArray(log_steps, e);
             const double now = rk_now();
             if (now - last_print >= 2.0 || step == total) {
-                const double el = now - t0, rate = (double) (step - ts.step) / el;
+                const double el = now - t0, rate = (double) (step - first_step) / el;
                 fprintf(stderr, "step %lld/%lld epoch %lld loss %.4f lr %.3g grad-norm %.3f | %.0f tokens/s, ETA %02d:%02d\n",
                         (long long) step, (long long) total, (long long) ep + 1, loss, lr, gnorm, tokens_done / el,
                         (int) ((double) (total - step) / rate / 60), (int) ((double) (total - step) / rate) % 60);
@@ -593,7 +594,7 @@ int main(int argc, char ** argv) {
            o.model, o.data, o.test ? o.test : "test split", be->name, (long long) o.epochs, o.lr, (long long) o.batch,
            (long long) o.accum, (long long) L);
     printf("train %lld docs, %lld steps in %.1f s (%.0f tokens/s); eval %lld docs, %lld labels\n\n", (long long) n_tr,
-           (long long) (step - (o.resume ? ts.step : 0)), train_s, tokens_done / train_s, (long long) n_te, (long long) nl);
+           (long long) (step - first_step), train_s, tokens_done / train_s, (long long) n_te, (long long) nl);
     rk_print_metrics(stdout, &met, cd.data->label_names);
     if (thr) {
         printf("\nwith per-label thresholds tuned on val: micro F1 %.4f, macro F1 %.4f\n", met_t.micro_f1, met_t.macro_f1);
