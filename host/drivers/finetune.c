@@ -64,6 +64,8 @@ static void usage(FILE * f) {
             "  --device D           auto (default) | cpu | cuda: training runs on the CPU backend for now\n"
             "  --dtype T            f32 (default); bf16/fp16 mixed precision come with CUDA training\n"
             "  --grad-checkpointing recompute activations per layer (not available yet: an error)\n"
+            "  --init-bias-prior    start the classifier biases at the train split's label log-odds instead of 0\n"
+            "                       (with many rare labels the all-negative phase is then skipped; not HF's default)\n"
             "  --threads N          CPU threads (default: all cores)\n"
             "  --out PATH           results JSON (written atomically)\n"
             "  --help               this text\n");
@@ -73,7 +75,7 @@ struct opts {
     const char * model, * data, * test, * out, * split, * device, * outdir, * scheduler, * dtype;
     int64_t      epochs, batch, accum, max_length, eval_steps, save_steps, max_steps, threads, seed;
     double       lr, warmup, wd, max_grad_norm, fractions[3];
-    bool         resume, grad_ckpt;
+    bool         resume, grad_ckpt, bias_prior;
     struct rk_dataset_spec spec;
 };
 
@@ -89,7 +91,7 @@ static void parse(int argc, char ** argv, struct opts * o) {
                          .lr = 2e-5, .wd = 0.01, .max_grad_norm = 1.0, .fractions = { 0.80, 0.05, 0.15 } };
     enum { O_MODEL = 256, O_DATA, O_TEST, O_OUT, O_SPLIT, O_DEVICE, O_OUTDIR, O_SCHED, O_DTYPE, O_EPOCHS, O_BATCH,
            O_ACCUM, O_MAXLEN, O_EVAL, O_SAVE, O_MAXSTEPS, O_THREADS, O_SEED, O_LR, O_WARM, O_WD, O_CLIP, O_FRAC,
-           O_RESUME, O_GCKPT, O_TEXT, O_LABEL, O_TMPL, O_HELP };
+           O_RESUME, O_GCKPT, O_TEXT, O_LABEL, O_TMPL, O_HELP, O_BIASP };
     static const struct option lo[] = {
         { "model", 1, 0, O_MODEL },        { "data", 1, 0, O_DATA },             { "test", 1, 0, O_TEST },
         { "out", 1, 0, O_OUT },            { "split", 1, 0, O_SPLIT },           { "device", 1, 0, O_DEVICE },
@@ -100,7 +102,8 @@ static void parse(int argc, char ** argv, struct opts * o) {
         { "lr", 1, 0, O_LR },              { "warmup-ratio", 1, 0, O_WARM },     { "weight-decay", 1, 0, O_WD },
         { "max-grad-norm", 1, 0, O_CLIP }, { "fractions", 1, 0, O_FRAC },        { "resume", 0, 0, O_RESUME },
         { "grad-checkpointing", 0, 0, O_GCKPT }, { "text-columns", 1, 0, O_TEXT }, { "label-columns", 1, 0, O_LABEL },
-        { "template", 1, 0, O_TMPL },      { "help", 0, 0, O_HELP },             { 0, 0, 0, 0 },
+        { "template", 1, 0, O_TMPL },      { "help", 0, 0, O_HELP },             { "init-bias-prior", 0, 0, O_BIASP },
+        { 0, 0, 0, 0 },
     };
     int c;
     opterr = 0;
@@ -131,6 +134,7 @@ static void parse(int argc, char ** argv, struct opts * o) {
             case O_CLIP:     s = rk_cli_double("--max-grad-norm", optarg, 0.0, 1e9, &o->max_grad_norm); break;
             case O_RESUME:   o->resume = true; break;
             case O_GCKPT:    o->grad_ckpt = true; break;
+            case O_BIASP:    o->bias_prior = true; break;
             case O_TEXT:     o->spec.text_columns = optarg; break;
             case O_LABEL:    o->spec.label_columns = optarg; break;
             case O_TMPL:     o->spec.template_ = optarg; break;
@@ -433,6 +437,18 @@ int main(int argc, char ** argv) {
     tokenize_set(&tva, tok, cd.data, iva, n_va, L);
     tokenize_set(&tte, tok, rk_cli_data_source(&cd, RK_SPLIT_TEST), ite, n_te, L);
     const int32_t pad = rk_wordpiece_special(tok)->pad;
+
+    if (o.bias_prior && !o.resume) { /* log-odds of each label's train frequency, clamped to [1e-4, 1 - 1e-4] */
+        float * b = rk_xmalloc(sizeof(float) * (size_t) nl);
+        for (int64_t j = 0; j < nl; j++) {
+            double pj = 0;
+            for (int64_t i = 0; i < n_tr; i++) pj += ttr.y[i * nl + j];
+            pj   = fmin(fmax(pj / (double) n_tr, 1e-4), 1.0 - 1e-4);
+            b[j] = (float) log(pj / (1.0 - pj));
+        }
+        if (rk_tensor_set_f32(&m->head.cls_b, b) != RK_OK) die_status();
+        free(b);
+    }
 
     /* ---- optimizer and schedule */
     const int64_t per_step   = o.batch * o.accum;
