@@ -6,7 +6,10 @@
  */
 #include "test_util.h"
 
+#include "io/safetensors.h"
+
 #include <cJSON.h>
+#include <math.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -139,4 +142,21 @@ Test(finetune, bad_input) {
     expect_fail("--resume --output-dir nothing --out out.json", "nothing/checkpoint");
     expect_fail("--scheduler wavy --out out.json", "wavy");
     expect_fail("--lr -1 --out out.json", "--lr");
+}
+
+/* --init-bias-prior: with lr 0 the saved classifier biases are the train labels' log-odds (arXiv file: each label on
+ * 1/6 to 1/3 of the documents, so log-odds between log(1/11) and log(1/2)), not HF's zeros. */
+Test(finetune, init_bias_prior) {
+    char err[1 << 16];
+    cr_assert_eq(run_ft("--init-bias-prior --lr 0 --max-steps 1 --output-dir bp", err, sizeof(err)), 0, "%s", err);
+    char p[512];
+    snprintf(p, sizeof(p), "%s/bp/model/model.safetensors", g_dir);
+    struct rk_safetensors * st = NULL;
+    cr_assert_eq(rk_safetensors_open(p, &st), RK_OK, "%s", rk_last_error());
+    const struct rk_st_entry * e = rk_safetensors_find(st, "classifier.bias");
+    cr_assert(e != NULL);
+    float b[6];
+    cr_assert_eq(rk_safetensors_read_f32(st, e, b, 6), RK_OK);
+    for (int j = 0; j < 6; j++) cr_assert(b[j] > logf(1.0f / 11.0f) && b[j] < logf(0.5f), "bias %d = %g", j, b[j]);
+    rk_safetensors_close(st);
 }
