@@ -38,6 +38,21 @@ enum rk_status rk_cli_double(const char * flag, const char * s, double lo, doubl
     return RK_OK;
 }
 
+enum rk_status rk_cli_fractions(const char * flag, const char * s, double out[3]) {
+    char * a = rk_xstrdup(s), * save = NULL;
+    int    k = 0;
+    enum rk_status st = RK_OK;
+    double v[3] = { 0 };
+    for (char * t = strtok_r(a, ",", &save); t && st == RK_OK; t = strtok_r(NULL, ",", &save), k++) {
+        if (k < 3) st = rk_cli_double(flag, t, 0.0, 1.0, &v[k]);
+    }
+    free(a);
+    if (st == RK_OK && (k != 3 || fabs(v[0] + v[1] + v[2] - 1.0) > 1e-6))
+        st = rk_set_error(RK_STATUS_ARG, "%s: '%s' is not three numbers summing to 1", flag, s);
+    if (st == RK_OK) memcpy(out, v, sizeof(v));
+    return st;
+}
+
 enum rk_status rk_write_file_atomic(const char * path, const char * text) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long) getpid());

@@ -19,6 +19,8 @@ struct rk_dataset;
 
 /* Parses a whole-string integer in [lo, hi] for flag; RK_STATUS_ARG "--flag: 'x' is not an integer in [lo, hi]". */
 enum rk_status rk_cli_int(const char * flag, const char * s, int64_t lo, int64_t hi, int64_t * out);
+/* Parses "A,B,C" (train/val/test fractions, each in [0, 1], summing to 1 within 1e-6) into out[3]. */
+enum rk_status rk_cli_fractions(const char * flag, const char * s, double out[3]);
 /* Parses a whole-string double in [lo, hi]. */
 enum rk_status rk_cli_double(const char * flag, const char * s, double lo, double hi, double * out);
 

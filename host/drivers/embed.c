@@ -107,19 +107,7 @@ static void parse(int argc, char ** argv, struct opts * o) {
             case O_LABEL:   o->spec.label_columns = optarg; break;
             case O_TMPL:    o->spec.template_ = optarg; break;
             case O_CACHE:   o->cache = optarg; break;
-            case O_FRAC: {
-                char * a = strdup(optarg), * save = NULL;
-                int    k = 0;
-                for (char * t = strtok_r(a, ",", &save); t && s == RK_OK; t = strtok_r(NULL, ",", &save), k++) {
-                    if (k < 3) s = rk_cli_double("--fractions", t, 0.0, 1.0, &o->fractions[k]);
-                }
-                free(a);
-                if (s == RK_OK && k != 3) s = rk_set_error(RK_STATUS_ARG, "--fractions: expected three numbers, got %d", k);
-                if (s == RK_OK && (o->fractions[0] + o->fractions[1] + o->fractions[2] < 0.999999 ||
-                                   o->fractions[0] + o->fractions[1] + o->fractions[2] > 1.000001))
-                    s = rk_set_error(RK_STATUS_ARG, "--fractions: %s does not sum to 1", optarg);
-                break;
-            }
+            case O_FRAC:    s = rk_cli_fractions("--fractions", optarg, o->fractions); break;
             case O_HELP: usage(stdout); exit(0);
             default: {
                 char m[256];

@@ -138,18 +138,7 @@ static void parse(int argc, char ** argv, struct opts * o) {
             case O_TEXT:     o->spec.text_columns = optarg; break;
             case O_LABEL:    o->spec.label_columns = optarg; break;
             case O_TMPL:     o->spec.template_ = optarg; break;
-            case O_FRAC: {
-                char * a = strdup(optarg), * save = NULL;
-                int    k = 0;
-                for (char * t = strtok_r(a, ",", &save); t && s == RK_OK; t = strtok_r(NULL, ",", &save), k++) {
-                    if (k < 3) s = rk_cli_double("--fractions", t, 0.0, 1.0, &o->fractions[k]);
-                }
-                free(a);
-                const double sum = o->fractions[0] + o->fractions[1] + o->fractions[2];
-                if (s == RK_OK && (k != 3 || fabs(sum - 1.0) > 1e-6))
-                    s = rk_set_error(RK_STATUS_ARG, "--fractions: '%s' is not three numbers summing to 1", optarg);
-                break;
-            }
+            case O_FRAC:    s = rk_cli_fractions("--fractions", optarg, o->fractions); break;
             case O_HELP: usage(stdout); exit(0);
             default: {
                 char m[256];
