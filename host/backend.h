@@ -260,6 +260,27 @@ void rk_backend_free(struct rk_backend * be); /* NULL is fine */
  */
 enum rk_status rk_op(struct rk_backend * be, const struct rk_op_call * call);
 
+/* ---- op-call shorthands for model code (C only: CUDA translation units call launchers directly) ---- */
+#ifndef __cplusplus
+
+/* RK_OP_MATMUL: dst = x w^T (+ b), then act. */
+static inline enum rk_status rk_op_matmul(struct rk_backend * be, struct rk_tensor * dst, const struct rk_tensor * x,
+                                          const struct rk_tensor * w, const struct rk_tensor * b, enum rk_act act) {
+    struct rk_op_call c = { .op = RK_OP_MATMUL, .dst = dst, .src = { x, w, b } };
+    c.p.matmul.act      = act;
+    return rk_op(be, &c);
+}
+
+/* RK_OP_LAYERNORM: dst = LN(x (+ res)) * w + b. */
+static inline enum rk_status rk_op_layernorm(struct rk_backend * be, struct rk_tensor * dst, const struct rk_tensor * x,
+                                             const struct rk_tensor * w, const struct rk_tensor * b,
+                                             const struct rk_tensor * res, float eps) {
+    struct rk_op_call c = { .op = RK_OP_LAYERNORM, .dst = dst, .src = { x, w, b, res } };
+    c.p.layernorm.eps   = eps;
+    return rk_op(be, &c);
+}
+#endif
+
 #ifdef __cplusplus
 }
 #endif

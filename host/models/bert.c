@@ -272,21 +272,6 @@ static struct rk_tensor rows_view(const struct rk_tensor * t, int64_t rows, int6
     return rk_tensor_view(t, 2, (int64_t[]) { rows, cols }, (int64_t[]) { t->nb[0], t->nb[1] }, 0);
 }
 
-static enum rk_status matmul(struct rk_backend * be, struct rk_tensor * dst, const struct rk_tensor * x,
-                             const struct rk_tensor * w, const struct rk_tensor * b, enum rk_act act) {
-    struct rk_op_call c = { .op = RK_OP_MATMUL, .dst = dst, .src = { x, w, b } };
-    c.p.matmul.act      = act;
-    return rk_op(be, &c);
-}
-
-static enum rk_status layernorm(struct rk_backend * be, struct rk_tensor * dst, const struct rk_tensor * x,
-                                const struct rk_tensor * w, const struct rk_tensor * b, const struct rk_tensor * res,
-                                float eps) {
-    struct rk_op_call c = { .op = RK_OP_LAYERNORM, .dst = dst, .src = { x, w, b, res } };
-    c.p.layernorm.eps   = eps;
-    return rk_op(be, &c);
-}
-
 enum rk_status rk_bert_forward(struct rk_bert * m, const int32_t * ids, const int32_t * mask, const int32_t * type_ids,
                                int64_t B, int64_t T) {
     const struct rk_bert_config * cfg = &m->cfg;
@@ -338,7 +323,7 @@ enum rk_status rk_bert_forward(struct rk_bert * m, const int32_t * ids, const in
     struct rk_op_call emb = { .op = RK_OP_EMBED, .dst = &x3,
                               .src = { &m->params.wte, &ids_t, &m->params.wpe, &m->params.wtt, type_ids ? &types_t : NULL } };
     RK_TRY(rk_op(be, &emb));
-    RK_TRY(layernorm(be, &x, &x, &m->params.emb_ln_w, &m->params.emb_ln_b, NULL, cfg->layer_norm_eps));
+    RK_TRY(rk_op_layernorm(be, &x, &x, &m->params.emb_ln_w, &m->params.emb_ln_b, NULL, cfg->layer_norm_eps));
     rk_backend_nvtx_pop(be);
 
     for (int64_t l = 0; l < cfg->n_layer; l++) {
@@ -346,15 +331,15 @@ enum rk_status rk_bert_forward(struct rk_bert * m, const int32_t * ids, const in
         char name[32];
         snprintf(name, sizeof(name), "bert.layer%lld", (long long) l);
         rk_backend_nvtx_push(be, name);
-        RK_TRY(matmul(be, &qkv, &x, &L->qkv_w, &L->qkv_b, RK_ACT_NONE));
+        RK_TRY(rk_op_matmul(be, &qkv, &x, &L->qkv_w, &L->qkv_b, RK_ACT_NONE));
         struct rk_op_call at = { .op = RK_OP_ATTN_FWD, .dst = &o4, .src = { &q, &k, &v, &mask_t, NULL } };
         at.p.attn = (struct rk_attn_params) { .scale = 1.0f / sqrtf((float) HS) };
         RK_TRY(rk_op(be, &at));
-        RK_TRY(matmul(be, &tmp, &att, &L->ao_w, &L->ao_b, RK_ACT_NONE));
-        RK_TRY(layernorm(be, &x, &tmp, &L->ln1_w, &L->ln1_b, &x, cfg->layer_norm_eps));
-        RK_TRY(matmul(be, &fc, &x, &L->fc_w, &L->fc_b, RK_ACT_GELU));
-        RK_TRY(matmul(be, &tmp, &fc, &L->proj_w, &L->proj_b, RK_ACT_NONE));
-        RK_TRY(layernorm(be, &x, &tmp, &L->ln2_w, &L->ln2_b, &x, cfg->layer_norm_eps));
+        RK_TRY(rk_op_matmul(be, &tmp, &att, &L->ao_w, &L->ao_b, RK_ACT_NONE));
+        RK_TRY(rk_op_layernorm(be, &x, &tmp, &L->ln1_w, &L->ln1_b, &x, cfg->layer_norm_eps));
+        RK_TRY(rk_op_matmul(be, &fc, &x, &L->fc_w, &L->fc_b, RK_ACT_GELU));
+        RK_TRY(rk_op_matmul(be, &tmp, &fc, &L->proj_w, &L->proj_b, RK_ACT_NONE));
+        RK_TRY(rk_op_layernorm(be, &x, &tmp, &L->ln2_w, &L->ln2_b, &x, cfg->layer_norm_eps));
         rk_backend_nvtx_pop(be);
     }
     return RK_OK;

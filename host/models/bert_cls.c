@@ -297,21 +297,6 @@ static struct rk_tensor heads_hs(const struct rk_tensor * t2, int64_t B, int64_t
 
 /* ---- op helpers -------------------------------------------------------------------------------- */
 
-static enum rk_status matmul(struct rk_backend * be, struct rk_tensor * dst, const struct rk_tensor * x,
-                             const struct rk_tensor * w, const struct rk_tensor * b) {
-    struct rk_op_call c = { .op = RK_OP_MATMUL, .dst = dst, .src = { x, w, b } };
-    c.p.matmul.act      = RK_ACT_NONE;
-    return rk_op(be, &c);
-}
-
-static enum rk_status layernorm(struct rk_backend * be, struct rk_tensor * dst, const struct rk_tensor * x,
-                                const struct rk_tensor * w, const struct rk_tensor * b, const struct rk_tensor * res,
-                                float eps) {
-    struct rk_op_call c = { .op = RK_OP_LAYERNORM, .dst = dst, .src = { x, w, b, res } };
-    c.p.layernorm.eps   = eps;
-    return rk_op(be, &c);
-}
-
 /* dx = dout w (overwritten, or += with dx_acc); dw += dout^T x; db += colsum(dout) */
 static enum rk_status matmul_bwd(struct rk_backend * be, struct rk_tensor * dx, const struct rk_tensor * dout,
                                  const struct rk_tensor * x, const struct rk_tensor * w, struct rk_tensor * dw,
@@ -384,14 +369,14 @@ static enum rk_status head_forward(struct rk_bert_cls * m, const struct rk_tenso
     struct rk_op_call pc = { .op = RK_OP_POOL, .dst = &cls, .src = { x3, NULL } };
     pc.p.pool.mode       = RK_POOL_CLS;
     RK_TRY(rk_op(be, &pc));
-    RK_TRY(matmul(be, &pre, &cls, &m->head.pool_w, &m->head.pool_b));
+    RK_TRY(rk_op_matmul(be, &pre, &cls, &m->head.pool_w, &m->head.pool_b, RK_ACT_NONE));
     RK_TRY(tanh_host(&pooled, &pre));
     const struct rk_tensor * cin = &pooled;
     if (p_cls > 0.0f) {
         RK_TRY(dropout(m, &pooled_d, &pooled, p_cls, step, n_sites(m) - 1));
         cin = &pooled_d;
     }
-    RK_TRY(matmul(be, &logits, cin, &m->head.cls_w, &m->head.cls_b));
+    RK_TRY(rk_op_matmul(be, &logits, cin, &m->head.cls_w, &m->head.cls_b, RK_ACT_NONE));
     if (with_labels) {
         struct rk_tensor labels = block(a->labels, 0, 0, B, L), dl = block(a->dlogits, 0, 0, B, L);
         struct rk_tensor loss   = rk_tensor_view(a->loss, 1, (int64_t[]) { 1 }, (int64_t[]) { 4 }, 0);
@@ -436,7 +421,7 @@ static enum rk_status train_forward(struct rk_bert_cls * m, int64_t B, int64_t T
     struct rk_op_call ec = { .op = RK_OP_EMBED, .dst = &emb3,
                              .src = { &P->wte, &ids_t, &P->wpe, &P->wtt, m->have_types ? &types_t : NULL } };
     RK_TRY(rk_op(be, &ec));
-    RK_TRY(layernorm(be, &x0, &emb, &P->emb_ln_w, &P->emb_ln_b, NULL, eps));
+    RK_TRY(rk_op_layernorm(be, &x0, &emb, &P->emb_ln_w, &P->emb_ln_b, NULL, eps));
     if (ph > 0.0f) RK_TRY(dropout(m, &x0, &x0, ph, step, 0));
 
     struct rk_tensor fca = block(a->fca, 0, Nm, N, I);
@@ -451,19 +436,19 @@ static enum rk_status train_forward(struct rk_bert_cls * m, int64_t B, int64_t T
         struct rk_tensor q = heads_hs(&qkv, B, T, NH, HS, 0), k = heads_hs(&qkv, B, T, NH, HS, C);
         struct rk_tensor v = heads_hs(&qkv, B, T, NH, HS, 2 * C), o = heads_hs(&att, B, T, NH, HS, 0);
 
-        RK_TRY(matmul(be, &qkv, &x, &Ly->qkv_w, &Ly->qkv_b));
+        RK_TRY(rk_op_matmul(be, &qkv, &x, &Ly->qkv_w, &Ly->qkv_b, RK_ACT_NONE));
         struct rk_op_call at = { .op = RK_OP_ATTN_FWD, .dst = &o, .src = { &q, &k, &v, &mask_t, &lse } };
         at.p.attn            = (struct rk_attn_params) { .scale = 1.0f / sqrtf((float) HS) };
         RK_TRY(rk_op(be, &at));
-        RK_TRY(matmul(be, &ao, &att, &Ly->ao_w, &Ly->ao_b));
+        RK_TRY(rk_op_matmul(be, &ao, &att, &Ly->ao_w, &Ly->ao_b, RK_ACT_NONE));
         if (ph > 0.0f) RK_TRY(dropout(m, &ao, &ao, ph, step, 1 + 2 * (uint64_t) l));
-        RK_TRY(layernorm(be, &h1, &ao, &Ly->ln1_w, &Ly->ln1_b, &x, eps));
-        RK_TRY(matmul(be, &fcp, &h1, &Ly->fc_w, &Ly->fc_b));
+        RK_TRY(rk_op_layernorm(be, &h1, &ao, &Ly->ln1_w, &Ly->ln1_b, &x, eps));
+        RK_TRY(rk_op_matmul(be, &fcp, &h1, &Ly->fc_w, &Ly->fc_b, RK_ACT_NONE));
         struct rk_op_call gc = { .op = RK_OP_GELU, .dst = &fca, .src = { &fcp } };
         RK_TRY(rk_op(be, &gc));
-        RK_TRY(matmul(be, &pr, &fca, &Ly->proj_w, &Ly->proj_b));
+        RK_TRY(rk_op_matmul(be, &pr, &fca, &Ly->proj_w, &Ly->proj_b, RK_ACT_NONE));
         if (ph > 0.0f) RK_TRY(dropout(m, &pr, &pr, ph, step, 2 + 2 * (uint64_t) l));
-        RK_TRY(layernorm(be, &xn, &pr, &Ly->ln2_w, &Ly->ln2_b, &h1, eps));
+        RK_TRY(rk_op_layernorm(be, &xn, &pr, &Ly->ln2_w, &Ly->ln2_b, &h1, eps));
     }
     return RK_OK;
 }
