@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifdef RK_HAVE_CUDA
 #include "cuda_check.h"
@@ -39,6 +40,59 @@ static inline int rk_bench_cmp_double(const void * a, const void * b) {
 static inline const char * rk_bench_commit(void) {
     const char * c = getenv("RK_COMMIT");
     return c && *c ? c : "unknown";
+}
+
+/*
+ * Reads a whole golden file (tests/golden/rkgold.py format) into a malloc'd buffer; NULL when it cannot be read.
+ * *size gets its length.
+ */
+static inline unsigned char * rk_bench_gold_read(const char * path, long * size) {
+    FILE * f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char * buf = malloc((size_t) (*size > 0 ? *size : 1));
+    if (buf && fread(buf, 1, (size_t) *size, f) != (size_t) *size) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+/* The data (f32 or i32) of tensor `name` in a golden file read by rk_bench_gold_read, *n its element count; NULL if
+ * absent or the file is cut short. */
+static inline void * rk_bench_gold_get(const unsigned char * buf, long size, const char * name, int64_t * n) {
+    long     off = 12;
+    uint32_t cnt;
+    if (size < 12) return NULL;
+    memcpy(&cnt, buf + 8, 4);
+    for (uint32_t i = 0; i < cnt && off + 4 <= size; i++) {
+        uint32_t len, code, nd;
+        memcpy(&len, buf + off, 4);
+        char nm[200] = { 0 };
+        if (off + 12 + (long) len > size) return NULL;
+        memcpy(nm, buf + off + 4, len < 199 ? len : 199);
+        off += 4 + len;
+        memcpy(&code, buf + off, 4);
+        memcpy(&nd, buf + off + 4, 4);
+        off += 8;
+        int64_t nel = 1;
+        for (uint32_t d = 0; d < nd && d < 4; d++) {
+            int64_t dim;
+            memcpy(&dim, buf + off + 8 * d, 8);
+            nel *= dim;
+        }
+        off += 8 * nd;
+        if (off + 4 * nel > size) return NULL;
+        if (!strcmp(nm, name)) {
+            *n = nel;
+            return (void *) (buf + off);
+        }
+        off += 4 * nel;
+    }
+    return NULL;
 }
 
 #ifdef RK_HAVE_CUDA

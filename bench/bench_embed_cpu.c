@@ -49,39 +49,13 @@ static double golden_check(struct rk_bert * m, struct rk_wordpiece * tok, const 
     }
     fclose(f);
     snprintf(path, sizeof(path), "%s/tests/golden/minilm.rkgd", root);
-    f = fopen(path, "rb");
-    if (!f) return -1.0;
-    /* locate the "embeddings" tensor: the file is small, scan it */
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char * buf = rk_xmalloc((size_t) sz);
-    RK_ASSERT(fread(buf, 1, (size_t) sz, f) == (size_t) sz);
-    fclose(f);
+    long            sz  = 0;
+    unsigned char * buf = rk_bench_gold_read(path, &sz);
+    if (!buf) return -1.0;
     const int64_t C   = m->cfg.hidden_size;
-    float *       ref = NULL;
-    long          off = 12;
-    uint32_t      cnt;
-    memcpy(&cnt, buf + 8, 4);
-    for (uint32_t i = 0; i < cnt; i++) {
-        uint32_t len, code, nd;
-        memcpy(&len, buf + off, 4);
-        char name[64] = { 0 };
-        memcpy(name, buf + off + 4, len < 63 ? len : 63);
-        off += 4 + len;
-        memcpy(&code, buf + off, 4);
-        memcpy(&nd, buf + off + 4, 4);
-        off += 8;
-        int64_t nel = 1;
-        for (uint32_t d = 0; d < nd; d++) {
-            int64_t dim;
-            memcpy(&dim, buf + off + 8 * d, 8);
-            nel *= dim;
-        }
-        off += 8 * nd;
-        if (!strcmp(name, "embeddings")) ref = (float *) (buf + off);
-        off += 4 * nel;
-    }
+    int64_t       nel = 0;
+    const float * ref = rk_bench_gold_get(buf, sz, "embeddings", &nel);
+    if (ref && nel != n * C) ref = NULL;
     double worst = -1.0;
     if (ref) {
         float * e = rk_xmalloc(sizeof(float) * (size_t) (n * C));

@@ -23,59 +23,24 @@
 #include <omp.h>
 #include <string.h>
 
-/* A minimal reader of the golden file format (tests/golden/rkgold.py): returns the f32/i32 data of `name`. */
-static void * gold_get(const unsigned char * buf, long size, const char * name, int64_t * n) {
-    long     off = 12;
-    uint32_t cnt;
-    memcpy(&cnt, buf + 8, 4);
-    for (uint32_t i = 0; i < cnt && off < size; i++) {
-        uint32_t len, code, nd;
-        memcpy(&len, buf + off, 4);
-        char nm[200] = { 0 };
-        memcpy(nm, buf + off + 4, len < 199 ? len : 199);
-        off += 4 + len;
-        memcpy(&code, buf + off, 4);
-        memcpy(&nd, buf + off + 4, 4);
-        off += 8;
-        int64_t nel = 1;
-        for (uint32_t d = 0; d < nd; d++) {
-            int64_t dim;
-            memcpy(&dim, buf + off + 8 * d, 8);
-            nel *= dim;
-        }
-        off += 8 * nd;
-        if (!strcmp(nm, name)) {
-            *n = nel;
-            return (void *) (buf + off);
-        }
-        off += 4 * nel;
-    }
-    return NULL;
-}
-
 /* Loss and every gradient of the tiny golden classifier against PyTorch; returns the worst relative error. */
 static double golden_check(const char * root) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/tests/golden/bert_cls.rkgd", root);
-    FILE * f = fopen(path, "rb");
-    if (!f) return INFINITY;
-    fseek(f, 0, SEEK_END);
-    const long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char * buf = rk_xmalloc((size_t) size);
-    RK_ASSERT(fread(buf, 1, (size_t) size, f) == (size_t) size);
-    fclose(f);
+    long            size = 0;
+    unsigned char * buf  = rk_bench_gold_read(path, &size);
+    if (!buf) return INFINITY;
     struct rk_backend * be = rk_backend_cpu_init(0);
     struct rk_bert_cls * m = NULL;
     snprintf(path, sizeof(path), "%s/tests/golden/tiny_bert_cls", root);
     double worst = INFINITY;
     if (rk_bert_cls_load(path, 0, 1, be, &m) == RK_OK) {
         int64_t n, nb;
-        const int32_t * ids   = gold_get(buf, size, "ids", &n);
-        const int32_t * mask  = gold_get(buf, size, "mask", &n);
-        const int32_t * types = gold_get(buf, size, "types", &n);
-        const float *   y     = gold_get(buf, size, "labels", &nb);
-        const float *   lref  = gold_get(buf, size, "loss", &n);
+        const int32_t * ids   = rk_bench_gold_get(buf, size, "ids", &n);
+        const int32_t * mask  = rk_bench_gold_get(buf, size, "mask", &n);
+        const int32_t * types = rk_bench_gold_get(buf, size, "types", &n);
+        const float *   y     = rk_bench_gold_get(buf, size, "labels", &nb);
+        const float *   lref  = rk_bench_gold_get(buf, size, "loss", &n);
         const int64_t   B = 3, T = 13;
         float loss = 0;
         if (rk_bert_cls_forward(m, ids, mask, types, B, T, y, &loss, NULL, true) == RK_OK && rk_bert_cls_backward(m) == RK_OK) {
@@ -85,7 +50,7 @@ static double golden_check(const char * root) {
             for (int64_t i = 0; i < k; i++) {
                 char gname[160];
                 snprintf(gname, sizeof(gname), "grad.%s", np[i].name);
-                const float * g = gold_get(buf, size, gname, &n);
+                const float * g = rk_bench_gold_get(buf, size, gname, &n);
                 if (!g) continue;
                 double scale = 1e-6, err = 0;
                 for (int64_t j = 0; j < n; j++) scale = fmax(scale, fabs(g[j]));
