@@ -15,6 +15,7 @@
 #include <math.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 /* ------------------------------------------------------------------------------------------------
  * helpers */
@@ -501,9 +502,13 @@ Test(checkpoint, recovers_from_a_crash_between_the_renames) {
     snprintf(dir, sizeof(dir), "%s/ckpt", root);
     save_ok(dir, &a, 10);
     /* the state a crash after step 1 leaves: <dir> renamed to <dir>.old.N, the new one still in <dir>.tmp.N */
-    snprintf(old, sizeof(old), "%s.old.999999", dir);
+    /* a pid that is certainly not running: a child that has exited and been reaped */
+    const pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    cr_assert(dead > 0 && waitpid(dead, NULL, 0) == dead);
+    snprintf(old, sizeof(old), "%s.old.%ld", dir, (long) dead);
     cr_assert_eq(rename(dir, old), 0);
-    snprintf(tmp, sizeof(tmp), "%s.tmp.999999", dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", dir, (long) dead);
     cr_assert_eq(mkdir(tmp, 0777), 0);
     char junk[700];
     rk_test_write_file(junk, sizeof(junk), tmp, "model.safetensors", "partial", 7);
@@ -517,8 +522,8 @@ Test(checkpoint, recovers_from_a_crash_between_the_renames) {
     cr_assert_eq(cJSON_GetObjectItemCaseSensitive(state, "step")->valuedouble, 10);
     cJSON_Delete(state);
 
-    /* the next save puts a checkpoint in place and clears the leftovers (pid 999999 is not running) */
-    if (kill(999999, 0) == 0) cr_skip_test("pid 999999 exists here");
+    /* the next save puts a checkpoint in place and clears the leftovers (their pid is not running) */
+    cr_assert(kill(dead, 0) != 0, "pid %ld was reused", (long) dead);
     save_ok(dir, &b, 20);
     cr_assert_eq(count_entries(root, ".old."), 0);
     cr_assert_eq(count_entries(root, ".tmp."), 0);
