@@ -27,6 +27,12 @@ const char * const rk_op_names[RK_OP_COUNT] = {
     [RK_OP_BCE_LOGITS]    = "BCE_LOGITS",
     [RK_OP_SOFTMAX_XENT]  = "SOFTMAX_XENT",
     [RK_OP_DROPOUT]       = "DROPOUT",
+    [RK_OP_TANH]          = "TANH",
+    [RK_OP_TANH_BWD]      = "TANH_BWD",
+    [RK_OP_FILL]          = "FILL",
+    [RK_OP_NF4_MATMUL]    = "NF4_MATMUL",
+    [RK_OP_LORA_FWD]      = "LORA_FWD",
+    [RK_OP_LORA_BWD]      = "LORA_BWD",
 };
 _Static_assert(sizeof(rk_op_names) / sizeof(rk_op_names[0]) == RK_OP_COUNT, "rk_op_names out of date");
 

@@ -38,6 +38,13 @@ enum rk_op {
     RK_OP_BCE_LOGITS,    /* loss = mean BCE-with-logits, and dlogits                                   */
     RK_OP_SOFTMAX_XENT,  /* loss = mean cross-entropy over non-ignored rows, and dlogits               */
     RK_OP_DROPOUT,       /* y = x * keep / (1 - p), keep from Philox4x32-10(seed, offset); also its bwd */
+    RK_OP_TANH,          /* dst = tanh(x) (the BERT pooler)                                            */
+    RK_OP_TANH_BWD,      /* dx = dout * (1 - y^2), y = tanh(x) from the forward                        */
+    RK_OP_FILL,          /* dst = value (zeroing gradients and accumulators on the device)             */
+    /* quantized base weights and LoRA adapters (quant/, lora/) */
+    RK_OP_NF4_MATMUL,    /* dst(M,N) = x(M,K) @ dequant(W4)^T (+ bias), W4 4-bit NF4/FP4 as bitsandbytes */
+    RK_OP_LORA_FWD,      /* y(M,N) += s * (dropout(x) A^T) B^T; u = dropout(x) A^T kept                */
+    RK_OP_LORA_BWD,      /* dA +=, dB +=, dx (+)= of LORA_FWD                                          */
     RK_OP_COUNT
 };
 
@@ -203,6 +210,65 @@ struct rk_dropout_params {
     uint64_t offset;
 };
 
+/*
+ * TANH. src[0] x; dst = tanh(x); same shape, rows contiguous; dst may alias x. No params.
+ * TANH_BWD. src[0] dout; src[1] y, the forward's OUTPUT; dst dx = dout * (1 - y*y); dst may alias dout.
+ * FILL. dst (rows contiguous, any float dtype or i32) = value. No sources.
+ */
+struct rk_fill_params {
+    float value;
+};
+
+/*
+ * NF4_MATMUL: a linear layer over a frozen 4-bit weight (bitsandbytes Linear4bit, quant/nf4.h).
+ *   src[0] x (M,K) rows contiguous; src[1] bias (N) or NULL; dst (M,N) rows contiguous, x's dtype
+ *   params.w: the weight (N,K) as it lives on the backend (device pointers on CUDA): packed nibbles, fp32 absmax
+ *   per block (a double-quantized checkpoint's absmax is expanded to fp32 once at load: 0.5 bit/weight instead of
+ *   0.127, a trade for a simpler kernel), the 16 levels of its kind.
+ *   dst = x @ dequant(W)^T (+ bias), then act; dequant(W) is code[nibble] * absmax in fp32, rounded to the
+ *   activation dtype before the product (bitsandbytes dequantizes to the compute dtype the same way).
+ *   params.scratch: (N*K) elements of x's dtype, or NULL: where a backend dequantizes W whole before a dense
+ *   GEMM (CUDA at M > RK_NF4_GEMV_MAX_B); RK_STATUS_ARG when that path is needed and scratch is too small.
+ */
+struct rk_quant4_weight {
+    int             kind;       /* enum rk_quant4_kind (quant/nf4.h): 0 NF4, 1 FP4 */
+    int64_t         n_rows;     /* N, out_features */
+    int64_t         n_cols;     /* K, in_features */
+    int64_t         blocksize;  /* 64 */
+    const uint8_t * packed;     /* (N*K + 1) / 2 bytes, first element in the high nibble */
+    const float *   absmax;     /* (ceil(N*K / blocksize)) fp32 */
+};
+
+struct rk_nf4_matmul_params {
+    const struct rk_quant4_weight * w;
+    enum rk_act                     act;
+    void *                          scratch;
+    size_t                          scratch_bytes;
+};
+
+/*
+ * LORA_FWD, the adapter half of an adapted linear layer (the base product is a MATMUL or NF4_MATMUL into y first):
+ *   src[0] x (M,K) rows contiguous; src[1] A (r,K); src[2] B (N,r); A and B contiguous, x's dtype
+ *   dst    y (M,N) rows contiguous: y += s * u B^T
+ *   src[3] (output) u (M,r) contiguous = dropout(x) A^T, kept for the backward (may be NULL for inference)
+ *   dropout: element (m,k) of x is kept with the DROPOUT op's rule for flat index m*K + k (Philox; p = 0: none).
+ *   x is read once: u is formed per row tile and B applied from registers/shared memory (one launch on CUDA).
+ *
+ * LORA_BWD:
+ *   src[0] dy (M,N); src[1] x (M,K); src[2] u (M,r) from the forward; src[3] A (r,K); src[4] B (N,r)
+ *   dst    dx (M,K) +=  s * ((dy B) A) * keep/(1-p)   (dst NULL: no input gradient)
+ *   params.dA (r,K) += s * (dy B)^T dropout(x);  params.dB (N,r) += s * dy^T u
+ *   The frozen base's dx term (dy W) is the caller's MATMUL_BWD / NF4 product; this op adds the adapter's.
+ */
+struct rk_lora_params {
+    float                 scale;   /* alpha / r, or alpha / sqrt(r) (rsLoRA) */
+    float                 dropout; /* lora_dropout p */
+    uint64_t              seed;    /* dropout key */
+    uint64_t              offset;  /* dropout counter offset: the same in the forward and its backward */
+    struct rk_tensor *    dA;      /* LORA_BWD only */
+    struct rk_tensor *    dB;      /* LORA_BWD only */
+};
+
 struct rk_op_call {
     enum rk_op               op;
     struct rk_tensor *       dst;
@@ -218,6 +284,9 @@ struct rk_op_call {
         struct rk_matmul_bwd_params matmul_bwd;
         struct rk_attn_bwd_params   attn_bwd;
         struct rk_dropout_params    dropout;
+        struct rk_fill_params       fill;
+        struct rk_nf4_matmul_params nf4_matmul;
+        struct rk_lora_params       lora;
     } p;
 };
 

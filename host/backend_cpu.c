@@ -117,6 +117,15 @@ static bool cpu_supports_op(struct rk_backend * be, const struct rk_op_call * c)
         case RK_OP_DROPOUT:
             return c->src[0] && all_f32(c, 1) && dense(c->dst) && dense(c->src[0]) && c->p.dropout.p >= 0.0f &&
                    c->p.dropout.p <= 1.0f;
+        case RK_OP_TANH:      return c->src[0] && all_f32(c, 1) && dense(c->dst) && dense(c->src[0]);
+        case RK_OP_TANH_BWD:
+            return c->src[0] && c->src[1] && all_f32(c, 2) && dense(c->dst) && dense(c->src[0]) && dense(c->src[1]);
+        case RK_OP_FILL:
+            return (c->dst->dtype == RK_DTYPE_F32 || c->dst->dtype == RK_DTYPE_I32) && dense(c->dst);
+        /* quantized and adapter ops: not yet on the CPU backend */
+        case RK_OP_NF4_MATMUL:
+        case RK_OP_LORA_FWD:
+        case RK_OP_LORA_BWD:
         case RK_OP_COUNT:     break;
     }
     return false;
@@ -197,6 +206,18 @@ static enum rk_status cpu_dispatch(const struct rk_op_call * c) {
         case RK_OP_DROPOUT:
             rk_cpu_dropout(c->dst, c->src[0], &c->p.dropout);
             return RK_OK;
+        case RK_OP_TANH:
+            rk_cpu_tanh(c->dst, c->src[0]);
+            return RK_OK;
+        case RK_OP_TANH_BWD:
+            rk_cpu_tanh_bwd(c->dst, c->src[0], c->src[1]);
+            return RK_OK;
+        case RK_OP_FILL:
+            rk_cpu_fill(c->dst, c->p.fill.value);
+            return RK_OK;
+        case RK_OP_NF4_MATMUL:
+        case RK_OP_LORA_FWD:
+        case RK_OP_LORA_BWD:
         case RK_OP_COUNT: break;
     }
     return rk_set_error(RK_STATUS_UNSUPPORTED, "cpu backend: unknown op %d", (int) c->op);

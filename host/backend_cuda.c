@@ -133,6 +133,12 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
         case RK_OP_BCE_LOGITS:
         case RK_OP_SOFTMAX_XENT:
         case RK_OP_DROPOUT:
+        case RK_OP_TANH:
+        case RK_OP_TANH_BWD:
+        case RK_OP_FILL:
+        case RK_OP_NF4_MATMUL:
+        case RK_OP_LORA_FWD:
+        case RK_OP_LORA_BWD:
         case RK_OP_COUNT:     break;
     }
     return false;

@@ -70,6 +70,13 @@ static inline float rk_gelu_grad_f32(float x) {
  * kernels/elementwise_bwd_cpu.c. */
 void rk_cpu_gelu_bwd(struct rk_tensor * dx, const struct rk_tensor * dout, const struct rk_tensor * x);
 
+/* RK_OP_TANH: dst = tanhf(x); RK_OP_TANH_BWD: dx = dout * (1 - y*y) with y the forward output. Same shape,
+ * contiguous; outputs may alias inputs. Cannot fail. kernels/elementwise_cpu.c, kernels/elementwise_bwd_cpu.c. */
+void rk_cpu_tanh(struct rk_tensor * dst, const struct rk_tensor * x);
+void rk_cpu_tanh_bwd(struct rk_tensor * dx, const struct rk_tensor * dout, const struct rk_tensor * y);
+/* RK_OP_FILL: every element of dst (contiguous, f32 or i32) = value (i32: (int32_t) value). Cannot fail. */
+void rk_cpu_fill(struct rk_tensor * dst, float value);
+
 #ifdef __cplusplus
 }
 #endif
