@@ -198,6 +198,12 @@ struct rk_attn_bwd_params {
  */
 #define RK_XENT_IGNORE_INDEX (-100)
 
+/* BCE_LOGITS and SOFTMAX_XENT: dlogits_scale multiplies dlogits (not the loss): dynamic loss scaling for fp16
+ * training. 0 (a zero-initialised call) means 1. */
+struct rk_loss_params {
+    float dlogits_scale;
+};
+
 /*
  * DROPOUT. src[0] x; dst y (same shape, contiguous, may alias x): y = x * keep / (1 - p), where element i is
  * kept when the uniform drawn for it from Philox4x32-10 (key = seed, counter = (i / 4, offset)) is >= p.
@@ -285,6 +291,7 @@ struct rk_op_call {
         struct rk_attn_bwd_params   attn_bwd;
         struct rk_dropout_params    dropout;
         struct rk_fill_params       fill;
+        struct rk_loss_params       loss;
         struct rk_nf4_matmul_params nf4_matmul;
         struct rk_lora_params       lora;
     } p;

@@ -11,9 +11,10 @@
  *   dres = LN1_bwd(dres);                    datt = drop(dres) Wo;  dqkv = attn_bwd(datt);  dres += dqkv Wqkv
  * Weight gradients accumulate into the gradient block at every step (MATMUL_BWD accumulate, LN/EMBED_BWD +=).
  *
- * The pooler's tanh has no op yet: it and its derivative run on the host over the (B, C) pooled rows, through
- * rk_tensor_get_f32/set_f32, so this file still works on every backend.
- * TODO(ops): RK_OP_TANH + RK_OP_TANH_BWD (or RK_ACT_TANH on MATMUL) and a fill/memset op for zero_grad.
+ * Gradient checkpointing (m->grad_checkpointing): the forward keeps only the layer inputs xs; the per-layer
+ * buffers (qkv, att, lse, ao, h1, fcp, pr) hold one layer, and the backward recomputes layer l's forward from
+ * xs[l] just before its backward, with the same dropout masks (Philox offsets depend on step and site only), so
+ * the gradients are those of the uncheckpointed run (bit-identical on the CPU: the same ops on the same values).
  */
 #include "models/bert_cls.h"
 
@@ -228,11 +229,18 @@ void rk_bert_cls_free(struct rk_bert_cls * m) {
 }
 
 enum rk_status rk_bert_cls_zero_grad(struct rk_bert_cls * m) {
-    const size_t n    = m->bert->params.nbytes + m->head.nbytes;
-    void *       zero = rk_xcalloc(1, n);
-    enum rk_status s  = m->be->copy_to_device(m->be, m->grad_memory, zero, n);
-    free(zero);
-    return s;
+    /* the whole block, alignment gaps included, as one flat tensor of the weights' dtype (gaps are multiples of
+     * 256 bytes, so of every element size) */
+    const enum rk_dtype dt = m->bert->params.wte.dtype;
+    const size_t        n  = m->bert->params.nbytes + m->head.nbytes;
+    RK_ASSERT(n % (size_t) esize(dt) == 0);
+    struct rk_tensor g;
+    rk_tensor_init(&g, dt, 1, (int64_t[]) { (int64_t) (n / (size_t) esize(dt)) }, "grads");
+    g.data    = m->grad_memory;
+    g.backend = m->be;
+    struct rk_op_call c = { .op = RK_OP_FILL, .dst = &g };
+    c.p.fill.value      = 0.0f;
+    return rk_op(m->be, &c);
 }
 
 /* ---- activations ------------------------------------------------------------------------------- */
@@ -240,23 +248,25 @@ enum rk_status rk_bert_cls_zero_grad(struct rk_bert_cls * m) {
 /* Grows the activation buffers to N tokens in B sequences (train: the per-layer buffers too). */
 static enum rk_status ensure_acts(struct rk_bert_cls * m, int64_t B, int64_t N) {
     struct rk_bert_cls_acts * a = &m->acts;
-    if (N <= a->N_max && B <= a->B_max) return RK_OK;
+    const int64_t want_kept = m->grad_checkpointing ? 1 : m->bert->cfg.n_layer;
+    if (N <= a->N_max && B <= a->B_max && a->n_kept == want_kept) return RK_OK;
     const int64_t Nn = N > a->N_max ? N : a->N_max, Bn = B > a->B_max ? B : a->B_max;
     free_acts(a);
     const struct rk_bert_config * c = &m->bert->cfg;
     const int64_t       C = c->hidden_size, I = c->intermediate_size, NL = c->n_layer, NH = c->n_head, L = m->n_labels;
     const enum rk_dtype dt = m->be->act_dtype, f32 = RK_DTYPE_F32, i32 = RK_DTYPE_I32;
+    const int64_t       NK = m->grad_checkpointing ? 1 : NL; /* layers whose intermediates are kept */
     struct { struct rk_tensor ** t; enum rk_dtype dt; int64_t rows, cols; const char * name; } spec[] = {
         { &a->emb, dt, Nn, C, "emb" },           { &a->xs, dt, (NL + 1) * Nn, C, "xs" },
-        { &a->qkv, dt, NL * Nn, 3 * C, "qkv" },  { &a->att, dt, NL * Nn, C, "att" },
-        { &a->lse, f32, NL * Nn, NH, "lse" },    { &a->ao, dt, NL * Nn, C, "ao" },
-        { &a->h1, dt, NL * Nn, C, "h1" },        { &a->fcp, dt, NL * Nn, I, "fcp" },
-        { &a->pr, dt, NL * Nn, C, "pr" },        { &a->fca, dt, Nn, I, "fca" },
+        { &a->qkv, dt, NK * Nn, 3 * C, "qkv" },  { &a->att, dt, NK * Nn, C, "att" },
+        { &a->lse, f32, NK * Nn, NH, "lse" },    { &a->ao, dt, NK * Nn, C, "ao" },
+        { &a->h1, dt, NK * Nn, C, "h1" },        { &a->fcp, dt, NK * Nn, I, "fcp" },
+        { &a->pr, dt, NK * Nn, C, "pr" },        { &a->fca, dt, Nn, I, "fca" },
         { &a->ids, i32, Nn, 1, "ids" },          { &a->types, i32, Nn, 1, "types" },
         { &a->mask, i32, Nn, 1, "mask" },        { &a->cls, dt, Bn, C, "cls" },
         { &a->pre, dt, Bn, C, "pre" },           { &a->pooled, dt, Bn, C, "pooled" },
-        { &a->pooled_d, dt, Bn, C, "pooled_d" }, { &a->logits, f32, Bn, L, "logits" },
-        { &a->labels, f32, Bn, L, "labels" },    { &a->dlogits, f32, Bn, L, "dlogits" },
+        { &a->pooled_d, dt, Bn, C, "pooled_d" }, { &a->logits, dt, Bn, L, "logits" },
+        { &a->labels, dt, Bn, L, "labels" },     { &a->dlogits, dt, Bn, L, "dlogits" },
         { &a->loss, f32, 1, 1, "loss" },         { &a->dres, dt, Nn, C, "dres" },
         { &a->dtmp, dt, Nn, C, "dtmp" },         { &a->datt, dt, Nn, C, "datt" },
         { &a->dfc, dt, Nn, I, "dfc" },           { &a->dqkv, dt, Nn, 3 * C, "dqkv" },
@@ -269,8 +279,9 @@ static enum rk_status ensure_acts(struct rk_bert_cls * m, int64_t B, int64_t N) 
             return rk_set_error(RK_STATUS_OOM, "bert_cls: cannot allocate activations for %lld tokens", (long long) Nn);
         }
     }
-    a->N_max = Nn;
-    a->B_max = Bn;
+    a->N_max     = Nn;
+    a->B_max     = Bn;
+    a->n_kept    = NK;
     return RK_OK;
 }
 
@@ -327,28 +338,16 @@ static enum rk_status dropout(struct rk_bert_cls * m, struct rk_tensor * y, cons
     return rk_op(m->be, &c);
 }
 
-/* tanh on the host over a (B, C) tensor: dst = tanh(src). TODO(ops): an RK_OP_TANH. */
-static enum rk_status tanh_host(struct rk_tensor * dst, const struct rk_tensor * src) {
-    const int64_t n = rk_tensor_nelements(src);
-    float *       h = rk_xmalloc(sizeof(float) * (size_t) n);
-    enum rk_status s = rk_tensor_get_f32(src, h);
-    for (int64_t i = 0; s == RK_OK && i < n; i++) h[i] = tanhf(h[i]);
-    if (s == RK_OK) s = rk_tensor_set_f32(dst, h);
-    free(h);
-    return s;
+/* dst = tanh(x) (the pooler activation) */
+static enum rk_status tanh_op(struct rk_backend * be, struct rk_tensor * dst, const struct rk_tensor * x) {
+    struct rk_op_call c = { .op = RK_OP_TANH, .dst = dst, .src = { x } };
+    return rk_op(be, &c);
 }
 
-/* dy = dy * (1 - y^2) on the host, y = tanh(x) from the forward. */
-static enum rk_status tanh_bwd_host(struct rk_tensor * dy, const struct rk_tensor * y) {
-    const int64_t n = rk_tensor_nelements(y);
-    float *       g = rk_xmalloc(sizeof(float) * (size_t) n), * v = rk_xmalloc(sizeof(float) * (size_t) n);
-    enum rk_status s = rk_tensor_get_f32(dy, g);
-    if (s == RK_OK) s = rk_tensor_get_f32(y, v);
-    for (int64_t i = 0; s == RK_OK && i < n; i++) g[i] *= 1.0f - v[i] * v[i];
-    if (s == RK_OK) s = rk_tensor_set_f32(dy, g);
-    free(g);
-    free(v);
-    return s;
+/* dy = dy * (1 - y^2), y = tanh(x) from the forward */
+static enum rk_status tanh_bwd_op(struct rk_backend * be, struct rk_tensor * dy, const struct rk_tensor * y) {
+    struct rk_op_call c = { .op = RK_OP_TANH_BWD, .dst = dy, .src = { dy, y } };
+    return rk_op(be, &c);
 }
 
 /* ---- forward ----------------------------------------------------------------------------------- */
@@ -370,7 +369,7 @@ static enum rk_status head_forward(struct rk_bert_cls * m, const struct rk_tenso
     pc.p.pool.mode       = RK_POOL_CLS;
     RK_TRY(rk_op(be, &pc));
     RK_TRY(rk_op_matmul(be, &pre, &cls, &m->head.pool_w, &m->head.pool_b, RK_ACT_NONE));
-    RK_TRY(tanh_host(&pooled, &pre));
+    RK_TRY(tanh_op(be, &pooled, &pre));
     const struct rk_tensor * cin = &pooled;
     if (p_cls > 0.0f) {
         RK_TRY(dropout(m, &pooled_d, &pooled, p_cls, step, n_sites(m) - 1));
@@ -381,6 +380,7 @@ static enum rk_status head_forward(struct rk_bert_cls * m, const struct rk_tenso
         struct rk_tensor labels = block(a->labels, 0, 0, B, L), dl = block(a->dlogits, 0, 0, B, L);
         struct rk_tensor loss   = rk_tensor_view(a->loss, 1, (int64_t[]) { 1 }, (int64_t[]) { 4 }, 0);
         struct rk_op_call bc    = { .op = RK_OP_BCE_LOGITS, .dst = &loss, .src = { &logits, &labels, NULL, &dl } };
+        bc.p.loss.dlogits_scale = m->loss_scale;
         RK_TRY(rk_op(be, &bc));
     }
     return RK_OK;
@@ -404,13 +404,74 @@ static enum rk_status check_inputs(const struct rk_bert_cls * m, const int32_t *
     return RK_OK;
 }
 
+/*
+ * Views of layer l's training activations for a (B, T) batch: the layer input xs[l] and output xs[l+1], and the
+ * intermediates in slot l (slot 0 with gradient checkpointing, where one layer's worth is kept).
+ */
+struct layer_views {
+    struct rk_tensor x, xn, qkv, att, ao, h1, fcp, pr, fca; /* (N, .) rows */
+    struct rk_tensor lse;                                   /* (B, NH, T) f32 */
+    struct rk_tensor q, k, v, o;                            /* (B, NH, T, HS) views into qkv and att */
+};
+
+static struct layer_views layer_views(const struct rk_bert_cls * m, int64_t l, int64_t B, int64_t T) {
+    const struct rk_bert_cls_acts * a   = &m->acts;
+    const struct rk_bert_config *   cfg = &m->bert->cfg;
+    const int64_t N = B * T, Nm = a->N_max, C = cfg->hidden_size, I = cfg->intermediate_size, NH = cfg->n_head;
+    const int64_t HS = C / NH, slot = m->grad_checkpointing ? 0 : l;
+    struct layer_views v;
+    v.x   = block(a->xs, l, Nm, N, C);
+    v.xn  = block(a->xs, l + 1, Nm, N, C);
+    v.qkv = block(a->qkv, slot, Nm, N, 3 * C);
+    v.att = block(a->att, slot, Nm, N, C);
+    v.ao  = block(a->ao, slot, Nm, N, C);
+    v.h1  = block(a->h1, slot, Nm, N, C);
+    v.fcp = block(a->fcp, slot, Nm, N, I);
+    v.pr  = block(a->pr, slot, Nm, N, C);
+    v.fca = block(a->fca, 0, Nm, N, I);
+    v.lse = rk_tensor_view(a->lse, 3, (int64_t[]) { B, NH, T }, (int64_t[]) { NH * T * 4, T * 4, 4 },
+                           (size_t) (slot * Nm * NH * 4));
+    v.q   = heads_hs(&v.qkv, B, T, NH, HS, 0);
+    v.k   = heads_hs(&v.qkv, B, T, NH, HS, C);
+    v.v   = heads_hs(&v.qkv, B, T, NH, HS, 2 * C);
+    v.o   = heads_hs(&v.att, B, T, NH, HS, 0);
+    return v;
+}
+
+/*
+ * Training forward of layer l on lv->x, dropout masks of `step`. write_out false skips the last LayerNorm
+ * (xs[l+1]): the recomputation of gradient checkpointing needs only the intermediates.
+ */
+static enum rk_status layer_forward(struct rk_bert_cls * m, const struct layer_views * lv, int64_t l,
+                                    const struct rk_tensor * mask, uint64_t step, bool write_out) {
+    struct rk_backend *           be  = m->be;
+    const struct rk_bert_config * cfg = &m->bert->cfg;
+    const struct rk_bert_layer *  Ly  = &m->bert->params.layers[l];
+    const float                   eps = cfg->layer_norm_eps, ph = m->hidden_dropout;
+    /* the views are const; the ops write through their data pointers */
+    struct layer_views v = *lv;
+    RK_TRY(rk_op_matmul(be, &v.qkv, &v.x, &Ly->qkv_w, &Ly->qkv_b, RK_ACT_NONE));
+    struct rk_op_call at = { .op = RK_OP_ATTN_FWD, .dst = &v.o, .src = { &v.q, &v.k, &v.v, mask, &v.lse } };
+    at.p.attn            = (struct rk_attn_params) { .scale = 1.0f / sqrtf((float) (cfg->hidden_size / cfg->n_head)) };
+    RK_TRY(rk_op(be, &at));
+    RK_TRY(rk_op_matmul(be, &v.ao, &v.att, &Ly->ao_w, &Ly->ao_b, RK_ACT_NONE));
+    if (ph > 0.0f) RK_TRY(dropout(m, &v.ao, &v.ao, ph, step, 1 + 2 * (uint64_t) l));
+    RK_TRY(rk_op_layernorm(be, &v.h1, &v.ao, &Ly->ln1_w, &Ly->ln1_b, &v.x, eps));
+    RK_TRY(rk_op_matmul(be, &v.fcp, &v.h1, &Ly->fc_w, &Ly->fc_b, RK_ACT_NONE));
+    struct rk_op_call gc = { .op = RK_OP_GELU, .dst = &v.fca, .src = { &v.fcp } };
+    RK_TRY(rk_op(be, &gc));
+    RK_TRY(rk_op_matmul(be, &v.pr, &v.fca, &Ly->proj_w, &Ly->proj_b, RK_ACT_NONE));
+    if (ph > 0.0f) RK_TRY(dropout(m, &v.pr, &v.pr, ph, step, 2 + 2 * (uint64_t) l));
+    if (write_out) RK_TRY(rk_op_layernorm(be, &v.xn, &v.pr, &Ly->ln2_w, &Ly->ln2_b, &v.h1, eps));
+    return RK_OK;
+}
+
 static enum rk_status train_forward(struct rk_bert_cls * m, int64_t B, int64_t T, uint64_t step) {
     struct rk_backend *           be  = m->be;
     struct rk_bert_cls_acts *     a   = &m->acts;
     const struct rk_bert_config * cfg = &m->bert->cfg;
     const struct rk_bert_params * P   = &m->bert->params;
-    const int64_t N = B * T, Nm = a->N_max, C = cfg->hidden_size, I = cfg->intermediate_size, NH = cfg->n_head;
-    const int64_t HS = C / NH;
+    const int64_t N = B * T, Nm = a->N_max, C = cfg->hidden_size;
     const float   eps = cfg->layer_norm_eps, ph = m->hidden_dropout;
 
     struct rk_tensor ids_t   = rk_tensor_view(a->ids, 2, (int64_t[]) { B, T }, (int64_t[]) { T * 4, 4 }, 0);
@@ -424,31 +485,9 @@ static enum rk_status train_forward(struct rk_bert_cls * m, int64_t B, int64_t T
     RK_TRY(rk_op_layernorm(be, &x0, &emb, &P->emb_ln_w, &P->emb_ln_b, NULL, eps));
     if (ph > 0.0f) RK_TRY(dropout(m, &x0, &x0, ph, step, 0));
 
-    struct rk_tensor fca = block(a->fca, 0, Nm, N, I);
     for (int64_t l = 0; l < cfg->n_layer; l++) {
-        const struct rk_bert_layer * Ly = &P->layers[l];
-        struct rk_tensor x = block(a->xs, l, Nm, N, C), xn = block(a->xs, l + 1, Nm, N, C);
-        struct rk_tensor qkv = block(a->qkv, l, Nm, N, 3 * C), att = block(a->att, l, Nm, N, C);
-        struct rk_tensor ao = block(a->ao, l, Nm, N, C), h1 = block(a->h1, l, Nm, N, C);
-        struct rk_tensor fcp = block(a->fcp, l, Nm, N, I), pr = block(a->pr, l, Nm, N, C);
-        struct rk_tensor lse = rk_tensor_view(a->lse, 3, (int64_t[]) { B, NH, T }, (int64_t[]) { NH * T * 4, T * 4, 4 },
-                                              (size_t) (l * Nm * NH * 4));
-        struct rk_tensor q = heads_hs(&qkv, B, T, NH, HS, 0), k = heads_hs(&qkv, B, T, NH, HS, C);
-        struct rk_tensor v = heads_hs(&qkv, B, T, NH, HS, 2 * C), o = heads_hs(&att, B, T, NH, HS, 0);
-
-        RK_TRY(rk_op_matmul(be, &qkv, &x, &Ly->qkv_w, &Ly->qkv_b, RK_ACT_NONE));
-        struct rk_op_call at = { .op = RK_OP_ATTN_FWD, .dst = &o, .src = { &q, &k, &v, &mask_t, &lse } };
-        at.p.attn            = (struct rk_attn_params) { .scale = 1.0f / sqrtf((float) HS) };
-        RK_TRY(rk_op(be, &at));
-        RK_TRY(rk_op_matmul(be, &ao, &att, &Ly->ao_w, &Ly->ao_b, RK_ACT_NONE));
-        if (ph > 0.0f) RK_TRY(dropout(m, &ao, &ao, ph, step, 1 + 2 * (uint64_t) l));
-        RK_TRY(rk_op_layernorm(be, &h1, &ao, &Ly->ln1_w, &Ly->ln1_b, &x, eps));
-        RK_TRY(rk_op_matmul(be, &fcp, &h1, &Ly->fc_w, &Ly->fc_b, RK_ACT_NONE));
-        struct rk_op_call gc = { .op = RK_OP_GELU, .dst = &fca, .src = { &fcp } };
-        RK_TRY(rk_op(be, &gc));
-        RK_TRY(rk_op_matmul(be, &pr, &fca, &Ly->proj_w, &Ly->proj_b, RK_ACT_NONE));
-        if (ph > 0.0f) RK_TRY(dropout(m, &pr, &pr, ph, step, 2 + 2 * (uint64_t) l));
-        RK_TRY(rk_op_layernorm(be, &xn, &pr, &Ly->ln2_w, &Ly->ln2_b, &h1, eps));
+        const struct layer_views lv = layer_views(m, l, B, T);
+        RK_TRY(layer_forward(m, &lv, l, &mask_t, step, true));
     }
     return RK_OK;
 }
@@ -471,7 +510,7 @@ enum rk_status rk_bert_cls_forward(struct rk_bert_cls * m, const int32_t * ids, 
     m->have_types = type_ids != NULL;
     if (labels) {
         struct rk_tensor lab = block(a->labels, 0, 0, B, L);
-        RK_TRY(rk_tensor_set(&lab, labels, sizeof(float) * (size_t) (B * L)));
+        RK_TRY(rk_tensor_set_f32(&lab, labels));
     }
     const uint64_t step = m->step;
     struct rk_tensor x3;
@@ -495,7 +534,7 @@ enum rk_status rk_bert_cls_forward(struct rk_bert_cls * m, const int32_t * ids, 
     if (labels && loss_out) RK_TRY(rk_tensor_get(a->loss, loss_out, sizeof(float)));
     if (logits_out) {
         struct rk_tensor lg = block(a->logits, 0, 0, B, L);
-        RK_TRY(rk_tensor_get(&lg, logits_out, sizeof(float) * (size_t) (B * L)));
+        RK_TRY(rk_tensor_get_f32(&lg, logits_out));
     }
     if (train) {
         m->fwd_step   = step;
@@ -527,7 +566,7 @@ enum rk_status rk_bert_cls_backward(struct rk_bert_cls * m) {
     RK_TRY(matmul_bwd(be, &dpool, &dl, pc > 0.0f ? &pooled_d : &pooled, &m->head.cls_w, &m->head_grads.cls_w,
                       &m->head_grads.cls_b, false));
     if (pc > 0.0f) RK_TRY(dropout(m, &dpool, &dpool, pc, step, n_sites(m) - 1));
-    RK_TRY(tanh_bwd_host(&dpool, &pooled));
+    RK_TRY(tanh_bwd_op(be, &dpool, &pooled));
     RK_TRY(matmul_bwd(be, &dcls, &dpool, &cls, &m->head.pool_w, &m->head_grads.pool_w, &m->head_grads.pool_b, false));
     struct rk_tensor dres = block(a->dres, 0, Nm, N, C), dres3 = btc(&dres, B, T);
     struct rk_tensor xl = block(a->xs, NL, Nm, N, C), xl3 = btc(&xl, B, T);
@@ -545,42 +584,38 @@ enum rk_status rk_bert_cls_backward(struct rk_bert_cls * m) {
     for (int64_t l = NL - 1; l >= 0; l--) {
         const struct rk_bert_layer * Ly = &P->layers[l];
         struct rk_bert_layer *       Gy = &G->layers[l];
-        struct rk_tensor x = block(a->xs, l, Nm, N, C);
-        struct rk_tensor qkv = block(a->qkv, l, Nm, N, 3 * C), att = block(a->att, l, Nm, N, C);
-        struct rk_tensor ao = block(a->ao, l, Nm, N, C), h1 = block(a->h1, l, Nm, N, C);
-        struct rk_tensor fcp = block(a->fcp, l, Nm, N, I), pr = block(a->pr, l, Nm, N, C);
-        struct rk_tensor lse = rk_tensor_view(a->lse, 3, (int64_t[]) { B, NH, T }, (int64_t[]) { NH * T * 4, T * 4, 4 },
-                                              (size_t) (l * Nm * NH * 4));
-        struct rk_tensor q = heads_hs(&qkv, B, T, NH, HS, 0), k = heads_hs(&qkv, B, T, NH, HS, C);
-        struct rk_tensor v = heads_hs(&qkv, B, T, NH, HS, 2 * C), o = heads_hs(&att, B, T, NH, HS, 0);
+        struct layer_views           lv = layer_views(m, l, B, T);
+        if (m->grad_checkpointing) RK_TRY(layer_forward(m, &lv, l, &mask_t, step, false));
 
         /* xs[l+1] = LN2(pr + h1) */
-        RK_TRY(layernorm_bwd(be, &dres, &dres, &pr, &Ly->ln2_w, &h1, &Gy->ln2_w, &Gy->ln2_b, eps));
+        RK_TRY(layernorm_bwd(be, &dres, &dres, &lv.pr, &Ly->ln2_w, &lv.h1, &Gy->ln2_w, &Gy->ln2_b, eps));
         const struct rk_tensor * dpr = &dres;
         if (ph > 0.0f) {
             RK_TRY(dropout(m, &dtmp, &dres, ph, step, 2 + 2 * (uint64_t) l));
             dpr = &dtmp;
         }
-        struct rk_op_call gc = { .op = RK_OP_GELU, .dst = &fca, .src = { &fcp } }; /* recompute gelu(fcp) */
+        struct rk_op_call gc = { .op = RK_OP_GELU, .dst = &fca, .src = { &lv.fcp } }; /* recompute gelu(fcp) */
         RK_TRY(rk_op(be, &gc));
         RK_TRY(matmul_bwd(be, &dfc, dpr, &fca, &Ly->proj_w, &Gy->proj_w, &Gy->proj_b, false));
-        struct rk_op_call gb = { .op = RK_OP_GELU_BWD, .dst = &dfc, .src = { &dfc, &fcp } };
+        struct rk_op_call gb = { .op = RK_OP_GELU_BWD, .dst = &dfc, .src = { &dfc, &lv.fcp } };
         RK_TRY(rk_op(be, &gb));
-        RK_TRY(matmul_bwd(be, &dres, &dfc, &h1, &Ly->fc_w, &Gy->fc_w, &Gy->fc_b, true)); /* dres = d h1 */
+        RK_TRY(matmul_bwd(be, &dres, &dfc, &lv.h1, &Ly->fc_w, &Gy->fc_w, &Gy->fc_b, true)); /* dres = d h1 */
 
         /* h1 = LN1(ao + x) */
-        RK_TRY(layernorm_bwd(be, &dres, &dres, &ao, &Ly->ln1_w, &x, &Gy->ln1_w, &Gy->ln1_b, eps));
+        RK_TRY(layernorm_bwd(be, &dres, &dres, &lv.ao, &Ly->ln1_w, &lv.x, &Gy->ln1_w, &Gy->ln1_b, eps));
         const struct rk_tensor * dao = &dres;
         if (ph > 0.0f) {
             RK_TRY(dropout(m, &dtmp, &dres, ph, step, 1 + 2 * (uint64_t) l));
             dao = &dtmp;
         }
-        RK_TRY(matmul_bwd(be, &datt, dao, &att, &Ly->ao_w, &Gy->ao_w, &Gy->ao_b, false));
-        struct rk_op_call ab = { .op = RK_OP_ATTN_BWD, .dst = &dq, .src = { &q, &k, &v, &o, &datt4, &lse } };
+        RK_TRY(matmul_bwd(be, &datt, dao, &lv.att, &Ly->ao_w, &Gy->ao_w, &Gy->ao_b, false));
+        struct rk_op_call ab = { .op     = RK_OP_ATTN_BWD,
+                                 .dst    = &dq,
+                                 .src    = { &lv.q, &lv.k, &lv.v, &lv.o, &datt4, &lv.lse } };
         ab.p.attn_bwd        = (struct rk_attn_bwd_params) {
                    .attn = { .scale = 1.0f / sqrtf((float) HS) }, .mask = &mask_t, .dk = &dk, .dv = &dv };
         RK_TRY(rk_op(be, &ab));
-        RK_TRY(matmul_bwd(be, &dres, &dqkv, &x, &Ly->qkv_w, &Gy->qkv_w, &Gy->qkv_b, true)); /* dres = d xs[l] */
+        RK_TRY(matmul_bwd(be, &dres, &dqkv, &lv.x, &Ly->qkv_w, &Gy->qkv_w, &Gy->qkv_b, true)); /* dres = d xs[l] */
     }
 
     /* xs[0] = dropout(LN(emb)) */

@@ -14,8 +14,9 @@
  * pre-activation; the GELU output is recomputed in the backward. That is B*T*(7C + I) + B*NH*T values per
  * layer. The backward is a sequence of backward ops and produces the gradient of every parameter.
  *
- * Backends: today only the CPU backend implements the backward ops and BCE_LOGITS, so training runs on the CPU;
- * weights and gradients use be->act_dtype (f32 on the CPU). The pooler tanh runs on the host (no op yet).
+ * Backends: every op here runs on the CPU and CUDA backends; weights, activations and gradients use the backend's
+ * act_dtype (f32 on the CPU, bf16/f16 on CUDA, where the optimizer keeps fp32 master weights: train/trainer.h).
+ * Gradient checkpointing (grad_checkpointing) trades one more forward per step for the per-layer intermediates.
  * Golden test: tests/test_train_model.c against tests/golden/gen_bert_cls.py.
  */
 #ifndef RK_MODELS_BERT_CLS_H
@@ -47,6 +48,7 @@ struct rk_bert_cls_head {
 /* Training activations for up to N_max = B*T tokens and B_max sequences (backend memory). */
 struct rk_bert_cls_acts {
     int64_t            N_max, B_max;
+    int64_t            n_kept;   /* layers whose intermediates (qkv ... pr) are kept: n_layer, or 1 (checkpointing) */
     struct rk_tensor * emb;      /* (N, C)          embedding sum, the input of the embedding LayerNorm */
     struct rk_tensor * xs;       /* (n_layer+1, N, C) layer inputs; block n_layer is the encoder output */
     struct rk_tensor * qkv;      /* (n_layer, N, 3C) */
@@ -64,9 +66,9 @@ struct rk_bert_cls_acts {
     struct rk_tensor * pre;      /* (B, C) pooler pre-activation */
     struct rk_tensor * pooled;   /* (B, C) tanh(pre) */
     struct rk_tensor * pooled_d; /* (B, C) dropout(pooled), the classifier input */
-    struct rk_tensor * logits;   /* (B, L) */
-    struct rk_tensor * labels;   /* (B, L) f32 */
-    struct rk_tensor * dlogits;  /* (B, L) d loss / d logits, from the forward */
+    struct rk_tensor * logits;   /* (B, L)  (all activations: the backend's act_dtype) */
+    struct rk_tensor * labels;   /* (B, L)  0/1 (soft labels are rounded to the act dtype) */
+    struct rk_tensor * dlogits;  /* (B, L) d loss / d logits, from the forward (times loss_scale) */
     struct rk_tensor * loss;     /* (1) f32 */
     /* gradient scratch */
     struct rk_tensor * dres;     /* (N, C)  gradient of the residual stream */
@@ -88,6 +90,11 @@ struct rk_bert_cls {
     float                   attn_dropout;        /* attention_probs_dropout_prob: NOT implemented, see forward */
     bool                    ignore_attn_dropout; /* train with attn_dropout > 0 treated as 0 (else an error) */
     uint64_t                seed;          /* dropout seed */
+    float                   loss_scale;    /* fp16 dynamic loss scaling: dlogits (so every gradient) is multiplied
+                                              by it; 0 or 1: none. The trainer sets and undoes it. */
+    bool                    grad_checkpointing; /* keep only the layer inputs; recompute each layer in the
+                                                   backward (about one more forward per step, activations
+                                                   B*T*C*(n_layer+1) + one layer's instead of every layer's) */
     uint64_t                step;          /* train forwards so far: dropout offsets advance with it */
     /* gradients: one allocation mirroring the weights (see rk_bert_cls_load) */
     void *                  grad_memory;
