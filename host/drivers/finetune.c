@@ -61,9 +61,10 @@ static void usage(FILE * f) {
             "  --split PATH         split file to use or create (default splits/<data>.seed<seed>.csv)\n"
             "  --fractions A,B,C    train/val/test fractions when a split is created (default 0.80,0.05,0.15)\n"
             "  --text-columns LIST, --label-columns LIST, --template T   as rk-embed\n"
-            "  --device D           auto (default) | cpu | cuda: training runs on the CPU backend for now\n"
-            "  --dtype T            f32 (default); bf16/fp16 mixed precision come with CUDA training\n"
-            "  --grad-checkpointing recompute activations per layer (not available yet: an error)\n"
+            "  --device D           auto (default) | cpu | cuda\n"
+            "  --dtype T            auto (default: f32 on the CPU, bf16 on CUDA sm_80+, f16 on sm_75) | f32 (CPU)\n"
+            "                       | bf16 | f16 (CUDA: 16-bit compute, fp32 master weights; f16 with loss scaling)\n"
+            "  --grad-checkpointing recompute each layer's activations in the backward (less memory, ~1/3 more time)\n"
             "  --init-bias-prior    start the classifier biases at the train split's label log-odds instead of 0\n"
             "                       (with many rare labels the all-negative phase is then skipped; not HF's default)\n"
             "  --threads N          CPU threads (default: all cores)\n"
@@ -86,7 +87,7 @@ static void die(const char * msg) {
 static void die_status(void) { die(rk_last_error()); }
 
 static void parse(int argc, char ** argv, struct opts * o) {
-    *o = (struct opts) { .device = "auto", .outdir = "runs/finetune", .scheduler = "linear", .dtype = "f32",
+    *o = (struct opts) { .device = "auto", .outdir = "runs/finetune", .scheduler = "linear", .dtype = "auto",
                          .epochs = 3, .batch = 16, .accum = 1, .max_length = 256, .max_steps = -1, .seed = 42,
                          .lr = 2e-5, .wd = 0.01, .max_grad_norm = 1.0, .fractions = { 0.80, 0.05, 0.15 } };
     enum { O_MODEL = 256, O_DATA, O_TEST, O_OUT, O_SPLIT, O_DEVICE, O_OUTDIR, O_SCHED, O_DTYPE, O_EPOCHS, O_BATCH,
@@ -155,9 +156,25 @@ static void parse(int argc, char ** argv, struct opts * o) {
     }
     if (!o->model) die("--model DIR is required (see --help)");
     if (!o->data) die("--data CSV is required (see --help)");
-    if (strcmp(o->dtype, "f32") != 0)
-        die("--dtype: only f32 is available: bf16/fp16 mixed precision comes with training on CUDA");
-    if (o->grad_ckpt) die("--grad-checkpointing is not available yet");
+    if (strcmp(o->dtype, "auto") != 0 && strcmp(o->dtype, "f32") != 0 && strcmp(o->dtype, "bf16") != 0 &&
+        strcmp(o->dtype, "f16") != 0)
+        die("--dtype must be auto, f32, bf16 or f16");
+}
+
+/* The compute dtype for --dtype on be: the CPU trains in f32; CUDA in bf16 (sm_80+) or f16. */
+static enum rk_dtype pick_dtype(const char * want, const struct rk_backend * be) {
+    if (be->device == RK_DEVICE_CPU) {
+        if (strcmp(want, "auto") != 0 && strcmp(want, "f32") != 0)
+            die("--dtype: the CPU backend trains in f32 (bf16/f16 are for --device cuda)");
+        return RK_DTYPE_F32;
+    }
+    if (strcmp(want, "auto") == 0) return be->act_dtype;
+    if (strcmp(want, "f32") == 0) die("--dtype f32: CUDA training runs in bf16 or f16 (fp32 master weights)");
+    if (strcmp(want, "bf16") == 0) {
+        if (be->act_dtype != RK_DTYPE_BF16) die("--dtype bf16: this GPU (or the forced sm_75 path) has no bf16 GEMMs");
+        return RK_DTYPE_BF16;
+    }
+    return RK_DTYPE_F16;
 }
 
 /* Token ids of every document of a set, padded to L per row, with lengths. */
@@ -393,17 +410,14 @@ int main(int argc, char ** argv) {
     if (rk_cli_data_load(&cd, o.data, o.test, &o.spec) != RK_OK) die_status();
     struct rk_backend * be = rk_backend_from_name(o.device, (int) o.threads);
     if (!be) die_status();
-    if (be->device != RK_DEVICE_CPU) {
-        fprintf(stderr, "rk-finetune: training runs on the CPU backend for now (%s has no backward ops yet)\n", be->name);
-        rk_backend_free(be);
-        be = rk_backend_cpu_init((int) o.threads);
-    }
+    be->act_dtype = pick_dtype(o.dtype, be);
     struct rk_wordpiece * tok = NULL;
     if (rk_wordpiece_load(o.model, &tok) != RK_OK) die_status();
     const int64_t nl = cd.data->n_labels;
     struct rk_bert_cls * m = NULL;
     if (rk_bert_cls_load(o.model, nl, (uint64_t) o.seed, be, &m) != RK_OK) die_status();
     m->ignore_attn_dropout = true; /* the fused attention op has no dropout on the probabilities */
+    m->grad_checkpointing  = o.grad_ckpt;
     enum rk_sched_kind sk;
     if (rk_schedule_kind_from_name(o.scheduler, &sk) != RK_OK) die_status();
     char ckpt[4200], mdir[4200], path[4400];
@@ -567,17 +581,8 @@ int main(int argc, char ** argv) {
     /* ---- final model, report */
     if (make_dirs(mdir) != RK_OK) die_status();
     {
-        struct rk_named_buffer * bufs = rk_xcalloc((size_t) tr.n_params, sizeof(*bufs));
-        for (int i = 0; i < tr.n_params; i++) {
-            const struct rk_named_param * p = &tr.named[i];
-            bufs[i] = (struct rk_named_buffer) { .name = p->name, .dtype = RK_DTYPE_F32, .ndim = p->param.ndim,
-                                                 .data = p->param.data };
-            for (int d = 0; d < p->param.ndim; d++) bufs[i].shape[d] = p->param.ne[d];
-        }
         snprintf(path, sizeof(path), "%s/model.safetensors", mdir);
-        const char * meta[] = { "format", "pt", NULL };
-        if (rk_safetensors_write(path, bufs, tr.n_params, meta) != RK_OK) die_status();
-        free(bufs);
+        if (rk_trainer_export(&tr, path) != RK_OK) die_status();
         if (write_model_config(o.model, mdir, cd.data->label_names, nl) != RK_OK) die_status();
         copy_tokenizer_files(o.model, mdir);
     }

@@ -1,8 +1,19 @@
 /*
  * trainer.h: one optimizer step of the BERT classifier, as HF Trainer takes it: forward + backward over the
  * micro-batches of an accumulation window (each loss divided by their count), global-norm clipping, AdamW at the
- * scheduled learning rate, gradients zeroed. CPU backend today: the optimizer works on the host copies of the
- * weights and gradients (f32), which on the CPU backend are the model's own buffers.
+ * scheduled learning rate, gradients zeroed.
+ *
+ * Two optimizer paths, the same arithmetic:
+ *   - host (the CPU backend, f32 model): AdamW over the model's own f32 buffers (train/optim.h);
+ *   - device (a CUDA model in bf16 or f16): fp32 master weights and AdamW moments live on the device; the model's
+ *     16-bit weights are the compute copies, rewritten by the fused AdamW kernel after each update (rounded to
+ *     nearest even), and gradients stay in the model's dtype. The per-tensor sums of squares are reduced on the
+ *     device and combined on the host (torch's clip_grad_norm_ rule); 1/accumulation, the clip coefficient and
+ *     the loss-scale unscaling are folded into one gradient multiplier of the AdamW kernel. With f16 weights a
+ *     dynamic loss scaler (torch GradScaler rules) scales dlogits; a step whose gradient norm is not finite is
+ *     skipped and the scale backed off.
+ * Checkpoints hold f32 weights (the master copy on the device path) under HF names, so both paths save and
+ * resume the same files.
  */
 #ifndef RK_TRAIN_TRAINER_H
 #define RK_TRAIN_TRAINER_H
@@ -16,6 +27,8 @@
 extern "C" {
 #endif
 
+struct rk_trainer_dev;
+
 struct rk_trainer {
     struct rk_bert_cls *    model;        /* not owned */
     struct rk_named_param * named;        /* (n_params) HF names, views of weights and gradients */
@@ -25,6 +38,8 @@ struct rk_trainer {
     struct rk_schedule      sched;
     double                  max_grad_norm; /* 1.0 (HF); <= 0: no clipping */
     int64_t                 step;          /* optimizer steps taken */
+    struct rk_trainer_dev * dev;           /* the device path's state (trainer.c), NULL on the host path */
+    struct rk_loss_scaler   scaler;        /* used when the model's weights are f16 (device path) */
 };
 
 /* A micro-batch: host arrays, row-major. types may be NULL. labels (B, L) f32 0/1. */
@@ -37,8 +52,9 @@ struct rk_batch {
 };
 
 /*
- * Sets up the optimizer over every parameter of m (HF no-decay groups) and the schedule. The model must live on
- * the CPU backend (RK_STATUS_UNSUPPORTED otherwise: the CUDA backend has no backward ops yet). Free with
+ * Sets up the optimizer over every parameter of m (HF no-decay groups) and the schedule: the host path for an f32
+ * model on the CPU backend, the device path for a 16-bit model on CUDA (RK_STATUS_UNSUPPORTED for other
+ * combinations, or a build without CUDA; RK_STATUS_OOM when the device state does not fit). Free with
  * rk_trainer_free.
  */
 enum rk_status rk_trainer_init(struct rk_trainer * t, struct rk_bert_cls * m, const struct rk_adamw_config * cfg,
@@ -59,6 +75,12 @@ enum rk_status rk_trainer_step(struct rk_trainer * t, const struct rk_batch * mi
  */
 enum rk_status rk_trainer_save(const struct rk_trainer * t, const char * dir, const struct rk_trainer_state * ts,
                                const cJSON * config);
+/*
+ * Writes the weights as one safetensors file (f32 under HF names, metadata {"format": "pt"}; the master copy on
+ * the device path), atomically. RK_STATUS_IO naming the path on failure.
+ */
+enum rk_status rk_trainer_export(const struct rk_trainer * t, const char * path);
+
 /* Loads a checkpoint saved by rk_trainer_save into t (weights, AdamW moments and step count) and *ts. */
 enum rk_status rk_trainer_load(struct rk_trainer * t, const char * dir, struct rk_trainer_state * ts);
 
