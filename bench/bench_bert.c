@@ -23,17 +23,9 @@
 
 
 static struct rk_bert_config config_named(const char * name) {
-    struct rk_bert_config c = { .vocab_size = 30522, .hidden_size = 768, .n_layer = 12, .n_head = 12,
-                                .intermediate_size = 3072, .max_position = 512, .type_vocab_size = 2,
-                                .layer_norm_eps = 1e-12f, .pad_token_id = 0 };
-    snprintf(c.hidden_act, sizeof(c.hidden_act), "gelu");
-    snprintf(c.model_type, sizeof(c.model_type), "bert");
-    if (!strcmp(name, "large")) {
-        c.hidden_size = 1024, c.n_layer = 24, c.n_head = 16, c.intermediate_size = 4096;
-    } else if (!strcmp(name, "minilm")) {
-        c.hidden_size = 384, c.n_layer = 6, c.n_head = 12, c.intermediate_size = 1536;
-    } else if (strcmp(name, "base")) {
-        fprintf(stderr, "bench_bert: unknown config %s (base, large, minilm)\n", name);
+    struct rk_bert_config c;
+    if (rk_bert_config_named(name, &c) != RK_OK) {
+        fprintf(stderr, "bench_bert: %s\n", rk_last_error());
         exit(2);
     }
     return c;

@@ -201,6 +201,23 @@ enum rk_status rk_bert_init_random(const struct rk_bert_config * cfg, struct rk_
     return RK_OK;
 }
 
+enum rk_status rk_bert_config_named(const char * name, struct rk_bert_config * cfg) {
+    struct rk_bert_config c = { .vocab_size = 30522, .hidden_size = 768, .n_layer = 12, .n_head = 12,
+                                .intermediate_size = 3072, .max_position = 512, .type_vocab_size = 2,
+                                .layer_norm_eps = 1e-12f, .pad_token_id = 0 };
+    snprintf(c.hidden_act, sizeof(c.hidden_act), "gelu");
+    snprintf(c.model_type, sizeof(c.model_type), "bert");
+    if (!strcmp(name, "large")) {
+        c.hidden_size = 1024, c.n_layer = 24, c.n_head = 16, c.intermediate_size = 4096;
+    } else if (!strcmp(name, "minilm")) {
+        c.hidden_size = 384, c.n_layer = 6, c.n_head = 12, c.intermediate_size = 1536;
+    } else if (strcmp(name, "base")) {
+        return rk_set_error(RK_STATUS_ARG, "unknown BERT shape '%s' (base, large, minilm)", name);
+    }
+    *cfg = c;
+    return RK_OK;
+}
+
 static enum rk_status alloc_and_fill(struct rk_bert * m, const struct rk_st_set * st, const char * model_dir,
                                      uint64_t seed) {
     struct rk_backend * be = m->be;

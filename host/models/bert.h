@@ -76,6 +76,10 @@ void           rk_bert_free(struct rk_bert * m); /* NULL is fine */
 enum rk_status rk_bert_init_random(const struct rk_bert_config * cfg, struct rk_backend * be, uint64_t seed,
                                    struct rk_bert ** out);
 
+/* The configuration of a named shape: "base" (BERT-base), "large" (BERT-large), "minilm" (all-MiniLM-L6-v2).
+ * RK_STATUS_ARG for another name. */
+enum rk_status rk_bert_config_named(const char * name, struct rk_bert_config * cfg);
+
 /*
  * Runs the encoder on B x T tokens (host arrays, row-major (B,T); type_ids may be NULL). Hidden states stay on the
  * backend in m->acts.x until the next call. T must not exceed max_position_embeddings.

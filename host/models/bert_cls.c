@@ -110,10 +110,11 @@ static enum rk_status load_head(struct rk_bert_cls * m, const struct rk_st_set *
                                 int64_t n_labels, uint64_t seed) {
     static const char * const cls_prefixes[] = { "", NULL };
     const int64_t              C = m->bert->cfg.hidden_size;
-    const struct rk_st_entry * pw = rk_st_set_find_any(st, "pooler.dense.weight", NULL);
-    const struct rk_st_entry * pb = rk_st_set_find_any(st, "pooler.dense.bias", NULL);
-    const struct rk_st_entry * cw = rk_st_set_find_any(st, "classifier.weight", cls_prefixes);
-    const struct rk_st_entry * cb = rk_st_set_find_any(st, "classifier.bias", cls_prefixes);
+    /* st NULL: a random head (rk_bert_cls_init_random) */
+    const struct rk_st_entry * pw = st ? rk_st_set_find_any(st, "pooler.dense.weight", NULL) : NULL;
+    const struct rk_st_entry * pb = st ? rk_st_set_find_any(st, "pooler.dense.bias", NULL) : NULL;
+    const struct rk_st_entry * cw = st ? rk_st_set_find_any(st, "classifier.weight", cls_prefixes) : NULL;
+    const struct rk_st_entry * cb = st ? rk_st_set_find_any(st, "classifier.bias", cls_prefixes) : NULL;
     if (!pw || !pb) pw = pb = NULL; /* a half-present pooler is re-initialised as a whole */
     if (!cw || !cb) cw = cb = NULL;
     if (n_labels <= 0) {
@@ -196,6 +197,25 @@ enum rk_status rk_bert_cls_load(const char * model_dir, int64_t n_labels, uint64
     if (s == RK_OK) s = rk_safetensors_open_dir(model_dir, &st);
     if (s == RK_OK) s = load_head(m, st, model_dir, n_labels, seed);
     rk_st_set_close(st);
+    if (s == RK_OK) s = alloc_grads(m);
+    if (s != RK_OK) {
+        rk_bert_cls_free(m);
+        return s;
+    }
+    *out = m;
+    return RK_OK;
+}
+
+enum rk_status rk_bert_cls_init_random(const struct rk_bert_config * cfg, int64_t n_labels, uint64_t seed,
+                                       struct rk_backend * be, struct rk_bert_cls ** out) {
+    *out = NULL;
+    if (n_labels <= 0) return rk_set_error(RK_STATUS_ARG, "bert_cls: %lld labels", (long long) n_labels);
+    struct rk_bert_cls * m = rk_xcalloc(1, sizeof(*m));
+    m->be                  = be;
+    m->seed                = seed;
+    m->hidden_dropout = m->attn_dropout = m->classifier_dropout = 0.1f;
+    enum rk_status s       = rk_bert_init_random(cfg, be, seed, &m->bert);
+    if (s == RK_OK) s = load_head(m, NULL, "random", n_labels, seed);
     if (s == RK_OK) s = alloc_grads(m);
     if (s != RK_OK) {
         rk_bert_cls_free(m);

@@ -123,6 +123,13 @@ enum rk_status rk_bert_cls_load(const char * model_dir, int64_t n_labels, uint64
 void           rk_bert_cls_free(struct rk_bert_cls * m); /* NULL is fine */
 
 /*
+ * A classifier of configuration cfg with random weights (the encoder as rk_bert_init_random, the head as HF's
+ * init) and HF's default dropout (0.1 everywhere), for benchmarks at shapes we have no checkpoint of.
+ */
+enum rk_status rk_bert_cls_init_random(const struct rk_bert_config * cfg, int64_t n_labels, uint64_t seed,
+                                       struct rk_backend * be, struct rk_bert_cls ** out);
+
+/*
  * Forward on B x T tokens (host arrays, row-major (B,T); type_ids may be NULL). labels (B,L) host f32 (0/1, soft
  * allowed) or NULL; with labels, *loss_out (if not NULL) gets the mean BCE-with-logits loss. logits_out (B,L) host
  * f32 or NULL.
