@@ -7,7 +7,8 @@
 # Steps, each under `timeout` and inside one overall budget (RK_CHECK_BUDGET seconds, default 340, so the whole run
 # stays under 6 minutes):
 #   1. nvidia-smi -L;  2. build (unless RK_PREBUILT=1; a failed build falls back to existing binaries);
-#   3. the CUDA test suites: build/tests/test_ops, build/tests/test_models (if present);
+#   3. the CUDA test suites: build/tests/test_ops, then test_ops_bwd, test_ops_train, test_attn_bwd, test_quant,
+#      test_lora, test_train and test_models (those present);
 #   4. compute-sanitizer memcheck and racecheck over a few small attention and layernorm cases (RK_TEST_FILTER);
 #      a sanitizer that cannot start on the machine is reported and skipped;
 #   5. every bench program build/bench/bench_*, then the peer scripts bench/peers/*.py (and ../shared/peers/*.py if
@@ -104,7 +105,11 @@ run_suite() { # name binary [criterion args...]
     rm -f "$tmp"
 }
 run_suite test_ops build/tests/test_ops
-[ -e build/tests/test_quant ] && run_suite test_quant build/tests/test_quant
+# the other suites with CUDA cases: backward ops, training ops and the optimizer, attention backward, NF4, LoRA,
+# the golden training steps on the GPU
+for s in test_ops_bwd test_ops_train test_attn_bwd test_quant test_lora test_train; do
+    [ -e build/tests/$s ] && run_suite $s build/tests/$s
+done
 # the real-model tests need models/ (fetched by `make models`, too large to carry to a lent machine): without it
 # only the tiny golden model runs, and the table says so
 if [ -e build/tests/test_models ]; then
