@@ -201,38 +201,30 @@ enum rk_status rk_trainer_step(struct rk_trainer * t, const struct rk_batch * mi
         RK_TRY(rk_bert_cls_backward(m));
         sum += l;
     }
-    m->loss_scale = 1.0f;
+    m->loss_scale        = 1.0f;
+    const double step_lr = rk_schedule_lr(&t->sched, t->step);
+    float        norm    = 0.0f;
+    bool         finite  = true;
     if (t->dev) {
         /* gradients hold sum_i d(scale * loss_i): the multiplier makes them those of the mean unscaled loss */
-        const float  grad_mul = (float) (1.0 / ((double) n * (scaled ? (double) t->scaler.scale : 1.0)));
-        const double step_lr  = rk_schedule_lr(&t->sched, t->step);
-        float        norm     = 0.0f;
-        bool         finite   = true;
+        const float grad_mul = (float) (1.0 / ((double) n * (scaled ? (double) t->scaler.scale : 1.0)));
         RK_TRY(dev_step(t, grad_mul, step_lr, &norm, &finite));
         if (scaled) rk_loss_scaler_update(&t->scaler, !finite);
-        t->step++;
-        if (loss) *loss = (float) (sum / n);
-        if (grad_norm) *grad_norm = norm;
-        if (lr) *lr = step_lr;
-        if (skipped) *skipped = !finite;
-        return RK_OK;
-    }
-    /* the gradient of the mean over micro-batches: HF divides each micro-batch loss by their count */
-    if (n > 1) {
-        for (int i = 0; i < t->n_params; i++) rk_cpu_scale(t->params[i].grad, t->params[i].n, 1.0f / (float) n);
-    }
-    float norm = 0.0f;
-    bool  finite = true;
-    if (t->max_grad_norm > 0) {
-        finite = rk_optim_clip_grad_norm(t->params, t->n_params, t->max_grad_norm, &norm);
     } else {
-        double ss = 0.0;
-        for (int i = 0; i < t->n_params; i++) ss += rk_cpu_sumsq(t->params[i].grad, t->params[i].n);
-        norm   = (float) sqrt(ss);
-        finite = isfinite(norm);
+        /* the gradient of the mean over micro-batches: HF divides each micro-batch loss by their count */
+        if (n > 1) {
+            for (int i = 0; i < t->n_params; i++) rk_cpu_scale(t->params[i].grad, t->params[i].n, 1.0f / (float) n);
+        }
+        if (t->max_grad_norm > 0) {
+            finite = rk_optim_clip_grad_norm(t->params, t->n_params, t->max_grad_norm, &norm);
+        } else {
+            double ss = 0.0;
+            for (int i = 0; i < t->n_params; i++) ss += rk_cpu_sumsq(t->params[i].grad, t->params[i].n);
+            norm   = (float) sqrt(ss);
+            finite = isfinite(norm);
+        }
+        if (finite) rk_adamw_step(&t->opt, step_lr);
     }
-    const double step_lr = rk_schedule_lr(&t->sched, t->step);
-    if (finite) rk_adamw_step(&t->opt, step_lr);
     t->step++;
     if (loss) *loss = (float) (sum / n);
     if (grad_norm) *grad_norm = norm;
