@@ -86,8 +86,8 @@ static __global__ void embed_bwd_rows_kernel_v1(TW * tab, const TG * dout, const
 template <typename TG, typename TW, int V>
 static __global__ void embed_bwd_pos_kernel_v1(TW * tab, const TG * dout, int64_t B, int64_t T, int64_t C,
                                                int64_t pos_offset, int64_t dout_stride, int64_t tab_stride) {
-    const int64_t cv = C / V;
-    for (int64_t e = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; e < T * cv; e += (int64_t) gridDim.x * blockDim.x) {
+    const int64_t cv = C / V, n = T * cv;
+    for (int64_t e = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t) gridDim.x * blockDim.x) {
         const int64_t t = e / cv, c = (e - t * cv) * V;
         TW *          out = tab + (pos_offset + t) * tab_stride + c;
         float         acc[V];
@@ -172,10 +172,6 @@ static void embed_bwd_all(TW * dwte, const rk_rows & re, TW * dwpe, const rk_row
     }
 }
 
-static bool ids_ok(const struct rk_tensor * t, int64_t n) {
-    return t->dtype == RK_DTYPE_I32 && rk_tensor_is_contiguous(t) && rk_tensor_nelements(t) == n;
-}
-
 extern "C" enum rk_status rk_cuda_embed_bwd(struct rk_tensor * dwte, struct rk_tensor * dwpe,
                                             struct rk_tensor * dwtt, const struct rk_tensor * dout,
                                             const struct rk_tensor * ids, const struct rk_tensor * type_ids,
@@ -193,7 +189,7 @@ extern "C" enum rk_status rk_cuda_embed_bwd(struct rk_tensor * dwte, struct rk_t
         return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda embed_bwd: tensors must be rows with a contiguous last dim");
     }
     const int64_t N = rk_tensor_nelements(ids), C = re.ncols;
-    if (!ids_ok(ids, N) || (type_ids && !ids_ok(type_ids, N))) {
+    if (!rk_ids_ok(ids, N) || (type_ids && !rk_ids_ok(type_ids, N))) {
         return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda embed_bwd: ids and type ids must be contiguous i32 (B,T)");
     }
     if (rg.nrows != N || rg.ncols != C || (dwpe && rp.ncols != C) || (dwtt && rt.ncols != C)) {

@@ -223,7 +223,8 @@ extern "C" enum rk_status rk_cuda_softmax_xent(struct rk_tensor * loss, struct r
     }
     rk_rows rx, rd = { 0, 0, 0 };
     if (!rk_rows_of(logits, &rx) || (dlogits && !rk_rows_of(dlogits, &rd))) {
-        return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda softmax_xent: tensors must be rows with a contiguous last dim");
+        return rk_set_error(RK_STATUS_UNSUPPORTED,
+                            "cuda softmax_xent: tensors must be rows with a contiguous last dim");
     }
     if (rk_tensor_nelements(targets) != rx.nrows || (dlogits && (rd.nrows != rx.nrows || rd.ncols != rx.ncols)) ||
         (rx.nrows > 0 && rx.ncols < 1)) {

@@ -119,7 +119,7 @@ static inline size_t span_bytes(enum rk_dtype dt, int ndim, const int64_t * ne, 
 
 /* A view at byte offset off of the payload; nb NULL = contiguous. Asserts it fits. */
 static inline struct rk_tensor dmem_view(struct dmem * m, enum rk_dtype dt, int ndim, const int64_t * ne,
-                                  const int64_t * nb, size_t off, const char * name) {
+                                         const int64_t * nb, size_t off, const char * name) {
     struct rk_tensor t;
     rk_tensor_init(&t, dt, ndim, ne, name);
     if (nb) {
@@ -248,7 +248,7 @@ static inline struct tol tol_for(enum rk_dtype dt) {
 }
 
 static inline bool check_close(const char * cs, const char * what, const float * got, const float * ref, int64_t n,
-                        struct tol tl) {
+                               struct tol tl) {
     double  err2 = 0.0, ref2 = 0.0, maxerr = 0.0;
     int64_t bad = 0, nan = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -356,7 +356,7 @@ static inline struct rk_tensor host_t(float * data, int ndim, const int64_t * ne
 
 /* Compares one output view (fetched from m) with ref; also runs the redzone check of m. */
 static inline bool check_output(struct dmem * m, const struct rk_tensor * v, const float * ref, const char * cs,
-                         const char * what, struct tol tl) {
+                                const char * what, struct tol tl) {
     uint8_t * got = NULL;
     bool      ok  = dmem_fetch(m, cs, what, &got);
     int64_t   n   = rk_tensor_nelements(v);
@@ -379,7 +379,7 @@ static inline bool check_unchanged(struct dmem * m, const char * cs, const char 
 /* Allocates m for one tensor of shape ne with row padding (elements added to the last dim's row stride, and the
  * view placed pad/2 elements into each row). pad = 0 gives a dense tensor. Returns the view. */
 static inline struct rk_tensor padded_tensor(struct dmem * m, struct rk_backend * be, enum rk_dtype dt, int ndim,
-                                      const int64_t * ne, int64_t pad, const char * name) {
+                                             const int64_t * ne, int64_t pad, const char * name) {
     const int64_t es = (int64_t) rk_dtype_traits[dt].type_size;
     int64_t       nb[RK_MAX_DIMS];
     nb[ndim - 1]     = es;
@@ -392,6 +392,23 @@ static inline struct rk_tensor padded_tensor(struct dmem * m, struct rk_backend 
     for (int d = 0; d < ndim - 1; d++) rows *= ne[d];
     dmem_init(m, be, (size_t) (rows * (ne[ndim - 1] + pad) * es));
     return dmem_view(m, dt, ndim, ne, nb, (size_t) ((pad / 2) * es), name);
+}
+
+/*
+ * The destination of an op that may run in place: x's own view (dst aliases x), or a new tensor of x's dtype and
+ * shape with row padding pad in md, NaN-filled and uploaded. Marks it as an output; returns the buffer holding it.
+ */
+static inline struct dmem * dst_inplace_or_new(struct rk_backend * be, struct dmem * mx, const struct rk_tensor * tx,
+                                               struct dmem * md, struct rk_tensor * td, bool inplace, int64_t pad) {
+    struct dmem * m = mx;
+    *td             = *tx;
+    if (!inplace) {
+        *td = padded_tensor(md, be, tx->dtype, tx->ndim, tx->ne, pad, "dst");
+        m   = md;
+        dmem_upload(md);
+    }
+    view_mark_output(m, td);
+    return m;
 }
 
 #endif

@@ -186,8 +186,8 @@ static const struct eb_case eb_cases[] = {
 
 static void eb_name(const void * cv, char * cs, size_t n) {
     const struct eb_case * c = cv;
-    snprintf(cs, n, "EMBED_BWD(dout=%s,grads=%s,B=%lld,T=%lld,C=%lld,V=%lld,P=%lld,NTT=%lld,type_ids=%d,pos_offset=%lld,"
-             "ids=%s,pad=%lld,bad_ids=%d)", dtn(c->dg), dtn(c->dw), (long long) c->B, (long long) c->T,
+    snprintf(cs, n, "EMBED_BWD(dout=%s,grads=%s,B=%lld,T=%lld,C=%lld,V=%lld,P=%lld,NTT=%lld,type_ids=%d,"
+             "pos_offset=%lld,ids=%s,pad=%lld,bad_ids=%d)", dtn(c->dg), dtn(c->dw), (long long) c->B, (long long) c->T,
              (long long) c->C, (long long) c->V, (long long) c->P, (long long) c->NTT, c->type_ids,
              (long long) c->pos_offset, ids_names[c->ids], (long long) c->pad, c->bad);
 }
@@ -537,7 +537,9 @@ static bool xent_check_bad(struct loss_bufs * b, const char * cs, int64_t bad_ro
             not_nan += !isnan(d[j]);
             d[j] = e[j] = 0.0f; /* checked here */
         }
-        if (not_nan) fprintf(stderr, "    %s: %lld elements of the bad row of dlogits are not NaN\n", cs, (long long) not_nan);
+        if (not_nan) {
+            fprintf(stderr, "    %s: %lld elements of the bad row of dlogits are not NaN\n", cs, (long long) not_nan);
+        }
         ok = not_nan == 0 && ok;
         ok = check_close(cs, "dlogits (other rows)", d, e, n, dtol) && ok;
         free(d);
@@ -578,7 +580,8 @@ static int run_xent(struct rk_backend * be, const void * cv, const char * cs, st
     dmem_upload(&mt);
     int rc;
     if (c->gscale == 1.0f) {
-        struct rk_op_call call = { .op = RK_OP_SOFTMAX_XENT, .dst = &b.tl, .src = { &b.tx, &tt, b.mdl ? &b.td : NULL } };
+        struct rk_op_call call = { .op  = RK_OP_SOFTMAX_XENT, .dst = &b.tl,
+                                   .src = { &b.tx, &tt, b.mdl ? &b.td : NULL } };
         rc = gpu_op(be, &call, cs);
     } else {
 #ifdef RK_HAVE_CUDA
@@ -660,18 +663,14 @@ static int run_dropout(struct rk_backend * be, const void * cv, const char * cs,
     round_all(c->dt, ref, n);
     int64_t kept = 0; /* sanity of the reference: the kept fraction is about 1 - p */
     for (int64_t i = 0; i < n; i++) kept += ref[i] != 0.0f;
-    if (n >= 10000) cr_assert(fabs((double) kept / (double) n - (1.0 - c->p)) < 0.02, "%s: kept %lld", cs, (long long) kept);
+    if (n >= 10000) {
+        cr_assert(fabs((double) kept / (double) n - (1.0 - c->p)) < 0.02, "%s: kept %lld", cs, (long long) kept);
+    }
 
     struct dmem      mx = { 0 }, md = { 0 };
-    struct rk_tensor tx = padded_tensor(&mx, be, c->dt, 2, (int64_t[]) { c->N, c->C }, c->pad, "x"), td = tx;
+    struct rk_tensor tx = padded_tensor(&mx, be, c->dt, 2, (int64_t[]) { c->N, c->C }, c->pad, "x"), td;
     view_set(&mx, &tx, x);
-    struct dmem * mdst = &mx;
-    if (!c->inplace) {
-        td   = padded_tensor(&md, be, c->dt, 2, (int64_t[]) { c->N, c->C }, c->pad, "dst");
-        mdst = &md;
-        dmem_upload(&md);
-    }
-    view_mark_output(mdst, &td);
+    struct dmem * mdst = dst_inplace_or_new(be, &mx, &tx, &md, &td, c->inplace, c->pad);
     dmem_upload(&mx);
     struct rk_op_call call = { .op = RK_OP_DROPOUT, .dst = &td, .src = { &tx } };
     call.p.dropout         = p;
@@ -1033,8 +1032,9 @@ Test(cuda_train_ops, unsupported_is_reported) {
 #ifdef RK_HAVE_CUDA
     if (on_cuda(be)) {
         const cudaStream_t st = rk_backend_cuda_stream(be);
-        cr_assert(rk_cuda_adamw_update(f.data, i32.data, RK_DTYPE_I32, f.data, f.data, 4, &(struct rk_adamw_scalars) { 0 },
-                                       1.0f, NULL, RK_DTYPE_COUNT, st) == RK_STATUS_UNSUPPORTED);
+        const struct rk_adamw_scalars s0 = { 0 };
+        cr_assert(rk_cuda_adamw_update(f.data, i32.data, RK_DTYPE_I32, f.data, f.data, 4, &s0, 1.0f, NULL,
+                                       RK_DTYPE_COUNT, st) == RK_STATUS_UNSUPPORTED);
         cr_assert(rk_cuda_sumsq(i32.data, RK_DTYPE_I32, 4, f.data, f.data, 8, st) == RK_STATUS_UNSUPPORTED);
         cr_assert(rk_cuda_scale(i32.data, RK_DTYPE_I32, 4, 2.0f, st) == RK_STATUS_UNSUPPORTED);
         cr_assert(be->synchronize(be) == RK_OK);
