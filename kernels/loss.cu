@@ -10,8 +10,8 @@
  * x[target]; a second read of the row writes dlogits = (softmax - onehot) * scale / count.
  *
  * Kernel variants:
- *   bce_logits_kernel_v1<T>:   ONE block of 1024 threads for the whole (N,L): a strided loop, then a fixed-tree block
- *                              sum (deterministic; classifier heads have N*L ~ 10^3..10^6, a few microseconds).
+ *   bce_logits_kernel_v1<T>:   ONE block of 1024 threads for the whole (N,L): a strided loop summing in double, then
+ *                              a fixed-tree block sum (deterministic; classifier heads have N*L ~ 10^3..10^6).
  *   xent_count_kernel_v1:      one block: the number of non-ignored rows, into scratch[N].
  *   xent_rows_kernel_v1<T, V>: one block per row (32..512 threads by V): the online max/sum per thread, merged in a
  *                              fixed tree; the row loss into scratch[row]; dlogits in a second read of the row.
@@ -33,15 +33,15 @@
 struct bce_args {
     int64_t N, L;
     int64_t x_stride, y_stride, d_stride; /* row strides, elements */
-    float   inv_n;                        /* 1 / (N L) */
+    double  inv_n;                        /* 1 / (N L) */
     float   grad_coef;                    /* dlogits_scale / (N L) */
 };
 
 template <typename T>
 static __global__ void bce_logits_kernel_v1(float * loss, T * dlogits, const T * logits, const T * targets,
                                             const T * pos_weight, const bce_args a) {
-    __shared__ float smem[32];
-    float            sum = 0.0f;
+    __shared__ double smem[32];
+    double            sum = 0.0; /* double: up to ~10^3 terms per thread */
     for (int64_t i = threadIdx.x; i < a.N * a.L; i += blockDim.x) {
         const int64_t r = i / a.L, c = i - r * a.L;
         const float   x = rk_to_f32(logits[r * a.x_stride + c]);
@@ -51,14 +51,14 @@ static __global__ void bce_logits_kernel_v1(float * loss, T * dlogits, const T *
         const float   l = log1pf(e);
         const float   sp_pos = fmaxf(x, 0.0f) + l;  /* softplus(x)  = -log(1 - sigmoid(x)) */
         const float   sp_neg = fmaxf(-x, 0.0f) + l; /* softplus(-x) = -log(sigmoid(x))     */
-        sum += w * y * sp_neg + (1.0f - y) * sp_pos;
+        sum += (double) (w * y * sp_neg + (1.0f - y) * sp_pos);
         if (dlogits) {
             const float sg = x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
             dlogits[r * a.d_stride + c] = rk_from_f32<T>((w * y * (sg - 1.0f) + (1.0f - y) * sg) * a.grad_coef);
         }
     }
-    const float total = rk_block_sum(sum, smem);
-    if (threadIdx.x == 0) *loss = total * a.inv_n;
+    const double total = rk_block_sum(sum, smem);
+    if (threadIdx.x == 0) *loss = (float) (total * a.inv_n);
 }
 
 /* count[0] = number of targets that are not the ignore index (as a float: exact below 2^24 rows). */
@@ -186,7 +186,7 @@ extern "C" enum rk_status rk_cuda_bce_logits(struct rk_tensor * loss, struct rk_
     a.y_stride  = ry.stride;
     a.d_stride  = rd.stride;
     const int64_t n = a.N * a.L;
-    a.inv_n     = n > 0 ? (float) (1.0 / (double) n) : 0.0f;
+    a.inv_n     = n > 0 ? 1.0 / (double) n : 0.0;
     a.grad_coef = n > 0 ? (float) ((double) dlogits_scale / (double) n) : 0.0f;
     RK_DISPATCH_FLOAT(dt, T,
         bce_logits_kernel_v1<T><<<1, RK_BCE_BLOCK_SIZE, 0, stream>>>(
