@@ -749,6 +749,7 @@ static enum rk_status adam_step(struct rk_backend * be, const struct adam_case *
                                     rk_backend_cuda_stream(be));
     }
 #endif
+    (void) be;
     if (c->gdt != RK_DTYPE_F32 || (c->cdt != NO_COPY && c->cdt != RK_DTYPE_F32)) {
         return rk_set_error(RK_STATUS_UNSUPPORTED, "CPU stand-in: f32 gradients and copies only");
     }
@@ -909,6 +910,7 @@ static int sumsq_run(struct rk_backend * be, const struct sumsq_case * c, const 
         return rc;
     }
 #endif
+    (void) be;
     if (c->dt != RK_DTYPE_F32) return skip_case(cs, "CPU stand-in: f32 only");
     *out = (float) rk_cpu_sumsq(tx->data, c->n);
     return CASE_PASS;
