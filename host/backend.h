@@ -178,7 +178,8 @@ struct rk_attn_bwd_params {
  *   dst    dwte (V,C) += dout rows scattered by id (repeated ids add up)
  *   src[3] (output) dwpe (P,C) += , or NULL;  src[4] (output) dwtt (NTT,C) +=, or NULL
  *   params: struct rk_embed_params (the forward's pos_offset). Deterministic: each channel range is summed
- *   by one thread over the tokens in order. RK_STATUS_ARG when an id is out of range (nothing written).
+ *   by one thread over the tokens in order. RK_STATUS_ARG when an id is out of range (nothing written); the CUDA
+ *   backend cannot check ids on the device and skips such tokens instead (kernels/cuda_train_ops.h).
  *
  * POOL_BWD. src[0] dout (B,C); src[1] x (B,T,C), the forward input (MAX needs it); src[2] mask (B,T) i32 or NULL
  *   dst    dx (B,T,C), overwritten (zero where a token got no gradient). params: struct rk_pool_params.
@@ -194,7 +195,8 @@ struct rk_attn_bwd_params {
  *   dst    loss (1) f32 = mean over the non-ignored rows of logsumexp(x) - x[target] (0 when all are ignored,
  *          where torch gives NaN)
  *   src[2] (output) dlogits (N,V) = d loss / d logits (zero rows for ignored targets), or NULL; may alias logits.
- *   RK_STATUS_ARG for a target outside [0,V) that is not the ignore index. No params.
+ *   RK_STATUS_ARG for a target outside [0,V) that is not the ignore index (CUDA, which cannot check device targets:
+ *   NaN loss and a NaN dlogits row). No params.
  */
 #define RK_XENT_IGNORE_INDEX (-100)
 

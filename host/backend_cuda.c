@@ -29,6 +29,7 @@
 #include "cuda_check.h"
 #include "kernels/attn_cuda.h"
 #include "kernels/cuda_ops.h"
+#include "kernels/cuda_train_ops.h"
 
 #include <nvtx3/nvToolsExt.h>
 
@@ -44,6 +45,8 @@ struct cuda_ctx {
     bool                  sync_debug;  /* RK_SYNC_DEBUG=1 */
     cudaStream_t          stream;
     struct rk_cuda_blas * blas;
+    float *               scratch;     /* device scratch of launchers that need one (cuda_scratch) */
+    int64_t               scratch_n;   /* its size in floats */
     char                  name[320];
 };
 
@@ -93,6 +96,13 @@ static bool attn_view_ok(const struct rk_tensor * t) {
     return t->ndim == 4 && (t->ne[3] == 1 || t->nb[3] == (int64_t) rk_dtype_traits[t->dtype].type_size);
 }
 
+/* A loss call: dst loss (1) f32; src[0] float logits rows; src[1] targets; src[d] dlogits (logits' dtype) or NULL. */
+static bool loss_call_ok(const struct rk_op_call * c, int d) {
+    const struct rk_tensor * x = c->src[0];
+    return c->dst->dtype == RK_DTYPE_F32 && rk_tensor_nelements(c->dst) == 1 && x && rk_is_float_dtype(x->dtype) &&
+           rows_ok(x) && c->src[1] && (!c->src[d] || (c->src[d]->dtype == x->dtype && rows_ok(c->src[d])));
+}
+
 static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c) {
     const struct cuda_ctx * ctx = be->ctx;
     const enum rk_dtype     dt  = c->dst->dtype;
@@ -122,17 +132,27 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
                    c->src[0]->ndim == 3 && is_i32_or_null(c->src[1]) &&
                    (c->p.pool.mode >= 0 && c->p.pool.mode < RK_POOL_COUNT);
         case RK_OP_L2NORM:    return c->src[0] && same_float_rows(c, 1);
+        case RK_OP_EMBED_BWD: /* dst dwte; src: dout, ids, type ids, dwpe, dwtt (outputs of dwte's dtype) */
+            return rk_is_float_dtype(dt) && rows_ok(c->dst) && c->src[0] && rk_is_float_dtype(c->src[0]->dtype) &&
+                   rows_ok(c->src[0]) && c->src[1] && c->src[1]->dtype == RK_DTYPE_I32 &&
+                   rk_tensor_is_contiguous(c->src[1]) && is_i32_or_null(c->src[2]) &&
+                   (!c->src[2] || rk_tensor_is_contiguous(c->src[2])) &&
+                   (!c->src[3] || (c->src[3]->dtype == dt && rows_ok(c->src[3]))) &&
+                   (!c->src[4] || (c->src[4]->dtype == dt && rows_ok(c->src[4])));
+        case RK_OP_BCE_LOGITS: /* src: logits, targets, pos_weight, dlogits: one float dtype */
+            return loss_call_ok(c, 3) && c->src[1]->dtype == c->src[0]->dtype && rows_ok(c->src[1]) &&
+                   (!c->src[2] || (c->src[2]->dtype == c->src[0]->dtype && rk_tensor_is_contiguous(c->src[2])));
+        case RK_OP_SOFTMAX_XENT: /* src: logits, targets i32, dlogits */
+            return loss_call_ok(c, 2) && c->src[1]->dtype == RK_DTYPE_I32 && rk_tensor_is_contiguous(c->src[1]);
+        case RK_OP_DROPOUT:
+            return c->src[0] && same_float_rows(c, 1) && c->p.dropout.p >= 0.0f && c->p.dropout.p <= 1.0f;
         /* no CUDA launcher yet: reported unsupported (listed, so -Wswitch makes each new op a decision here) */
         case RK_OP_MATMUL_BWD:
         case RK_OP_GELU_BWD:
         case RK_OP_LAYERNORM_BWD:
         case RK_OP_SOFTMAX_BWD:
         case RK_OP_ATTN_BWD:
-        case RK_OP_EMBED_BWD:
         case RK_OP_POOL_BWD:
-        case RK_OP_BCE_LOGITS:
-        case RK_OP_SOFTMAX_XENT:
-        case RK_OP_DROPOUT:
         case RK_OP_TANH:
         case RK_OP_TANH_BWD:
         case RK_OP_FILL:
@@ -146,6 +166,24 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
 
 /* ------------------------------------------------------------------------------------------------
  * compute: one switch, one launcher per op */
+
+/*
+ * At least n floats of device scratch, kept in the context and grown on demand (after a stream synchronize, so no
+ * earlier op still uses the old buffer). NULL when the device is out of memory (error not set).
+ */
+static float * cuda_scratch(struct cuda_ctx * ctx, int64_t n) {
+    if (n <= ctx->scratch_n) return ctx->scratch;
+    RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    RK_CUDA_FREE(ctx->scratch);
+    ctx->scratch_n = 0;
+    if (cudaMalloc((void **) &ctx->scratch, (size_t) n * sizeof(float)) != cudaSuccess) {
+        (void) cudaGetLastError(); /* out of memory is not sticky: clear it */
+        ctx->scratch = NULL;
+        return NULL;
+    }
+    ctx->scratch_n = n;
+    return ctx->scratch;
+}
 
 static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_call * c) {
     struct cuda_ctx * ctx = be->ctx;
@@ -175,6 +213,23 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
             break;
         case RK_OP_POOL:   s = rk_cuda_pool(c->dst, c->src[0], c->src[1], &c->p.pool, st); break;
         case RK_OP_L2NORM: s = rk_cuda_l2norm(c->dst, c->src[0], &c->p.l2norm, st); break;
+        /* extra outputs live among the sources, at the positions backend_cpu.c uses */
+        case RK_OP_EMBED_BWD:
+            s = rk_cuda_embed_bwd(c->dst, (struct rk_tensor *) c->src[3], (struct rk_tensor *) c->src[4], c->src[0],
+                                  c->src[1], c->src[2], &c->p.embed, st);
+            break;
+        case RK_OP_BCE_LOGITS:
+            s = rk_cuda_bce_logits(c->dst, (struct rk_tensor *) c->src[3], c->src[0], c->src[1], c->src[2], 1.0f, st);
+            break;
+        case RK_OP_SOFTMAX_XENT: {
+            const int64_t n  = rk_cuda_softmax_xent_scratch_size(rk_tensor_nelements(c->src[1])); /* N rows */
+            float *       sc = cuda_scratch(ctx, n);
+            s = sc ? rk_cuda_softmax_xent(c->dst, (struct rk_tensor *) c->src[2], c->src[0], c->src[1], 1.0f, sc, n, st)
+                   : rk_set_error(RK_STATUS_OOM, "%s: no device memory for %lld floats of scratch", be->name,
+                                  (long long) n);
+            break;
+        }
+        case RK_OP_DROPOUT: s = rk_cuda_dropout(c->dst, c->src[0], &c->p.dropout, st); break;
         case RK_OP_COUNT:
         default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;
     }
@@ -242,6 +297,7 @@ static void cuda_destroy(struct rk_backend * be) {
     RK_CUDA_CHECK(cudaSetDevice(ctx->device));
     RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
     rk_cuda_blas_free(ctx->blas);
+    RK_CUDA_FREE(ctx->scratch);
     RK_CUDA_CHECK(cudaStreamDestroy(ctx->stream));
     free(ctx);
     free(be);

@@ -75,6 +75,11 @@ static inline bool rk_is_float_dtype(enum rk_dtype t) {
     return t == RK_DTYPE_F32 || t == RK_DTYPE_F16 || t == RK_DTYPE_BF16;
 }
 
+/* True when t is n contiguous i32 values (token ids, type ids), as the embedding launchers take them. */
+static inline bool rk_ids_ok(const struct rk_tensor * t, int64_t n) {
+    return t->dtype == RK_DTYPE_I32 && rk_tensor_is_contiguous(t) && rk_tensor_nelements(t) == n;
+}
+
 /* ------------------------------------------------------------------------------------------------
  * kernel launchers (kernels/<op>.cu). Shapes: see the op comments in host/backend.h. */
 

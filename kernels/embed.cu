@@ -113,10 +113,6 @@ static void embed_launch(T * dst, const T * wte, const T * wpe, const T * wtt, c
     }
 }
 
-static bool ids_ok(const struct rk_tensor * t, int64_t n) {
-    return t->dtype == RK_DTYPE_I32 && rk_tensor_is_contiguous(t) && rk_tensor_nelements(t) == n;
-}
-
 /*
  * dst (B,T,C) rows; wte (V,C), wpe (P,C), wtt (NTT,C) rows; ids, type_ids (B,T) i32 contiguous; ln_w, ln_b (C).
  * One float dtype for dst, the tables and the LN weights.
@@ -137,7 +133,7 @@ extern "C" enum rk_status rk_cuda_embed(struct rk_tensor * dst, const struct rk_
         return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda embed: tensors must be rows with a contiguous last dim");
     }
     const int64_t N = rk_tensor_nelements(ids), C = re.ncols;
-    if (!ids_ok(ids, N) || (type_ids && !ids_ok(type_ids, N))) {
+    if (!rk_ids_ok(ids, N) || (type_ids && !rk_ids_ok(type_ids, N))) {
         return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda embed: ids and type ids must be contiguous i32 (B,T)");
     }
     if (rd.nrows != N || rd.ncols != C || (wpe && rp.ncols != C) || (wtt && rt.ncols != C) ||
