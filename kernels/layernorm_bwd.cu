@@ -77,30 +77,37 @@ static __global__ void layernorm_bwd_dx_kernel_v1(T * dx, const T * dout, const 
     const T *            gr   = dout + row * dout_stride;
     float                mean, rstd;
     rk_layernorm_stats_warp<V>(load, C, eps, lane, mean, rstd);
-    float sg = 0.0f, sgx = 0.0f;
-    for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
-        float s[V], g[V], wv[V];
-        load(c, s);
+    /* xhat and g = dout * w at column c, V at a time */
+    auto load_xg = [&](int64_t c, float (&xh)[V], float (&g)[V]) {
+        float wv[V];
+        load(c, xh);
         rk_load_f32<V>(gr + c, g);
         rk_load_f32<V>(w + c, wv);
 #pragma unroll
         for (int i = 0; i < V; i++) {
-            const float gw = g[i] * wv[i];
-            sg += gw;
-            sgx += gw * ((s[i] - mean) * rstd);
+            xh[i] = (xh[i] - mean) * rstd;
+            g[i] *= wv[i];
+        }
+    };
+    float sg = 0.0f, sgx = 0.0f;
+    for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
+        float xh[V], g[V];
+        load_xg(c, xh, g);
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            sg += g[i];
+            sgx += g[i] * xh[i];
         }
     }
     const float mg  = rk_warp_sum(sg) / (float) C;
     const float mgx = rk_warp_sum(sgx) / (float) C;
     T *         o   = dx + row * dx_stride;
     for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
-        float s[V], g[V], wv[V];
-        load(c, s);
-        rk_load_f32<V>(gr + c, g);
-        rk_load_f32<V>(w + c, wv);
+        float xh[V], g[V];
+        load_xg(c, xh, g);
 #pragma unroll
-        for (int i = 0; i < V; i++) s[i] = rstd * (g[i] * wv[i] - mg - ((s[i] - mean) * rstd) * mgx);
-        rk_store_f32<V>(o + c, s);
+        for (int i = 0; i < V; i++) xh[i] = rstd * (g[i] - mg - xh[i] * mgx);
+        rk_store_f32<V>(o + c, xh);
     }
 }
 

@@ -26,6 +26,22 @@
 /* ------------------------------------------------------------------------------------------------
  * CUDA kernels */
 
+/* Row b of the (B,T_) mask (NULL when mask is: all valid); n = its number of valid tokens, last = the last valid one
+ * (-1: none). */
+__device__ __forceinline__ const int32_t * mask_row(const int32_t * mask, int64_t b, int64_t T_, int64_t & n,
+                                                   int64_t & last) {
+    const int32_t * mk = mask ? mask + b * T_ : nullptr;
+    n                  = 0;
+    last               = -1;
+    for (int64_t t = 0; t < T_; t++) {
+        if (!mk || mk[t] != 0) {
+            n++;
+            last = t;
+        }
+    }
+    return mk;
+}
+
 /* x: element (b, t, c) at x + b*xs0 + t*xs1 + c; mask (B,T) i32 contiguous or NULL; dst row b at dst + b*ds. */
 template <typename T>
 static __global__ void pool_kernel_v1(T * dst, const T * x, const int32_t * mask, int64_t T_, int64_t C,
@@ -33,14 +49,8 @@ static __global__ void pool_kernel_v1(T * dst, const T * x, const int32_t * mask
     const int64_t b = blockIdx.y;
     const int64_t c = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    const int32_t * mk = mask ? mask + b * T_ : nullptr;
-    int64_t         n = 0, last = -1;
-    for (int64_t t = 0; t < T_; t++) {
-        if (!mk || mk[t] != 0) {
-            n++;
-            last = t;
-        }
-    }
+    int64_t         n, last;
+    const int32_t * mk = mask_row(mask, b, T_, n, last);
     const T * xb  = x + b * xs0 + c;
     float     out = 0.0f;
     if (n > 0) {
@@ -76,14 +86,8 @@ static __global__ void pool_bwd_kernel_v1(T * dx, const T * dout, const T * x, c
     const int64_t b = blockIdx.y;
     const int64_t c = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    const int32_t * mk = mask ? mask + b * T_ : nullptr;
-    int64_t         n = 0, last = -1;
-    for (int64_t t = 0; t < T_; t++) {
-        if (!mk || mk[t] != 0) {
-            n++;
-            last = t;
-        }
-    }
+    int64_t         n, last;
+    const int32_t * mk = mask_row(mask, b, T_, n, last);
     const float g      = rk_to_f32(dout[b * gs + c]);
     int64_t     target = -1; /* the one token that gets g (CLS, LAST, MAX) */
     float       mean_g = 0.0f;

@@ -477,6 +477,32 @@ static inline int run_and_check(struct rk_backend * be, const struct rk_op_call 
     return ok ? CASE_PASS : CASE_FAIL;
 }
 
+/* Small (4,8) views in one device buffer for unsupported-combination tests: a bf16, f f32, i32, u8, and col a bf16
+ * view whose last dim is not contiguous. Free with dmem_free(&v->m). */
+struct odd_views {
+    struct dmem      m;
+    struct rk_tensor a, f, i32, u8, col;
+};
+
+static inline void odd_views_init(struct odd_views * v, struct rk_backend * be) {
+    const int64_t ne[2] = { 4, 8 };
+    memset(v, 0, sizeof(*v));
+    dmem_init(&v->m, be, 4096);
+    v->a   = dmem_view(&v->m, RK_DTYPE_BF16, 2, ne, NULL, 0, "a");
+    v->f   = dmem_view(&v->m, RK_DTYPE_F32, 2, ne, NULL, 0, "f");
+    v->i32 = dmem_view(&v->m, RK_DTYPE_I32, 2, ne, NULL, 0, "i");
+    v->u8  = dmem_view(&v->m, RK_DTYPE_U8, 2, ne, NULL, 0, "u8");
+    v->col = dmem_view(&v->m, RK_DTYPE_BF16, 2, ne, (int64_t[]) { 2, 8 }, 0, "colmajor");
+}
+
+/* Asserts that be rejects every call (supports_op false, rk_op RK_STATUS_UNSUPPORTED): never a crash. */
+static inline void expect_unsupported(struct rk_backend * be, const struct rk_op_call * calls, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(!be->supports_op(be, &calls[i]), "call %zu (%s) should be unsupported", i, rk_op_names[calls[i].op]);
+        cr_assert(rk_op(be, &calls[i]) == RK_STATUS_UNSUPPORTED, "call %zu (%s)", i, rk_op_names[calls[i].op]);
+    }
+}
+
 /* ------------------------------------------------------------------------------------------------
  * token masks */
 

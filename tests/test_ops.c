@@ -916,23 +916,16 @@ Test(cuda_backend, init_without_device_is_not_fatal) {
 
 Test(cuda_ops, unsupported_is_reported) {
     struct rk_backend * be = cuda_or_skip("UNSUPPORTED");
-    struct dmem         m  = { 0 };
-    dmem_init(&m, be, 4096);
-    struct rk_tensor a   = dmem_view(&m, RK_DTYPE_BF16, 2, (int64_t[]) { 4, 8 }, NULL, 0, "a");
-    struct rk_tensor f   = dmem_view(&m, RK_DTYPE_F32, 2, (int64_t[]) { 4, 8 }, NULL, 0, "f");
-    struct rk_tensor i32 = dmem_view(&m, RK_DTYPE_I32, 2, (int64_t[]) { 4, 8 }, NULL, 0, "i");
-    struct rk_tensor col = dmem_view(&m, RK_DTYPE_BF16, 2, (int64_t[]) { 4, 8 }, (int64_t[]) { 2, 8 }, 0, "colmajor");
+    struct odd_views    v;
+    odd_views_init(&v, be);
     struct rk_op_call calls[] = {
-        { .op = RK_OP_GELU, .dst = &i32, .src = { &i32 } },        /* integer activations */
-        { .op = RK_OP_ADD, .dst = &a, .src = { &a, &f } },         /* mixed dtypes */
-        { .op = RK_OP_MATMUL, .dst = &a, .src = { &a, &f } },      /* mixed dtypes */
-        { .op = RK_OP_SOFTMAX, .dst = &a, .src = { &col } },       /* last dim not contiguous */
-        { .op = RK_OP_LAYERNORM, .dst = &f, .src = { &f, &a } },   /* weight dtype differs */
+        { .op = RK_OP_GELU, .dst = &v.i32, .src = { &v.i32 } },      /* integer activations */
+        { .op = RK_OP_ADD, .dst = &v.a, .src = { &v.a, &v.f } },     /* mixed dtypes */
+        { .op = RK_OP_MATMUL, .dst = &v.a, .src = { &v.a, &v.f } },  /* mixed dtypes */
+        { .op = RK_OP_SOFTMAX, .dst = &v.a, .src = { &v.col } },     /* last dim not contiguous */
+        { .op = RK_OP_LAYERNORM, .dst = &v.f, .src = { &v.f, &v.a } }, /* weight dtype differs */
     };
-    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
-        cr_assert(!be->supports_op(be, &calls[i]), "call %zu (%s) should be unsupported", i, rk_op_names[calls[i].op]);
-        cr_assert(rk_op(be, &calls[i]) == RK_STATUS_UNSUPPORTED, "call %zu (%s)", i, rk_op_names[calls[i].op]);
-    }
-    dmem_free(&m);
+    expect_unsupported(be, calls, sizeof(calls) / sizeof(calls[0]));
+    dmem_free(&v.m);
     rk_backend_free(be);
 }

@@ -51,6 +51,23 @@ static struct rk_tensor tensor_out(struct dmem * m, struct rk_backend * be, enum
     return t;
 }
 
+/* tensor_out, registered with its reference in oc[*no] for run_and_check. */
+static struct rk_tensor out_checked(struct out_check * oc, int * no, struct dmem * m, struct rk_backend * be,
+                                    enum rk_dtype dt, int ndim, const int64_t * ne, int64_t pad, const char * name,
+                                    const float * init, const float * ref, struct tol tl) {
+    struct rk_tensor t = tensor_out(m, be, dt, ndim, ne, pad, name, init);
+    oc[(*no)++]        = (struct out_check) { m, t, ref, name, tl };
+    return t;
+}
+
+/* The output over an input view t of m (in-place ops), registered like out_checked. */
+static struct rk_tensor alias_checked(struct out_check * oc, int * no, struct dmem * m, struct rk_tensor t,
+                                      const char * name, const float * ref, struct tol tl) {
+    view_mark_output(m, &t);
+    oc[(*no)++] = (struct out_check) { m, t, ref, name, tl };
+    return t;
+}
+
 /* tol_for(dt), with the f32 absolute bound widened for long reductions (fp32 sums in another order: |err| grows
  * like sqrt(red) ulp of the partial sums). */
 static struct tol tol_red(enum rk_dtype dt, int64_t red) {
@@ -136,16 +153,14 @@ static int mmb_run(struct rk_backend * be, const void * cv, const char * cs, str
     if (c->dx == DX_SKIP) {
         rk_tensor_init(&tdx, c->dt, 2, nx, "dx (skipped)"); /* data NULL: the op must not touch it */
     } else {
-        tdx       = tensor_out(&m[3], be, c->dt, 2, nx, c->dx_pad, "dx", c->dx == DX_ACC ? dx_init : NULL);
-        oc[no++]  = (struct out_check) { &m[3], tdx, dx_ref, "dx", tol_red(c->dt, N) };
+        tdx = out_checked(oc, &no, &m[3], be, c->dt, 2, nx, c->dx_pad, "dx", c->dx == DX_ACC ? dx_init : NULL, dx_ref,
+                          tol_red(c->dt, N));
     }
     if (c->dw) {
-        tdw      = tensor_out(&m[4], be, c->dt, 2, nw, 0, "dw", c->acc ? dw_init : NULL);
-        oc[no++] = (struct out_check) { &m[4], tdw, dw_ref, "dw", tol_red(c->dt, M) };
+        tdw = out_checked(oc, &no, &m[4], be, c->dt, 2, nw, 0, "dw", c->acc ? dw_init : NULL, dw_ref, tol_red(c->dt, M));
     }
     if (c->db) {
-        tdb      = tensor_out(&m[5], be, c->dt, 1, nb, 0, "db", c->acc ? db_init : NULL);
-        oc[no++] = (struct out_check) { &m[5], tdb, db_ref, "db", tol_red(c->dt, M) };
+        tdb = out_checked(oc, &no, &m[5], be, c->dt, 1, nb, 0, "db", c->acc ? db_init : NULL, db_ref, tol_red(c->dt, M));
     }
     struct rk_op_call call = { .op = RK_OP_MATMUL_BWD, .dst = &tdx,
                                .src = { &tg, &tx, &tw, c->dw ? &tdw : NULL, c->db ? &tdb : NULL } };
@@ -227,21 +242,12 @@ static int lnb_run(struct rk_backend * be, const void * cv, const char * cs, str
     struct out_check oc[3];
     int              no = 0;
     if (c->alias) {
-        tdx = tg;
-        view_mark_output(&m[0], &tdx);
-        oc[no++] = (struct out_check) { &m[0], tdx, dx_ref, "dx", tol_red(c->dt, C) };
+        tdx = alias_checked(oc, &no, &m[0], tg, "dx", dx_ref, tol_red(c->dt, C));
     } else {
-        tdx      = tensor_out(&m[4], be, c->dt, 2, ne, c->pad, "dx", NULL);
-        oc[no++] = (struct out_check) { &m[4], tdx, dx_ref, "dx", tol_red(c->dt, C) };
+        tdx = out_checked(oc, &no, &m[4], be, c->dt, 2, ne, c->pad, "dx", NULL, dx_ref, tol_red(c->dt, C));
     }
-    if (c->dw) {
-        tdw      = tensor_out(&m[5], be, c->dt, 1, nc, 0, "dw", dw_init);
-        oc[no++] = (struct out_check) { &m[5], tdw, dw_ref, "dw", tol_red(c->dt, N) };
-    }
-    if (c->db) {
-        tdb      = tensor_out(&m[6], be, c->dt, 1, nc, 0, "db", db_init);
-        oc[no++] = (struct out_check) { &m[6], tdb, db_ref, "db", tol_red(c->dt, N) };
-    }
+    if (c->dw) tdw = out_checked(oc, &no, &m[5], be, c->dt, 1, nc, 0, "dw", dw_init, dw_ref, tol_red(c->dt, N));
+    if (c->db) tdb = out_checked(oc, &no, &m[6], be, c->dt, 1, nc, 0, "db", db_init, db_ref, tol_red(c->dt, N));
     struct rk_op_call call = { .op = RK_OP_LAYERNORM_BWD, .dst = &tdx,
                                .src = { &tg, &tx, &tw, res ? &tr : NULL, c->dw ? &tdw : NULL, c->db ? &tdb : NULL } };
     call.p.layernorm = p;
@@ -303,21 +309,15 @@ static int smb_run(struct rk_backend * be, const void * cv, const char * cs, str
     struct dmem      m[3] = { 0 }; /* dy, y, dx */
     struct rk_tensor tdy = tensor_in(&m[0], be, c->dt, 2, ne, c->pad, "dy", dy);
     struct rk_tensor ty  = tensor_in(&m[1], be, c->dt, 2, ne, c->pad + 1, "y", y);
-    struct rk_tensor tdx;
     struct tol       tl = tol_red(c->dt, C);
     tl.atol             = 1e-6; /* outputs scale with y (~1/C): the bound must be relative */
     struct out_check oc;
-    if (c->alias) {
-        tdx = tdy;
-        view_mark_output(&m[0], &tdx);
-        oc = (struct out_check) { &m[0], tdx, ref, "dx", tl };
-    } else {
-        tdx = tensor_out(&m[2], be, c->dt, 2, ne, c->pad, "dx", NULL);
-        oc  = (struct out_check) { &m[2], tdx, ref, "dx", tl };
-    }
+    int              no  = 0;
+    struct rk_tensor tdx = c->alias ? alias_checked(&oc, &no, &m[0], tdy, "dx", ref, tl)
+                                    : out_checked(&oc, &no, &m[2], be, c->dt, 2, ne, c->pad, "dx", NULL, ref, tl);
     struct rk_op_call call = { .op = RK_OP_SOFTMAX_BWD, .dst = &tdx, .src = { &tdy, &ty } };
     call.p.softmax = p;
-    const int rc   = run_and_check(be, &call, cs, m, 3, &oc, 1);
+    const int rc   = run_and_check(be, &call, cs, m, 3, &oc, no);
     free_all(m, 3, (float *[]) { logits, dy, y, ref }, 4);
     return rc;
 }
@@ -384,12 +384,13 @@ static int plb_run(struct rk_backend * be, const void * cv, const char * cs, str
     struct rk_tensor tx = tensor_in(&m[1], be, c->dt, 3, nx, c->pad, "x", x);
     struct rk_tensor tm = padded_tensor(&m[2], be, RK_DTYPE_I32, 2, nm, 0, "mask");
     view_set_i32(&m[2], &tm, mk);
-    struct rk_tensor tdx = tensor_out(&m[3], be, c->dt, 3, nx, c->pad, "dx", NULL);
-    struct out_check oc  = { &m[3], tdx, ref, "dx", tol_for(c->dt) };
+    struct out_check oc;
+    int              no  = 0;
+    struct rk_tensor tdx = out_checked(&oc, &no, &m[3], be, c->dt, 3, nx, c->pad, "dx", NULL, ref, tol_for(c->dt));
     struct rk_op_call call = { .op = RK_OP_POOL_BWD, .dst = &tdx,
                                .src = { &tg, &tx, c->mask != MASK_NONE ? &tm : NULL } };
     call.p.pool  = p;
-    const int rc = run_and_check(be, &call, cs, m, 4, &oc, 1);
+    const int rc = run_and_check(be, &call, cs, m, 4, &oc, no);
     free_all(m, 4, (float *[]) { x, g, ref }, 3);
     free(mk);
     return rc;
@@ -443,19 +444,15 @@ static int ewb_run(struct rk_backend * be, const void * cv, const char * cs, str
 
     struct dmem      m[3] = { 0 }; /* a, b, dst */
     struct rk_tensor ta = tensor_in(&m[0], be, c->dt, 2, ne, c->pad, "a", a);
-    struct rk_tensor tb = { 0 }, td;
+    struct rk_tensor tb = { 0 };
     if (two) tb = tensor_in(&m[1], be, c->dt, 2, ne, c->pad ? c->pad + 1 : 0, "b", b);
     struct out_check oc;
-    if (c->inplace) {
-        td = ta;
-        view_mark_output(&m[0], &td);
-        oc = (struct out_check) { &m[0], td, ref, "dst", tol_for(c->dt) };
-    } else {
-        td = tensor_out(&m[2], be, c->dt, 2, ne, c->pad, "dst", NULL);
-        oc = (struct out_check) { &m[2], td, ref, "dst", tol_for(c->dt) };
-    }
+    int              no = 0;
+    struct rk_tensor td = c->inplace ? alias_checked(&oc, &no, &m[0], ta, "dst", ref, tol_for(c->dt))
+                                     : out_checked(&oc, &no, &m[2], be, c->dt, 2, ne, c->pad, "dst", NULL, ref,
+                                                   tol_for(c->dt));
     struct rk_op_call call = { .op = c->op, .dst = &td, .src = { &ta, two ? &tb : NULL } };
-    const int         rc   = run_and_check(be, &call, cs, m, 3, &oc, 1);
+    const int         rc   = run_and_check(be, &call, cs, m, 3, &oc, no);
     free_all(m, 3, (float *[]) { a, b, ref }, 3);
     return rc;
 }
@@ -510,11 +507,13 @@ static int fill_run(struct rk_backend * be, const void * cv, const char * cs, st
         for (int64_t i = 0; i < N * C; i++) ref[i] = round_to(c->dt, ref[i]);
     }
     struct dmem       m[1] = { 0 };
-    struct rk_tensor  td   = tensor_out(&m[0], be, c->dt, 2, ne, c->pad, "dst", NULL);
-    struct out_check  oc   = { &m[0], td, ref, "dst", (struct tol) { 0.0, 0.0, 0.0 } }; /* exact */
+    struct out_check  oc;
+    int               no   = 0;
+    struct rk_tensor  td   = out_checked(&oc, &no, &m[0], be, c->dt, 2, ne, c->pad, "dst", NULL, ref,
+                                         (struct tol) { 0.0, 0.0, 0.0 }); /* exact */
     struct rk_op_call call = { .op = RK_OP_FILL, .dst = &td };
     call.p.fill.value      = c->value;
-    const int rc           = run_and_check(be, &call, cs, m, 1, &oc, 1);
+    const int rc           = run_and_check(be, &call, cs, m, 1, &oc, no);
     free_all(m, 1, &ref, 1);
     return rc;
 }
@@ -529,27 +528,19 @@ Test(cuda_ops_bwd, fill) {
 
 Test(cuda_ops_bwd, unsupported_is_reported) {
     struct rk_backend * be = cuda_or_skip("UNSUPPORTED (backward ops)");
-    struct dmem         m  = { 0 };
-    dmem_init(&m, be, 4096);
-    struct rk_tensor a   = dmem_view(&m, BF, 2, (int64_t[]) { 4, 8 }, NULL, 0, "a");
-    struct rk_tensor f   = dmem_view(&m, F32, 2, (int64_t[]) { 4, 8 }, NULL, 0, "f");
-    struct rk_tensor i32 = dmem_view(&m, RK_DTYPE_I32, 2, (int64_t[]) { 4, 8 }, NULL, 0, "i");
-    struct rk_tensor col = dmem_view(&m, BF, 2, (int64_t[]) { 4, 8 }, (int64_t[]) { 2, 8 }, 0, "colmajor");
-    struct rk_tensor u8  = dmem_view(&m, RK_DTYPE_U8, 2, (int64_t[]) { 4, 8 }, NULL, 0, "u8");
+    struct odd_views    v;
+    odd_views_init(&v, be);
     struct rk_op_call calls[] = {
-        { .op = RK_OP_GELU_BWD, .dst = &f, .src = { &f, &a } },              /* mixed dtypes */
-        { .op = RK_OP_TANH, .dst = &i32, .src = { &i32 } },                  /* integer activations */
-        { .op = RK_OP_TANH_BWD, .dst = &a, .src = { &col, &a } },            /* last dim not contiguous */
-        { .op = RK_OP_SOFTMAX_BWD, .dst = &a, .src = { &a, &f } },           /* mixed dtypes */
-        { .op = RK_OP_LAYERNORM_BWD, .dst = &f, .src = { &f, &f, &a } },     /* weight dtype differs */
-        { .op = RK_OP_MATMUL_BWD, .dst = &a, .src = { &a, &f, &a } },        /* mixed dtypes */
-        { .op = RK_OP_POOL_BWD, .dst = &a, .src = { &a, &a } },              /* x and dx are not (B,T,C) */
-        { .op = RK_OP_FILL, .dst = &u8 },                                    /* not a float or i32 dtype */
+        { .op = RK_OP_GELU_BWD, .dst = &v.f, .src = { &v.f, &v.a } },          /* mixed dtypes */
+        { .op = RK_OP_TANH, .dst = &v.i32, .src = { &v.i32 } },                /* integer activations */
+        { .op = RK_OP_TANH_BWD, .dst = &v.a, .src = { &v.col, &v.a } },        /* last dim not contiguous */
+        { .op = RK_OP_SOFTMAX_BWD, .dst = &v.a, .src = { &v.a, &v.f } },       /* mixed dtypes */
+        { .op = RK_OP_LAYERNORM_BWD, .dst = &v.f, .src = { &v.f, &v.f, &v.a } }, /* weight dtype differs */
+        { .op = RK_OP_MATMUL_BWD, .dst = &v.a, .src = { &v.a, &v.f, &v.a } },  /* mixed dtypes */
+        { .op = RK_OP_POOL_BWD, .dst = &v.a, .src = { &v.a, &v.a } },          /* x and dx are not (B,T,C) */
+        { .op = RK_OP_FILL, .dst = &v.u8 },                                    /* not a float or i32 dtype */
     };
-    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
-        cr_assert(!be->supports_op(be, &calls[i]), "call %zu (%s) should be unsupported", i, rk_op_names[calls[i].op]);
-        cr_assert(rk_op(be, &calls[i]) == RK_STATUS_UNSUPPORTED, "call %zu (%s)", i, rk_op_names[calls[i].op]);
-    }
-    dmem_free(&m);
+    expect_unsupported(be, calls, sizeof(calls) / sizeof(calls[0]));
+    dmem_free(&v.m);
     rk_backend_free(be);
 }
