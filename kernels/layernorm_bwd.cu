@@ -7,15 +7,16 @@
  * The CPU reference is kernels/layernorm_bwd_cpu.c; parity cases LAYERNORM_BWD(...) in tests/test_ops_bwd.c.
  *
  * Two kernels on the stream, dw/db first (it reads dout, which dx may overwrite):
- *   layernorm_bwd_dwdb_kernel_v1<T, V>: block (32, 8) owns 32 columns. Warp y walks the rows y, y + 8, ...: for
- *       each it recomputes the row's mean and rstd (the whole row, V-vector loads), then lane l adds
- *       dout * xhat and dout of column c0 + l to its fp32 accumulators. At the end the 8 warps' sums are added in
- *       warp order (shared memory) and added to dw/db. Every element is summed in an order fixed by the shape
- *       alone: deterministic, no atomics, no scratch. Cost: every block reads every row of x (+ residual) for the
+ *   layernorm_bwd_dwdb_kernel_v1<T, V>: block (32, 32) owns 32 columns. Warp y walks the rows y, y + 32, ...: for
+ *       each it recomputes the row's mean and rstd (the whole row, V-vector loads), then lane l adds dout * xhat and
+ *       dout of column c0 + l to its fp32 accumulators. At the end the 32 warps' sums are added in warp order
+ *       (shared memory) and added to dw/db. Every element is summed in an order fixed by the shape alone:
+ *       deterministic, no atomics, no scratch. Cost: every block reads every row of x (+ residual) for the
  *       statistics, so L2 traffic is ceil(C/32) * N*C elements of x (+ residual) on top of one read of the block's
- *       columns, and the kernel's time is about N*C*bytes / (one SM's L2 bandwidth): roughly 10x the one-pass
- *       bound (an estimate, not measured: ~0.1 ms for N = 4096, C = 768 bf16 with a residual). A per-CTA-partials scheme would reach the
- *       bound but needs a workspace of (row blocks x C) floats; with db only (dw NULL) no statistics are computed.
+ *       columns, and the kernel's time is about N*C*bytes / (one SM's L2 bandwidth), with ceil(C/32) SMs busy:
+ *       several times the one-pass bound (an estimate, not measured: ~0.1 ms for N = 4096, C = 768 bf16 with a
+ *       residual, against ~10 us for one pass). A per-CTA-partials scheme would reach the bound but needs a
+ *       workspace of (row blocks x C) floats. With db only (dw NULL) no statistics are computed.
  *   layernorm_bwd_dx_kernel_v1<T, V>: one warp per row, 8 rows per 256-thread block: statistics (two passes),
  *       the sums of g and g*xhat (third pass), then dx (fourth pass); the row stays in L1 after the first pass.
  *       Each dx element is written by the lane that read dout there, after the row's reads: dx may alias dout.
@@ -27,14 +28,14 @@
 
 #define RK_LAYERNORM_BWD_BLOCK_SIZE    256
 #define RK_LAYERNORM_BWD_ROWS_PER_BLOCK (RK_LAYERNORM_BWD_BLOCK_SIZE / 32)
-#define RK_LAYERNORM_BWD_DWDB_WARPS    8
+#define RK_LAYERNORM_BWD_DWDB_WARPS    32
 
 /* ------------------------------------------------------------------------------------------------
  * CUDA kernels */
 
 /* dout, x, residual: N rows of C with row strides (elements); dw, db (C) or NULL, accumulated. */
 template <typename T, int V>
-static __global__ void layernorm_bwd_dwdb_kernel_v1(T * dw, T * db, const T * dout, const T * x, const T * residual,
+static __global__ void __launch_bounds__(32 * RK_LAYERNORM_BWD_DWDB_WARPS) layernorm_bwd_dwdb_kernel_v1(T * dw, T * db, const T * dout, const T * x, const T * residual,
                                                     int64_t N, int64_t C, int64_t dout_stride, int64_t x_stride,
                                                     int64_t res_stride, float eps) {
     __shared__ float sm[RK_LAYERNORM_BWD_DWDB_WARPS][32];
@@ -42,10 +43,10 @@ static __global__ void layernorm_bwd_dwdb_kernel_v1(T * dw, T * db, const T * do
     const int64_t c    = (int64_t) blockIdx.x * 32 + lane;
     float         sw = 0.0f, sb = 0.0f;
     for (int64_t n = warp; n < N; n += RK_LAYERNORM_BWD_DWDB_WARPS) {
-        const T *             xr = x + n * x_stride;
-        const T *             rr = residual ? residual + n * res_stride : nullptr;
-        rk_ln_load_sum<T, V>  load = { xr, rr };
-        float                 mean = 0.0f, rstd = 0.0f;
+        const T *            xr   = x + n * x_stride;
+        const T *            rr   = residual ? residual + n * res_stride : nullptr;
+        rk_ln_load_sum<T, V> load = { xr, rr };
+        float                mean = 0.0f, rstd = 0.0f;
         if (dw) rk_layernorm_stats_warp<V>(load, C, eps, lane, mean, rstd); /* warp-uniform branch */
         if (c < C) {
             const float g = rk_to_f32(dout[n * dout_stride + c]);

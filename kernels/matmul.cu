@@ -288,21 +288,20 @@ extern "C" enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_t
  *   dw (N,K) = dout^T (N,M) @ x (M,K):  column-major dw^T (K,N) = x_cm (K,M) . dout_cm^T (M,N)    (N, T)
  * Both through cublasGemmEx with CUBLAS_COMPUTE_32F (fp32 accumulation; for f32 no TF32, the handle keeps the
  * default math mode), beta = 1 to accumulate; cuBLAS is bit-reproducible run to run on one GPU model with the
- * workspace set (rk_cuda_blas_init). cublasGemmEx rather than the cuBLASLt plan cache: the backward GEMMs have
- * other transposes than the forward's plans, and dw's reduction runs over M (the tokens), where cuBLASLt's
- * heuristic may pick split-K schemes; a GemmEx call per GEMM keeps this simple (a plan cache is an optimisation to
- * measure first).
+ * workspace set (rk_cuda_blas_init). cublasGemmEx rather than the forward's cuBLASLt plan cache: the backward GEMMs
+ * have other transposes than those plans, and one GemmEx call per GEMM keeps this simple (a cuBLASLt plan cache for
+ * the backward is an optimisation to measure first).
  *
  * db: not cuBLASLt's BGRADB epilogue, which overwrites db (the op must also accumulate) and ties db to the dw GEMM's
- * algorithm; instead colsum_kernel_v1: block (32, 8) owns 32 columns, warp y sums the rows y, y + 8, ... of its
- * lane's column in fp32, the 8 partial sums are added in warp order: deterministic, no atomics, no scratch. It reads
- * dout once (64-byte row segments for 16-bit types); its grid is ceil(N/32) blocks, small next to the GEMMs. */
+ * algorithm; instead colsum_kernel_v1: block (32, 32) owns 32 columns, warp y sums the rows y, y + 32, ... of its
+ * lane's column in fp32, the 32 partial sums are added in warp order: deterministic, no atomics, no scratch. It
+ * reads dout once (64-byte row segments for 16-bit types); its grid is ceil(N/32) blocks, small next to the GEMMs. */
 
-#define RK_COLSUM_WARPS 8
+#define RK_COLSUM_WARPS 32
 
 /* db (N) (+)= sum over the M rows (stride ld) of dout. */
 template <typename T>
-static __global__ void colsum_kernel_v1(T * db, const T * dout, int64_t M, int64_t N, int64_t ld, bool accumulate) {
+static __global__ void __launch_bounds__(32 * RK_COLSUM_WARPS) colsum_kernel_v1(T * db, const T * dout, int64_t M, int64_t N, int64_t ld, bool accumulate) {
     __shared__ float sm[RK_COLSUM_WARPS][32];
     const int64_t    c = (int64_t) blockIdx.x * 32 + threadIdx.x;
     float            s = 0.0f;

@@ -308,7 +308,7 @@ static int smb_run(struct rk_backend * be, const void * cv, const char * cs, str
 
     struct dmem      m[3] = { 0 }; /* dy, y, dx */
     struct rk_tensor tdy = tensor_in(&m[0], be, c->dt, 2, ne, c->pad, "dy", dy);
-    struct rk_tensor ty  = tensor_in(&m[1], be, c->dt, 2, ne, c->pad + 1, "y", y);
+    struct rk_tensor ty  = tensor_in(&m[1], be, c->dt, 2, ne, c->pad, "y", y);
     struct tol       tl = tol_red(c->dt, C);
     tl.atol             = 1e-6; /* outputs scale with y (~1/C): the bound must be relative */
     struct out_check oc;
