@@ -74,14 +74,18 @@ static bool rows_ok(const struct rk_tensor * t) {
     return !t || rk_rows_of(t, &r);
 }
 
-/* dst is a float dtype and every present src[0..n) has dst's dtype and a row layout. */
-static bool same_float_rows(const struct rk_op_call * c, int n) {
-    const enum rk_dtype dt = c->dst->dtype;
-    if (!rk_is_float_dtype(dt) || !rows_ok(c->dst)) return false;
+/* dt is a float dtype and every present src[0..n) has dtype dt and a row layout. */
+static bool srcs_float_rows(const struct rk_op_call * c, enum rk_dtype dt, int n) {
+    if (!rk_is_float_dtype(dt)) return false;
     for (int i = 0; i < n; i++) {
         if (c->src[i] && (c->src[i]->dtype != dt || !rows_ok(c->src[i]))) return false;
     }
     return true;
+}
+
+/* dst is a float dtype and every present src[0..n) has dst's dtype and a row layout. */
+static bool same_float_rows(const struct rk_op_call * c, int n) {
+    return rows_ok(c->dst) && srcs_float_rows(c, c->dst->dtype, n);
 }
 
 /* cuBLAS/cuBLASLt GEMMs take bf16 only on sm_80+, and not on the forced sm_75 path. */
@@ -146,16 +150,22 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
             return loss_call_ok(c, 2) && c->src[1]->dtype == RK_DTYPE_I32 && rk_tensor_is_contiguous(c->src[1]);
         case RK_OP_DROPOUT:
             return c->src[0] && same_float_rows(c, 1) && c->p.dropout.p >= 0.0f && c->p.dropout.p <= 1.0f;
-        /* no CUDA launcher yet: reported unsupported (listed, so -Wswitch makes each new op a decision here) */
-        case RK_OP_MATMUL_BWD:
-        case RK_OP_GELU_BWD:
-        case RK_OP_LAYERNORM_BWD:
-        case RK_OP_SOFTMAX_BWD:
-        case RK_OP_ATTN_BWD:
+        case RK_OP_MATMUL_BWD: /* dtype from dout: dx (dst) is ignored with skip_dx */
+            return c->src[0] && c->src[1] && c->src[2] && srcs_float_rows(c, c->src[0]->dtype, 5) &&
+                   tc_dtype_ok(ctx, c->src[0]->dtype) &&
+                   (c->p.matmul_bwd.skip_dx || (c->dst->dtype == c->src[0]->dtype && rows_ok(c->dst)));
+        case RK_OP_GELU_BWD:      return c->src[0] && c->src[1] && same_float_rows(c, 2);
+        case RK_OP_LAYERNORM_BWD: return c->src[0] && c->src[1] && c->src[2] && same_float_rows(c, 6);
+        case RK_OP_SOFTMAX_BWD:   return c->src[0] && c->src[1] && same_float_rows(c, 2);
         case RK_OP_POOL_BWD:
-        case RK_OP_TANH:
-        case RK_OP_TANH_BWD:
-        case RK_OP_FILL:
+            return rk_is_float_dtype(dt) && c->dst->ndim == 3 && c->src[0] && c->src[0]->dtype == dt &&
+                   rows_ok(c->src[0]) && c->src[1] && c->src[1]->dtype == dt && c->src[1]->ndim == 3 &&
+                   is_i32_or_null(c->src[2]) && c->p.pool.mode >= 0 && c->p.pool.mode < RK_POOL_COUNT;
+        case RK_OP_TANH:          return c->src[0] && same_float_rows(c, 1);
+        case RK_OP_TANH_BWD:      return c->src[0] && c->src[1] && same_float_rows(c, 2);
+        case RK_OP_FILL:          return (rk_is_float_dtype(dt) || dt == RK_DTYPE_I32) && rows_ok(c->dst);
+        /* no CUDA launcher yet: reported unsupported (listed, so -Wswitch makes each new op a decision here) */
+        case RK_OP_ATTN_BWD:
         case RK_OP_NF4_MATMUL:
         case RK_OP_LORA_FWD:
         case RK_OP_LORA_BWD:
@@ -235,6 +245,21 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
             break;
         }
         case RK_OP_DROPOUT: s = rk_cuda_dropout(c->dst, c->src[0], &c->p.dropout, st); break;
+        /* multi-output ops carry their extra outputs among the sources (host/backend.h) */
+        case RK_OP_MATMUL_BWD:
+            s = rk_cuda_matmul_bwd(ctx->blas, c->dst, (struct rk_tensor *) c->src[3], (struct rk_tensor *) c->src[4],
+                                   c->src[0], c->src[1], c->src[2], &c->p.matmul_bwd, st);
+            break;
+        case RK_OP_GELU_BWD: s = rk_cuda_gelu_bwd(c->dst, c->src[0], c->src[1], st); break;
+        case RK_OP_LAYERNORM_BWD:
+            s = rk_cuda_layernorm_bwd(c->dst, (struct rk_tensor *) c->src[4], (struct rk_tensor *) c->src[5], c->src[0],
+                                      c->src[1], c->src[2], c->src[3], &c->p.layernorm, st);
+            break;
+        case RK_OP_SOFTMAX_BWD: s = rk_cuda_softmax_bwd(c->dst, c->src[0], c->src[1], &c->p.softmax, st); break;
+        case RK_OP_POOL_BWD:    s = rk_cuda_pool_bwd(c->dst, c->src[0], c->src[1], c->src[2], &c->p.pool, st); break;
+        case RK_OP_TANH:        s = rk_cuda_tanh(c->dst, c->src[0], st); break;
+        case RK_OP_TANH_BWD:    s = rk_cuda_tanh_bwd(c->dst, c->src[0], c->src[1], st); break;
+        case RK_OP_FILL:        s = rk_cuda_fill(c->dst, c->p.fill.value, st); break;
         case RK_OP_COUNT:
         default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;
     }

@@ -121,6 +121,47 @@ enum rk_status rk_cuda_pool(struct rk_tensor * dst, const struct rk_tensor * x, 
 enum rk_status rk_cuda_l2norm(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_l2norm_params * p,
                               cudaStream_t stream);
 
+/* ---- backward ops and training helpers (shapes and semantics: host/backend.h) ------------------------------- */
+
+/*
+ * GELU_BWD (kernels/elementwise.cu). dx = dout * gelu'(x), erf form; dx, dout, x the same shape, rows with any row
+ * strides; dx may alias dout (exactly, same rows).
+ */
+enum rk_status rk_cuda_gelu_bwd(struct rk_tensor * dx, const struct rk_tensor * dout, const struct rk_tensor * x,
+                                cudaStream_t stream);
+/* TANH (kernels/elementwise.cu). dst = tanh(x); same shape, rows; dst may alias x. */
+enum rk_status rk_cuda_tanh(struct rk_tensor * dst, const struct rk_tensor * x, cudaStream_t stream);
+/* TANH_BWD (kernels/elementwise.cu). dx = dout * (1 - y*y), y the forward's output; same shape, rows; dx may alias
+ * dout. */
+enum rk_status rk_cuda_tanh_bwd(struct rk_tensor * dx, const struct rk_tensor * dout, const struct rk_tensor * y,
+                                cudaStream_t stream);
+/* FILL (kernels/elementwise.cu). Every element of dst (rows; f32, f16, bf16 or i32) = value, rounded to the dtype
+ * once (i32: (int32_t) value, truncation toward zero). */
+enum rk_status rk_cuda_fill(struct rk_tensor * dst, float value, cudaStream_t stream);
+
+/*
+ * LAYERNORM_BWD (kernels/layernorm_bwd.cu). dout, x, residual (N,C) rows; w (C); residual may be NULL.
+ * dx (N,C) rows = the gradient of x + residual, overwritten; may alias dout (exactly, same rows), not x or residual.
+ * dw, db (C) contiguous, ACCUMULATED (+=), either may be NULL. Mean and rstd are recomputed per row in fp32 (two
+ * passes, as the forward). dw/db are deterministic (fixed summation order, no atomics, no scratch): see the file.
+ */
+enum rk_status rk_cuda_layernorm_bwd(struct rk_tensor * dx, struct rk_tensor * dw, struct rk_tensor * db,
+                                     const struct rk_tensor * dout, const struct rk_tensor * x,
+                                     const struct rk_tensor * w, const struct rk_tensor * residual,
+                                     const struct rk_layernorm_params * p, cudaStream_t stream);
+
+/* SOFTMAX_BWD (kernels/softmax.cu). dx (N,C) = scale * y * (dy - sum_c dy*y); dy, y, dx rows; dx may alias dy. */
+enum rk_status rk_cuda_softmax_bwd(struct rk_tensor * dx, const struct rk_tensor * dy, const struct rk_tensor * y,
+                                   const struct rk_softmax_params * p, cudaStream_t stream);
+
+/*
+ * POOL_BWD (kernels/pool.cu). dout (B,C) rows; x (B,T,C) the forward input (read by MAX only), mask (B,T) i32
+ * contiguous or NULL; dx (B,T,C) overwritten, zero where a token gets no gradient. x and dx: last dim contiguous,
+ * any outer strides. MAX: the first valid token holding the maximum (ties: the lowest t), as rk_cpu_pool_bwd.
+ */
+enum rk_status rk_cuda_pool_bwd(struct rk_tensor * dx, const struct rk_tensor * dout, const struct rk_tensor * x,
+                                const struct rk_tensor * mask, const struct rk_pool_params * p, cudaStream_t stream);
+
 /* ---- MATMUL (kernels/matmul.cu): cuBLASLt with a cuBLAS fallback ------------------------------------------- */
 
 /* cuBLAS + cuBLASLt handles, a workspace and a small cache of matmul plans. Opaque. */
@@ -141,6 +182,20 @@ void                  rk_cuda_blas_free(struct rk_cuda_blas * blas);
 enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_tensor * dst, const struct rk_tensor * x,
                               const struct rk_tensor * w, const struct rk_tensor * bias,
                               const struct rk_matmul_params * p, cudaStream_t stream);
+
+/*
+ * MATMUL_BWD (kernels/matmul.cu), the backward of dst = x w^T + b:
+ *   dx (M,K) = dout @ w, or += with p->dx_accumulate; not touched with p->skip_dx (dx may then be NULL);
+ *   dw (N,K) = dout^T @ x, or += with p->accumulate; NULL: not computed;
+ *   db (N)   = column sums of dout, or += with p->accumulate; NULL: not computed.
+ * dout (M,N), x (M,K), dx rows (any row strides); w (N,K), dw (N,K) rows; db contiguous. One float dtype.
+ * GEMMs: cublasGemmEx, fp32 compute (no TF32), beta = 1 to accumulate. db: a deterministic column-sum kernel.
+ * Outputs must not overlap the inputs. Not thread-safe (shares blas's handle and workspace).
+ */
+enum rk_status rk_cuda_matmul_bwd(struct rk_cuda_blas * blas, struct rk_tensor * dx, struct rk_tensor * dw,
+                                  struct rk_tensor * db, const struct rk_tensor * dout, const struct rk_tensor * x,
+                                  const struct rk_tensor * w, const struct rk_matmul_bwd_params * p,
+                                  cudaStream_t stream);
 
 /* ---- backend accessors (host/backend_cuda.c) ----------------------------------------------------------------- */
 
@@ -223,14 +278,13 @@ static inline int rk_vec_width(size_t elem_size, int64_t ncols, int n, const voi
 }
 
 /*
- * LayerNorm of one row by one warp, fp32 statistics in two passes over the row (mean, then the centred sum of
+ * Statistics of one LayerNorm row by one warp: fp32, two passes over the row (the mean, then the centred sum of
  * squares: no cancellation for rows with a large mean). `load(c, vals)` produces V fp32 inputs at column c (the row
- * is re-read in each pass: it stays in L1 for the row sizes of our models). Writes dst = (x - mean) * rstd * w + b.
- * Each output element is written by the lane that read it, after all reads of the row, so dst may alias the input.
+ * is re-read in each pass: it stays in L1 for the row sizes of our models). Every lane gets mean and rstd.
  */
-template <typename T, int V, typename Load>
-__device__ __forceinline__ void rk_layernorm_row_warp(const Load & load, T * dst, const T * w, const T * b,
-                                                      int64_t C, float eps, int lane) {
+template <int V, typename Load>
+__device__ __forceinline__ void rk_layernorm_stats_warp(const Load & load, int64_t C, float eps, int lane,
+                                                        float & mean, float & rstd) {
     float sum = 0.0f;
     for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
         float x[V];
@@ -238,15 +292,26 @@ __device__ __forceinline__ void rk_layernorm_row_warp(const Load & load, T * dst
 #pragma unroll
         for (int i = 0; i < V; i++) sum += x[i];
     }
-    const float mean = rk_warp_sum(sum) / (float) C;
-    float       sq   = 0.0f;
+    mean     = rk_warp_sum(sum) / (float) C;
+    float sq = 0.0f;
     for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
         float x[V];
         load(c, x);
 #pragma unroll
         for (int i = 0; i < V; i++) sq += (x[i] - mean) * (x[i] - mean);
     }
-    const float rstd = rsqrtf(rk_warp_sum(sq) / (float) C + eps);
+    rstd = rsqrtf(rk_warp_sum(sq) / (float) C + eps);
+}
+
+/*
+ * LayerNorm of one row by one warp (statistics by rk_layernorm_stats_warp). Writes dst = (x - mean) * rstd * w + b.
+ * Each output element is written by the lane that read it, after all reads of the row, so dst may alias the input.
+ */
+template <typename T, int V, typename Load>
+__device__ __forceinline__ void rk_layernorm_row_warp(const Load & load, T * dst, const T * w, const T * b,
+                                                      int64_t C, float eps, int lane) {
+    float mean, rstd;
+    rk_layernorm_stats_warp<V>(load, C, eps, lane, mean, rstd);
     for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
         float x[V], wv[V], bv[V];
         load(c, x);
@@ -261,6 +326,38 @@ __device__ __forceinline__ void rk_layernorm_row_warp(const Load & load, T * dst
         for (int i = 0; i < V; i++) x[i] = (x[i] - mean) * rstd * wv[i] + bv[i];
         rk_store_f32<V>(dst + c, x);
     }
+}
+
+/* A LayerNorm row's input: x (+ residual), V elements at a time, in fp32 (the sum is never rounded to T). x and r
+ * point at the row; r is NULL when there is no residual. */
+template <typename T, int V> struct rk_ln_load_sum {
+    const T * x;
+    const T * r;
+    __device__ __forceinline__ void operator()(int64_t c, float (&out)[V]) const {
+        rk_load_f32<V>(x + c, out);
+        if (r) {
+            float rv[V];
+            rk_load_f32<V>(r + c, rv);
+#pragma unroll
+            for (int i = 0; i < V; i++) out[i] += rv[i];
+        }
+    }
+};
+
+/*
+ * Column sums across the warps of a (32, W) block: lane l of warp w holds v for column l; returns, in warp 0, the
+ * sum over w = 0..W-1 in that order (deterministic). sm: W x 32 floats of shared memory. Every thread must call it.
+ */
+template <int W> __device__ __forceinline__ float rk_sum_over_warps(float v, float (*sm)[32]) {
+    sm[threadIdx.y][threadIdx.x] = v;
+    __syncthreads();
+    float s = 0.0f;
+    if (threadIdx.y == 0) {
+#pragma unroll
+        for (int w = 0; w < W; w++) s += sm[w][threadIdx.x];
+    }
+    __syncthreads(); /* sm may be reused right after */
+    return s;
 }
 
 #endif /* __CUDACC__ */

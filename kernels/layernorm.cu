@@ -18,21 +18,6 @@
 /* ------------------------------------------------------------------------------------------------
  * CUDA kernels */
 
-/* The row's input: x (+ residual), V elements at a time, in fp32 (the sum is never rounded to T). */
-template <typename T, int V> struct ln_load_residual {
-    const T * x;
-    const T * r; /* NULL when there is no residual */
-    __device__ __forceinline__ void operator()(int64_t c, float (&out)[V]) const {
-        rk_load_f32<V>(x + c, out);
-        if (r) {
-            float rv[V];
-            rk_load_f32<V>(r + c, rv);
-#pragma unroll
-            for (int i = 0; i < V; i++) out[i] += rv[i];
-        }
-    }
-};
-
 /* x, residual, dst: N rows of C with row strides (elements); w, b: (C). No __restrict__: dst may alias x/residual. */
 template <typename T, int V>
 static __global__ void layernorm_kernel_v1(T * dst, const T * x, const T * residual, const T * w, const T * b,
@@ -41,7 +26,7 @@ static __global__ void layernorm_kernel_v1(T * dst, const T * x, const T * resid
     const int64_t row  = (int64_t) blockIdx.x * RK_LAYERNORM_ROWS_PER_BLOCK + threadIdx.x / 32;
     const int     lane = threadIdx.x % 32;
     if (row >= N) return; /* whole warps leave together: the shuffles below stay full-warp */
-    ln_load_residual<T, V> load = { x + row * x_stride, residual ? residual + row * res_stride : nullptr };
+    rk_ln_load_sum<T, V> load = { x + row * x_stride, residual ? residual + row * res_stride : nullptr };
     rk_layernorm_row_warp<T, V>(load, dst + row * dst_stride, w, b, C, eps, lane);
 }
 

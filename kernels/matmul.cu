@@ -2,6 +2,8 @@
  * matmul.cu: CUDA RK_OP_MATMUL: dst (M,N) = x (M,K) @ w (N,K)^T (+ bias) (then GELU), through cuBLASLt with a plain
  * cuBLAS fallback. The CPU reference is kernels/matmul_cpu.c (OpenBLAS sgemm); parity cases MATMUL(...) in
  * tests/test_ops.c. Bench: build/bench/bench_matmul (peer: bench/peers/gemm_torch.py).
+ * Also RK_OP_MATMUL_BWD (rk_cuda_matmul_bwd at the end; CPU reference kernels/matmul_bwd_cpu.c, parity cases
+ * MATMUL_BWD(...) in tests/test_ops_bwd.c): dx and dw are two cublasGemmEx calls, db the kernel colsum_kernel_v1.
  *
  * Row-major through a column-major library (the transposed-problem trick): a row-major (R, C) matrix with row
  * stride ld is the column-major (C, R) matrix with leading dimension ld. So we ask cuBLAS for the column-major
@@ -276,4 +278,102 @@ extern "C" enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_t
                                  (int) rw.stride, x->data, t, (int) rx.stride, &beta, dst->data, t, (int) rd.stride,
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return rk_cuda_bias_act(dst, bias, p->act, stream);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * MATMUL_BWD
+ *
+ * The same transposed-problem trick as the forward (row-major R x C with row stride ld = column-major C x R):
+ *   dx (M,K) = dout (M,N) @ w (N,K):    column-major dx^T (K,M) = w_cm (K,N) . dout_cm (N,M)      (N, N)
+ *   dw (N,K) = dout^T (N,M) @ x (M,K):  column-major dw^T (K,N) = x_cm (K,M) . dout_cm^T (M,N)    (N, T)
+ * Both through cublasGemmEx with CUBLAS_COMPUTE_32F (fp32 accumulation; for f32 no TF32, the handle keeps the
+ * default math mode), beta = 1 to accumulate; cuBLAS is bit-reproducible run to run on one GPU model with the
+ * workspace set (rk_cuda_blas_init). cublasGemmEx rather than the forward's cuBLASLt plan cache: the backward GEMMs
+ * have other transposes than those plans, and one GemmEx call per GEMM keeps this simple (a cuBLASLt plan cache for
+ * the backward is an optimisation to measure first).
+ *
+ * db: not cuBLASLt's BGRADB epilogue, which overwrites db (the op must also accumulate) and ties db to the dw GEMM's
+ * algorithm; instead colsum_kernel_v1: block (32, 32) owns 32 columns, warp y sums the rows y, y + 32, ... of its
+ * lane's column in fp32, the 32 partial sums are added in warp order: deterministic, no atomics, no scratch. It
+ * reads dout once (64-byte row segments for 16-bit types); its grid is ceil(N/32) blocks, small next to the GEMMs. */
+
+#define RK_COLSUM_WARPS 32
+
+/* db (N) (+)= sum over the M rows (stride ld) of dout. */
+template <typename T>
+static __global__ void __launch_bounds__(32 * RK_COLSUM_WARPS) colsum_kernel_v1(T * db, const T * dout, int64_t M, int64_t N, int64_t ld, bool accumulate) {
+    __shared__ float sm[RK_COLSUM_WARPS][32];
+    const int64_t    c = (int64_t) blockIdx.x * 32 + threadIdx.x;
+    float            s = 0.0f;
+    if (c < N) {
+#pragma unroll 4
+        for (int64_t m = threadIdx.y; m < M; m += RK_COLSUM_WARPS) s += rk_to_f32(dout[m * ld + c]);
+    }
+    s = rk_sum_over_warps<RK_COLSUM_WARPS>(s, sm);
+    if (threadIdx.y == 0 && c < N) db[c] = rk_from_f32<T>((accumulate ? rk_to_f32(db[c]) : 0.0f) + s);
+}
+
+/*
+ * C (m x n, column-major, ldc) = A . B (+ C): op(A) m x k, op(B) k x n; beta = accumulate. k = 0 is an empty sum:
+ * C is zeroed (or left as it is), not passed to cuBLAS. Returns rk_cuda_fill's status there, else RK_OK.
+ */
+static enum rk_status gemm_bwd(struct rk_cuda_blas * blas, struct rk_tensor * c_t, int64_t ldc, cublasOperation_t tb, int64_t m,
+                     int64_t n, int64_t k, const void * a, int64_t lda, const void * b, int64_t ldb, bool accumulate,
+                     cudaStream_t stream) {
+    if (m == 0 || n == 0) return RK_OK;
+    if (k == 0) return accumulate ? RK_OK : rk_cuda_fill(c_t, 0.0f, stream);
+    const cudaDataType_t t     = cuda_type(c_t->dtype);
+    const float          alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    RK_CUBLAS_CHECK(cublasSetStream(blas->cublas, stream));
+    RK_CUBLAS_CHECK(cublasGemmEx(blas->cublas, CUBLAS_OP_N, tb, (int) m, (int) n, (int) k, &alpha, a, t, (int) lda, b, t,
+                                 (int) ldb, &beta, c_t->data, t, (int) ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return RK_OK;
+}
+
+/*
+ * dout (M,N), x (M,K), dx (M,K) rows with any row strides; w (N,K), dw (N,K) rows; db (N) contiguous; one float dtype.
+ */
+extern "C" enum rk_status rk_cuda_matmul_bwd(struct rk_cuda_blas * blas, struct rk_tensor * dx, struct rk_tensor * dw,
+                                             struct rk_tensor * db, const struct rk_tensor * dout,
+                                             const struct rk_tensor * x, const struct rk_tensor * w,
+                                             const struct rk_matmul_bwd_params * p, cudaStream_t stream) {
+    const enum rk_dtype dt   = dout->dtype;
+    const bool          do_dx = !p->skip_dx;
+    if (do_dx && !dx) return rk_set_error(RK_STATUS_ARG, "cuda matmul_bwd: dx is NULL without skip_dx");
+    if (!rk_is_float_dtype(dt) || x->dtype != dt || w->dtype != dt || (do_dx && dx->dtype != dt) ||
+        (dw && dw->dtype != dt) || (db && db->dtype != dt)) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda matmul_bwd: all tensors must share one float dtype");
+    }
+    rk_rows rg, rx, rw, rdx = { 0, 0, 0 }, rdw = { 0, 0, 0 }, rdb = { 0, 0, 0 };
+    if (!rk_rows_of(dout, &rg) || !rk_rows_of(x, &rx) || !rk_rows_of(w, &rw) || (do_dx && !rk_rows_of(dx, &rdx)) ||
+        (dw && !rk_rows_of(dw, &rdw)) || (db && !rk_rows_of(db, &rdb))) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda matmul_bwd: tensors must be rows with a contiguous last dim");
+    }
+    const int64_t M = rg.nrows, N = rg.ncols, K = rx.ncols;
+    if (rx.nrows != M || rw.nrows != N || rw.ncols != K || (do_dx && (rdx.nrows != M || rdx.ncols != K)) ||
+        (dw && (rdw.nrows != N || rdw.ncols != K)) || (db && (rdb.nrows != 1 || rdb.ncols != N))) {
+        return rk_set_error(RK_STATUS_ARG, "cuda matmul_bwd: shape mismatch dout (%lld,%lld) x (%lld,%lld) w (%lld,%lld)",
+                            (long long) M, (long long) N, (long long) rx.nrows, (long long) K, (long long) rw.nrows,
+                            (long long) rw.ncols);
+    }
+    if (M > INT_MAX || N > INT_MAX || K > INT_MAX || rg.stride > INT_MAX || rx.stride > INT_MAX ||
+        rw.stride > INT_MAX || rdx.stride > INT_MAX || rdw.stride > INT_MAX) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda matmul_bwd: a dimension exceeds INT_MAX");
+    }
+    if (do_dx) {
+        RK_TRY(gemm_bwd(blas, dx, rdx.stride, CUBLAS_OP_N, K, M, N, w->data, rw.stride, dout->data, rg.stride,
+                        p->dx_accumulate, stream));
+    }
+    if (dw) {
+        RK_TRY(gemm_bwd(blas, dw, rdw.stride, CUBLAS_OP_T, K, N, M, x->data, rx.stride, dout->data, rg.stride,
+                        p->accumulate, stream));
+    }
+    if (db && N > 0) {
+        const dim3 block(32, RK_COLSUM_WARPS);
+        RK_DISPATCH_FLOAT(dt, T,
+            colsum_kernel_v1<T><<<(unsigned) RK_CEIL_DIV(N, (int64_t) 32), block, 0, stream>>>(
+                (T *) db->data, (const T *) dout->data, M, N, rg.stride, p->accumulate);
+            RK_CUDA_CHECK(cudaGetLastError()));
+    }
+    return RK_OK;
 }

@@ -2,10 +2,15 @@
  * softmax.cu: CUDA RK_OP_SOFTMAX: dst = softmax(x * scale) along the last dim, numerically stable; a row of all
  * -inf gives zeros (never NaN), as the CPU reference kernels/softmax_cpu.c. Parity cases SOFTMAX(...) in
  * tests/test_ops.c. (Attention has its own fused softmax; this op serves classification heads and tests.)
+ * Also RK_OP_SOFTMAX_BWD: dx = scale * y * (dy - sum_c dy*y) (kernels/softmax_bwd_cpu.c; SOFTMAX_BWD(...) in
+ * tests/test_ops_bwd.c).
  *
  * Kernel variants:
- *   softmax_kernel_v1<T, V>: one warp per row, 8 rows per 256-thread block; pass 1 an online max/sum in fp32
- *                            (each lane its own running pair, merged across the warp), pass 2 writes exp(x - max)/sum.
+ *   softmax_kernel_v1<T, V>:     one warp per row, 8 rows per 256-thread block; pass 1 an online max/sum in fp32
+ *                                (each lane its own running pair, merged across the warp), pass 2 writes
+ *                                exp(x - max)/sum.
+ *   softmax_bwd_kernel_v1<T, V>: one warp per row, 8 rows per block; pass 1 the fp32 dot product dy . y, pass 2
+ *                                writes dx. Each lane writes only what it read in pass 2: dx may alias dy.
  * Bench: build/bench/bench_ops softmax
  */
 #include "cuda_check.h"
@@ -67,6 +72,34 @@ static __global__ void softmax_kernel_v1(T * dst, const T * x, int64_t N, int64_
     }
 }
 
+template <typename T, int V>
+static __global__ void softmax_bwd_kernel_v1(T * dx, const T * dy, const T * y, int64_t N, int64_t C,
+                                             int64_t dx_stride, int64_t dy_stride, int64_t y_stride, float scale) {
+    const int64_t row  = (int64_t) blockIdx.x * RK_SOFTMAX_ROWS_PER_BLOCK + threadIdx.x / 32;
+    const int     lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const T * gr  = dy + row * dy_stride;
+    const T * yr  = y + row * y_stride;
+    T *       o   = dx + row * dx_stride;
+    float     dot = 0.0f;
+    for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
+        float g[V], yv[V];
+        rk_load_f32<V>(gr + c, g);
+        rk_load_f32<V>(yr + c, yv);
+#pragma unroll
+        for (int i = 0; i < V; i++) dot += g[i] * yv[i];
+    }
+    dot = rk_warp_sum(dot);
+    for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
+        float g[V], yv[V];
+        rk_load_f32<V>(gr + c, g);
+        rk_load_f32<V>(yr + c, yv);
+#pragma unroll
+        for (int i = 0; i < V; i++) g[i] = scale * yv[i] * (g[i] - dot);
+        rk_store_f32<V>(o + c, g);
+    }
+}
+
 /* ------------------------------------------------------------------------------------------------
  * kernel launchers */
 
@@ -100,5 +133,43 @@ extern "C" enum rk_status rk_cuda_softmax(struct rk_tensor * dst, const struct r
     if (rx.nrows == 0 || rx.ncols == 0) return RK_OK;
     RK_DISPATCH_FLOAT(x->dtype, T,
         softmax_launch<T>((T *) dst->data, (const T *) x->data, rd, rx, p->scale, stream));
+    return RK_OK;
+}
+
+template <typename T>
+static void softmax_bwd_launch(T * dx, const T * dy, const T * y, const rk_rows & rdx, const rk_rows & rg,
+                               const rk_rows & ry, float scale, cudaStream_t stream) {
+    const void *  ptrs[3]    = { dx, dy, y };
+    const int64_t strides[3] = { rdx.stride, rg.stride, ry.stride };
+    const dim3    grid((unsigned) RK_CEIL_DIV(ry.nrows, (int64_t) RK_SOFTMAX_ROWS_PER_BLOCK));
+    if (rk_vec_width(sizeof(T), ry.ncols, 3, ptrs, strides) > 1) {
+        softmax_bwd_kernel_v1<T, 16 / sizeof(T)><<<grid, RK_SOFTMAX_BLOCK_SIZE, 0, stream>>>(
+            dx, dy, y, ry.nrows, ry.ncols, rdx.stride, rg.stride, ry.stride, scale);
+    } else {
+        softmax_bwd_kernel_v1<T, 1><<<grid, RK_SOFTMAX_BLOCK_SIZE, 0, stream>>>(dx, dy, y, ry.nrows, ry.ncols,
+                                                                                rdx.stride, rg.stride, ry.stride,
+                                                                                scale);
+    }
+    RK_CUDA_CHECK(cudaGetLastError());
+}
+
+/* dx, dy, y (N,C) rows with any row strides; one float dtype; dx may alias dy (exactly, same rows). */
+extern "C" enum rk_status rk_cuda_softmax_bwd(struct rk_tensor * dx, const struct rk_tensor * dy,
+                                              const struct rk_tensor * y, const struct rk_softmax_params * p,
+                                              cudaStream_t stream) {
+    rk_rows rdx, rg, ry;
+    if (!rk_is_float_dtype(y->dtype) || dx->dtype != y->dtype || dy->dtype != y->dtype) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda softmax_bwd: dx, dy and y must share one float dtype");
+    }
+    if (!rk_rows_of(dx, &rdx) || !rk_rows_of(dy, &rg) || !rk_rows_of(y, &ry)) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda softmax_bwd: tensors must be rows with a contiguous last dim");
+    }
+    if (rdx.nrows != ry.nrows || rdx.ncols != ry.ncols || rg.nrows != ry.nrows || rg.ncols != ry.ncols) {
+        return rk_set_error(RK_STATUS_ARG, "cuda softmax_bwd: shapes differ");
+    }
+    if (ry.nrows == 0 || ry.ncols == 0) return RK_OK;
+    RK_DISPATCH_FLOAT(y->dtype, T,
+        softmax_bwd_launch<T>((T *) dx->data, (const T *) dy->data, (const T *) y->data, rdx, rg, ry, p->scale,
+                              stream));
     return RK_OK;
 }

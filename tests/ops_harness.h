@@ -1,10 +1,27 @@
 /*
- * ops_harness.h: the parity harness shared by tests/test_ops.c and tests/test_ops_train.c (STYLE.md 6): seeded
- * inputs (RK_TEST_SEED overrides the printed seed) rounded to the case dtype, the case filter RK_TEST_FILTER,
- * device buffers with redzones and a NaN prefill, strided views into them, the normalized-MSE + element-wise
- * comparison, the per-test tally, and the backend under test (CUDA, or the CPU with RK_TEST_BACKEND=cpu).
- * See the header comment of tests/test_ops.c for how a case runs. Include it once per test program, after
- * test_util.h; every function is static inline, so a program uses what it needs.
+ * ops_harness.h: the parity harness shared by tests/test_ops.c (forward ops) and tests/test_ops_bwd.c (backward and
+ * training ops): every backend op is compared against its CPU reference (STYLE.md 6, after [G] test-backend-ops).
+ *
+ * Each Criterion test covers one op and walks a table of cases. A case has a case string such as
+ *     ATTN_FWD(dtype=bf16,B=2,T=77,Tk=77,NH=12,NKV=12,HS=64,causal=1,...)[variant=auto]
+ * printed with its result. For each case:
+ *   - inputs are uniform in [-1, 1] from a seed derived from the run seed (printed; RK_TEST_SEED overrides) and
+ *     the case string, so a case gives the same inputs whether or not others run;
+ *   - inputs are rounded to the case dtype first, and the CPU reference (the rk_cpu_* function itself, f32) runs on
+ *     exactly those rounded values;
+ *   - every device buffer has 256-byte guard regions on both sides, and the whole buffer (guards, gaps between
+ *     strided rows, unused parts of fused buffers) is pre-filled with 0xFF bytes, a NaN in every float dtype:
+ *     a kernel that reads outside its views produces NaN (caught), one that writes outside its outputs changes a
+ *     byte that is checked after the op (redzones), and an output element never written stays NaN (caught);
+ *   - the result must pass a normalized-MSE bound AND |got - ref| <= atol + rtol |ref| per element (the first
+ *     mismatches are printed); NaN anywhere fails; an Inf must match an Inf of the same sign.
+ * RK_TEST_FILTER selects cases by substring of the case string ('|' separates alternatives).
+ * RK_TEST_BACKEND=cpu runs the same tables against the CPU backend: a self-test of this harness without a GPU.
+ * An op/dtype/shape the backend does not support is reported as skipped, never as a failure. A test calls
+ * cr_skip_test only when there is no CUDA device (or no CUDA in the build). The backend is created in each test
+ * body, after Criterion's fork (STYLE.md 6).
+ *
+ * Everything here is static inline: each suite includes it once and uses what it needs.
  */
 #ifndef RK_TESTS_OPS_HARNESS_H
 #define RK_TESTS_OPS_HARNESS_H
@@ -78,7 +95,7 @@ static inline float * rand_vec(struct rng * r, enum rk_dtype dt, int64_t n, floa
     return v;
 }
 
-static inline const char * dtn(enum rk_dtype dt) { return rk_dtype_traits[dt].name; }
+static const char * dtn(enum rk_dtype dt) { return rk_dtype_traits[dt].name; }
 
 /* ------------------------------------------------------------------------------------------------
  * device memory with redzones */
@@ -119,7 +136,7 @@ static inline size_t span_bytes(enum rk_dtype dt, int ndim, const int64_t * ne, 
 
 /* A view at byte offset off of the payload; nb NULL = contiguous. Asserts it fits. */
 static inline struct rk_tensor dmem_view(struct dmem * m, enum rk_dtype dt, int ndim, const int64_t * ne,
-                                         const int64_t * nb, size_t off, const char * name) {
+                                  const int64_t * nb, size_t off, const char * name) {
     struct rk_tensor t;
     rk_tensor_init(&t, dt, ndim, ne, name);
     if (nb) {
@@ -248,7 +265,7 @@ static inline struct tol tol_for(enum rk_dtype dt) {
 }
 
 static inline bool check_close(const char * cs, const char * what, const float * got, const float * ref, int64_t n,
-                               struct tol tl) {
+                        struct tol tl) {
     double  err2 = 0.0, ref2 = 0.0, maxerr = 0.0;
     int64_t bad = 0, nan = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -356,7 +373,7 @@ static inline struct rk_tensor host_t(float * data, int ndim, const int64_t * ne
 
 /* Compares one output view (fetched from m) with ref; also runs the redzone check of m. */
 static inline bool check_output(struct dmem * m, const struct rk_tensor * v, const float * ref, const char * cs,
-                                const char * what, struct tol tl) {
+                         const char * what, struct tol tl) {
     uint8_t * got = NULL;
     bool      ok  = dmem_fetch(m, cs, what, &got);
     int64_t   n   = rk_tensor_nelements(v);
@@ -379,7 +396,7 @@ static inline bool check_unchanged(struct dmem * m, const char * cs, const char 
 /* Allocates m for one tensor of shape ne with row padding (elements added to the last dim's row stride, and the
  * view placed pad/2 elements into each row). pad = 0 gives a dense tensor. Returns the view. */
 static inline struct rk_tensor padded_tensor(struct dmem * m, struct rk_backend * be, enum rk_dtype dt, int ndim,
-                                             const int64_t * ne, int64_t pad, const char * name) {
+                                      const int64_t * ne, int64_t pad, const char * name) {
     const int64_t es = (int64_t) rk_dtype_traits[dt].type_size;
     int64_t       nb[RK_MAX_DIMS];
     nb[ndim - 1]     = es;
@@ -392,6 +409,116 @@ static inline struct rk_tensor padded_tensor(struct dmem * m, struct rk_backend 
     for (int d = 0; d < ndim - 1; d++) rows *= ne[d];
     dmem_init(m, be, (size_t) (rows * (ne[ndim - 1] + pad) * es));
     return dmem_view(m, dt, ndim, ne, nb, (size_t) ((pad / 2) * es), name);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * table-driven tests and multi-output checks */
+
+/* One op's table of cases: name(c, buf, n) writes case c's string, run(be, c, cs, r) runs it and returns CASE_*. */
+struct case_table {
+    const char * test;  /* the op's name, printed with the tally */
+    const void * cases;
+    size_t       n, size; /* count and sizeof of one case */
+    void (*name)(const void * c, char * buf, size_t n);
+    int (*run)(struct rk_backend * be, const void * c, const char * cs, struct rng * r);
+};
+
+/*
+ * Runs every selected case of t on the device backend (skips the test without one), each with an rng seeded from
+ * the run seed and the case string; fails the test when a case failed.
+ */
+static inline void run_case_table(const struct case_table * t) {
+    struct rk_backend * be = cuda_or_skip(t->test);
+    struct tally        ta = { 0 };
+    for (size_t i = 0; i < t->n; i++) {
+        const void * c = (const char *) t->cases + i * t->size;
+        char         cs[320];
+        t->name(c, cs, sizeof(cs));
+        if (!case_selected(cs)) continue;
+        struct rng   r  = { run_seed() ^ fnv1a(cs) };
+        const double t0 = now_ms();
+        tally_add(&ta, cs, t->run(be, c, cs, &r), now_ms() - t0);
+    }
+    rk_backend_free(be);
+    tally_finish(t->test, &ta);
+}
+
+/* An output view to compare after the op: its buffer, the view, the reference (logical order), a name, bounds. */
+struct out_check {
+    struct dmem *    m;
+    struct rk_tensor t;
+    const float *    ref;
+    const char *     what;
+    struct tol       tl;
+};
+
+/*
+ * Uploads every allocated buffer of m[0..nm), runs call, then compares each output with its reference and checks
+ * that the buffers holding no output are unchanged (inputs, redzones). Returns CASE_*.
+ */
+static inline int run_and_check(struct rk_backend * be, const struct rk_op_call * call, const char * cs,
+                                struct dmem * m, int nm, const struct out_check * oc, int no) {
+    for (int i = 0; i < nm; i++) {
+        if (m[i].dev) dmem_upload(&m[i]);
+    }
+    int rc = gpu_op(be, call, cs);
+    if (rc != CASE_PASS) return rc;
+    bool ok = true;
+    for (int i = 0; i < nm; i++) {
+        if (!m[i].dev) continue;
+        bool has_out = false;
+        for (int j = 0; j < no; j++) {
+            if (oc[j].m != &m[i]) continue;
+            ok      = check_output(oc[j].m, &oc[j].t, oc[j].ref, cs, oc[j].what, oc[j].tl) && ok;
+            has_out = true;
+        }
+        if (!has_out) ok = check_unchanged(&m[i], cs, "input") && ok;
+    }
+    return ok ? CASE_PASS : CASE_FAIL;
+}
+
+/* Small (4,8) views in one device buffer for unsupported-combination tests: a bf16, f f32, i32, u8, and col a bf16
+ * view whose last dim is not contiguous. Free with dmem_free(&v->m). */
+struct odd_views {
+    struct dmem      m;
+    struct rk_tensor a, f, i32, u8, col;
+};
+
+static inline void odd_views_init(struct odd_views * v, struct rk_backend * be) {
+    const int64_t ne[2] = { 4, 8 };
+    memset(v, 0, sizeof(*v));
+    dmem_init(&v->m, be, 4096);
+    v->a   = dmem_view(&v->m, RK_DTYPE_BF16, 2, ne, NULL, 0, "a");
+    v->f   = dmem_view(&v->m, RK_DTYPE_F32, 2, ne, NULL, 0, "f");
+    v->i32 = dmem_view(&v->m, RK_DTYPE_I32, 2, ne, NULL, 0, "i");
+    v->u8  = dmem_view(&v->m, RK_DTYPE_U8, 2, ne, NULL, 0, "u8");
+    v->col = dmem_view(&v->m, RK_DTYPE_BF16, 2, ne, (int64_t[]) { 2, 8 }, 0, "colmajor");
+}
+
+/* Asserts that be rejects every call (supports_op false, rk_op RK_STATUS_UNSUPPORTED): never a crash. */
+static inline void expect_unsupported(struct rk_backend * be, const struct rk_op_call * calls, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(!be->supports_op(be, &calls[i]), "call %zu (%s) should be unsupported", i, rk_op_names[calls[i].op]);
+        cr_assert(rk_op(be, &calls[i]) == RK_STATUS_UNSUPPORTED, "call %zu (%s)", i, rk_op_names[calls[i].op]);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * token masks */
+
+enum { MASK_NONE = 0, MASK_RIGHT, MASK_HOLES };
+static const char * const mask_names[] = { "none", "right_padded", "holes" };
+
+/* Fills a (B,T) key/token mask: right padding with lengths T, T/2+1, 0 (a fully padded row), T/3+1, ...; or random
+ * holes (30 % padded) with row 2 fully padded. */
+static inline void fill_mask(int32_t * mk, int64_t B, int64_t T, int kind, struct rng * r) {
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t len = b == 0 ? T : b == 2 ? 0 : b % 2 ? T / 2 + 1 : T / 3 + 1;
+        for (int64_t t = 0; t < T; t++) {
+            if (kind == MASK_RIGHT) mk[b * T + t] = t < len;
+            else mk[b * T + t] = b == 2 ? 0 : rng_int(r, 10) >= 3;
+        }
+    }
 }
 
 /*
@@ -410,5 +537,7 @@ static inline struct dmem * dst_inplace_or_new(struct rk_backend * be, struct dm
     view_mark_output(m, td);
     return m;
 }
+
+
 
 #endif

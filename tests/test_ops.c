@@ -1,33 +1,16 @@
 /*
- * test_ops.c: parity of every CUDA op against its CPU reference (STYLE.md 6, after [G] test-backend-ops).
+ * test_ops.c: parity of every CUDA forward op against its CPU reference (STYLE.md 6, after [G] test-backend-ops),
+ * through the harness in tests/ops_harness.h (seeded inputs rounded to the case dtype, redzones and NaN prefill,
+ * normalized-MSE plus element-wise bounds, RK_TEST_FILTER, RK_TEST_BACKEND=cpu self-test; see that header).
+ * Backward and training ops: tests/test_ops_bwd.c.
  *
- * Each Criterion test covers one op and walks a table of cases. A case has a case string such as
- *     ATTN_FWD(dtype=bf16,B=2,T=77,Tk=77,NH=12,NKV=12,HS=64,causal=1,...)[variant=auto]
- * printed with its result. For each case:
- *   - inputs are uniform in [-1, 1] from a seed derived from the run seed (printed; RK_TEST_SEED overrides) and
- *     the case string, so a case gives the same inputs whether or not others run;
- *   - inputs are rounded to the case dtype first, and the CPU reference (the rk_cpu_* function itself, f32) runs on
- *     exactly those rounded values;
- *   - every device buffer has 256-byte guard regions on both sides, and the whole buffer (guards, gaps between
- *     strided rows, unused parts of fused buffers) is pre-filled with 0xFF bytes, a NaN in every float dtype:
- *     a kernel that reads outside its views produces NaN (caught), one that writes outside its outputs changes a
- *     byte that is checked after the op (redzones), and an output element never written stays NaN (caught);
- *   - the result must pass a normalized-MSE bound AND |got - ref| <= atol + rtol |ref| per element (the first
- *     mismatches are printed); NaN anywhere fails; an Inf must match an Inf of the same sign.
  * Attention cases also run every numbered kernel variant of kernels/attn_cuda.h on the same inputs ("[variant=..]"
  * in the case string), and the embedding case list includes the fused embed+LayerNorm launcher (rk_cuda_embed).
- * RK_TEST_FILTER selects cases by substring of the case string ('|' separates alternatives), e.g.
- *     RK_TEST_FILTER='ATTN_FWD(dtype=bf16,B=2|variant=plain' build/tests/test_ops --filter 'cuda_ops/attn_fwd'
- * RK_TEST_BACKEND=cpu runs the same tables against the CPU backend: a self-test of this harness without a GPU.
- * An op/dtype/shape the backend does not support is reported as skipped, never as a failure. A test calls
- * cr_skip_test only when there is no CUDA device (or no CUDA in the build). The backend is created in each test
- * body, after Criterion's fork (STYLE.md 6). The harness (buffers, views, comparison, tally) is tests/ops_harness.h,
- * shared with tests/test_ops_train.c (the training ops and optimizer kernels).
+ * Example: RK_TEST_FILTER='ATTN_FWD(dtype=bf16,B=2|variant=plain' build/tests/test_ops --filter 'cuda_ops/attn_fwd'
+ * Some CPU references assert on strided views, so under RK_TEST_BACKEND=cpu select cases with RK_TEST_FILTER.
  */
 #include "ops_harness.h"
 
-#include "backend.h"
-#include "check.h"
 #include "kernels/attn.h"
 #include "kernels/elementwise.h"
 #include "kernels/embed.h"
@@ -40,10 +23,7 @@
 #include "kernels/cuda_ops.h"
 #endif
 
-#include <math.h>
 #include <stdarg.h>
-#include <stdint.h>
-#include <time.h>
 
 /* ------------------------------------------------------------------------------------------------
  * LAYERNORM */
@@ -551,20 +531,6 @@ Test(cuda_ops, embed) {
 /* ------------------------------------------------------------------------------------------------
  * POOL and L2NORM */
 
-enum { MASK_NONE = 0, MASK_RIGHT, MASK_HOLES };
-static const char * const mask_names[] = { "none", "right_padded", "holes" };
-
-/* Fills a (B,T) key/token mask: right padding with lengths T, T/2+1, 0 (a fully padded row), T/3+1, ...; or random
- * holes (30 % padded) with row 2 fully padded. */
-static void fill_mask(int32_t * mk, int64_t B, int64_t T, int kind, struct rng * r) {
-    for (int64_t b = 0; b < B; b++) {
-        const int64_t len = b == 0 ? T : b == 2 ? 0 : b % 2 ? T / 2 + 1 : T / 3 + 1;
-        for (int64_t t = 0; t < T; t++) {
-            if (kind == MASK_RIGHT) mk[b * T + t] = t < len;
-            else mk[b * T + t] = b == 2 ? 0 : rng_int(r, 10) >= 3;
-        }
-    }
-}
 
 struct pool_case {
     enum rk_dtype     dt;
@@ -950,23 +916,16 @@ Test(cuda_backend, init_without_device_is_not_fatal) {
 
 Test(cuda_ops, unsupported_is_reported) {
     struct rk_backend * be = cuda_or_skip("UNSUPPORTED");
-    struct dmem         m  = { 0 };
-    dmem_init(&m, be, 4096);
-    struct rk_tensor a   = dmem_view(&m, RK_DTYPE_BF16, 2, (int64_t[]) { 4, 8 }, NULL, 0, "a");
-    struct rk_tensor f   = dmem_view(&m, RK_DTYPE_F32, 2, (int64_t[]) { 4, 8 }, NULL, 0, "f");
-    struct rk_tensor i32 = dmem_view(&m, RK_DTYPE_I32, 2, (int64_t[]) { 4, 8 }, NULL, 0, "i");
-    struct rk_tensor col = dmem_view(&m, RK_DTYPE_BF16, 2, (int64_t[]) { 4, 8 }, (int64_t[]) { 2, 8 }, 0, "colmajor");
+    struct odd_views    v;
+    odd_views_init(&v, be);
     struct rk_op_call calls[] = {
-        { .op = RK_OP_GELU, .dst = &i32, .src = { &i32 } },        /* integer activations */
-        { .op = RK_OP_ADD, .dst = &a, .src = { &a, &f } },         /* mixed dtypes */
-        { .op = RK_OP_MATMUL, .dst = &a, .src = { &a, &f } },      /* mixed dtypes */
-        { .op = RK_OP_SOFTMAX, .dst = &a, .src = { &col } },       /* last dim not contiguous */
-        { .op = RK_OP_LAYERNORM, .dst = &f, .src = { &f, &a } },   /* weight dtype differs */
+        { .op = RK_OP_GELU, .dst = &v.i32, .src = { &v.i32 } },      /* integer activations */
+        { .op = RK_OP_ADD, .dst = &v.a, .src = { &v.a, &v.f } },     /* mixed dtypes */
+        { .op = RK_OP_MATMUL, .dst = &v.a, .src = { &v.a, &v.f } },  /* mixed dtypes */
+        { .op = RK_OP_SOFTMAX, .dst = &v.a, .src = { &v.col } },     /* last dim not contiguous */
+        { .op = RK_OP_LAYERNORM, .dst = &v.f, .src = { &v.f, &v.a } }, /* weight dtype differs */
     };
-    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
-        cr_assert(!be->supports_op(be, &calls[i]), "call %zu (%s) should be unsupported", i, rk_op_names[calls[i].op]);
-        cr_assert(rk_op(be, &calls[i]) == RK_STATUS_UNSUPPORTED, "call %zu (%s)", i, rk_op_names[calls[i].op]);
-    }
-    dmem_free(&m);
+    expect_unsupported(be, calls, sizeof(calls) / sizeof(calls[0]));
+    dmem_free(&v.m);
     rk_backend_free(be);
 }
