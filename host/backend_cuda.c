@@ -29,6 +29,7 @@
 #include "cuda_check.h"
 #include "kernels/attn_cuda.h"
 #include "kernels/cuda_ops.h"
+#include "quant/nf4_cuda.h"
 
 #include <nvtx3/nvToolsExt.h>
 
@@ -122,6 +123,9 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
                    c->src[0]->ndim == 3 && is_i32_or_null(c->src[1]) &&
                    (c->p.pool.mode >= 0 && c->p.pool.mode < RK_POOL_COUNT);
         case RK_OP_L2NORM:    return c->src[0] && same_float_rows(c, 1);
+        case RK_OP_NF4_MATMUL: /* shapes, the weight and the scratch are checked by the launcher (RK_STATUS_ARG) */
+            return c->src[0] && c->p.nf4_matmul.w && same_float_rows(c, 2) && tc_dtype_ok(ctx, dt) &&
+                   (c->p.nf4_matmul.act == RK_ACT_NONE || c->p.nf4_matmul.act == RK_ACT_GELU);
         /* no CUDA launcher yet: reported unsupported (listed, so -Wswitch makes each new op a decision here) */
         case RK_OP_MATMUL_BWD:
         case RK_OP_GELU_BWD:
@@ -136,7 +140,6 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
         case RK_OP_TANH:
         case RK_OP_TANH_BWD:
         case RK_OP_FILL:
-        case RK_OP_NF4_MATMUL:
         case RK_OP_LORA_FWD:
         case RK_OP_LORA_BWD:
         case RK_OP_COUNT:     break;
@@ -175,6 +178,9 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
             break;
         case RK_OP_POOL:   s = rk_cuda_pool(c->dst, c->src[0], c->src[1], &c->p.pool, st); break;
         case RK_OP_L2NORM: s = rk_cuda_l2norm(c->dst, c->src[0], &c->p.l2norm, st); break;
+        case RK_OP_NF4_MATMUL:
+            s = rk_cuda_nf4_matmul(ctx->blas, c->dst, c->src[0], c->src[1], &c->p.nf4_matmul, st);
+            break;
         case RK_OP_COUNT:
         default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;
     }
