@@ -36,6 +36,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <type_traits>
+
 #define RK_NF4_BLOCK_SIZE 256 /* threads per block for the elementwise kernels */
 #define RK_NF4_DQ_ITEMS   4   /* 8-value items per lane in the dequantization kernel */
 #define RK_NF4_GEMV_WARPS 4   /* output rows per thread block in the CUDA-core GEMV (v1) */
@@ -170,48 +172,39 @@ static __global__ void nf4_gemv_kernel_v1(int kind, const uint8_t * __restrict__
     }
 }
 
-/* The two 16-bit types v2 runs on: packing two fp32 values (lo: the lower k) and the mma itself. */
-template <typename T> struct nf4_mma_ops;
+/* Two fp32 values rounded to nearest even and packed into one 32-bit register of T (lo: the lower k). */
+static __device__ __forceinline__ __nv_bfloat162 nf4_f2x2(__nv_bfloat16, float lo, float hi) {
+    return __floats2bfloat162_rn(lo, hi);
+}
+static __device__ __forceinline__ __half2 nf4_f2x2(__half, float lo, float hi) { return __floats2half2_rn(lo, hi); }
 
-template <> struct nf4_mma_ops<__nv_bfloat16> {
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-        uint32_t             u;
-        memcpy(&u, &h, 4);
-        return u;
-    }
-    static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-            "{%0,%1,%2,%3};\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-        (void) d, (void) a, (void) b0, (void) b1;
-        __trap(); /* never launched below sm_80 (the launcher checks the device) */
-#endif
-    }
-};
+template <typename T> static __device__ __forceinline__ uint32_t nf4_pack2(float lo, float hi) {
+    const auto h = nf4_f2x2(T(), lo, hi);
+    uint32_t   u;
+    memcpy(&u, &h, 4);
+    return u;
+}
 
-template <> struct nf4_mma_ops<__half> {
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        const __half2 h = __floats2half2_rn(lo, hi);
-        uint32_t      u;
-        memcpy(&u, &h, 4);
-        return u;
-    }
-    static __device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+/* d += A B for one m16n8k16 tile, T = bf16 or f16 in, fp32 accumulators (PTX ISA, mma.sync). */
+#define RK_NF4_MMA_ASM(ty)                                                                                        \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." ty "." ty ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "         \
+        "{%0,%1,%2,%3};\n"                                                                                        \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                                          \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+
+template <typename T>
+static __device__ __forceinline__ void nf4_mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-            "{%0,%1,%2,%3};\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-        (void) d, (void) a, (void) b0, (void) b1;
-        __trap();
-#endif
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+        RK_NF4_MMA_ASM("bf16");
+    } else {
+        RK_NF4_MMA_ASM("f16");
     }
-};
+#else
+    (void) d, (void) a, (void) b0, (void) b1;
+    __trap(); /* never launched below sm_80 (the launcher checks the device) */
+#endif
+}
 
 /* What one lane of v2 reads for one 128-column step: its 32 columns of rows g and g+8, and of x row g. */
 struct nf4_span {
@@ -275,7 +268,7 @@ static __device__ __forceinline__ float nf4_lds(uint32_t addr) {
 template <typename T, int j>
 static __device__ __forceinline__ uint32_t nf4_dq2(uint32_t h4, uint32_t l4, uint32_t base, float am) {
     const float ch = nf4_lds(__byte_perm(h4, base, 0x7650 | j)), cl = nf4_lds(__byte_perm(l4, base, 0x7650 | j));
-    return nf4_mma_ops<T>::pack(__fmul_rn(ch, am), __fmul_rn(cl, am));
+    return nf4_pack2<T>(__fmul_rn(ch, am), __fmul_rn(cl, am));
 }
 
 /* The 8 mma steps of one 128-column span (k mapping: see the file header). */
@@ -296,12 +289,12 @@ static __device__ __forceinline__ void nf4_span_mma(uint32_t base, const nf4_spa
             nf4_dq2<T, 1>(ha, la, base, sp.ama), /* row g,     k = 2t+8, 2t+9 (columns c+4j+2, c+4j+3)       */
             nf4_dq2<T, 1>(hb, lb, base, sp.amb), /* row g + 8                                                */
         };
-        nf4_mma_ops<T>::mma(d, A0, xw[4 * q], xw[4 * q + 1]); /* B: x[g][c+4j, c+4j+1], x[g][c+4j+2, c+4j+3] */
+        nf4_mma<T>(d, A0, xw[4 * q], xw[4 * q + 1]); /* B: x[g][c+4j, c+4j+1], x[g][c+4j+2, c+4j+3] */
         const uint32_t A1[4] = {
             nf4_dq2<T, 2>(ha, la, base, sp.ama), nf4_dq2<T, 2>(hb, lb, base, sp.amb),
             nf4_dq2<T, 3>(ha, la, base, sp.ama), nf4_dq2<T, 3>(hb, lb, base, sp.amb),
         };
-        nf4_mma_ops<T>::mma(d, A1, xw[4 * q + 2], xw[4 * q + 3]); /* j = 2q + 1 */
+        nf4_mma<T>(d, A1, xw[4 * q + 2], xw[4 * q + 3]); /* j = 2q + 1 */
     }
 }
 

@@ -388,12 +388,19 @@ Test(quant, nf4_matmul_op_cpu_errors) {
 
 /* ---- bitsandbytes checkpoint loader ------------------------------------------------------------------------- */
 
-Test(quant, load_bnb_linear4bit_checkpoint) {
+/* The Linear4bit state dict and its golden tensors (tests/golden/gen_nf4.py). */
+static struct rk_safetensors * open_linear4bit(struct rk_gold * g) {
     char                    p[4096];
     struct rk_safetensors * st = NULL;
     cr_assert(rk_safetensors_open(rk_test_path(p, sizeof(p), "tests/golden/nf4_linear4bit.safetensors"), &st) ==
               RK_OK, "%s", rk_last_error());
-    struct rk_gold g = rk_gold_load(rk_test_path(p, sizeof(p), "tests/golden/nf4_linear4bit.rkgd"));
+    *g = rk_gold_load(rk_test_path(p, sizeof(p), "tests/golden/nf4_linear4bit.rkgd"));
+    return st;
+}
+
+Test(quant, load_bnb_linear4bit_checkpoint) {
+    struct rk_gold          g;
+    struct rk_safetensors * st = open_linear4bit(&g);
     static const char * const prefixes[2] = { "nf4.weight", "fp4.weight" };
     static const char * const gnames[2]   = { "lin_nf4", "lin_fp4" };
     for (int k = 0; k < 2; k++) {
@@ -437,12 +444,9 @@ Test(quant, load_bnb_linear4bit_checkpoint) {
  * must then be within the bf16 roundings of W and of the result: 2^-8 of sum |x w| + 2^-8 |y|.
  */
 Test(quant, nf4_matmul_op_vs_bnb_matmul_4bit) {
-    char                    p[4096];
-    struct rk_safetensors * st = NULL;
-    cr_assert(rk_safetensors_open(rk_test_path(p, sizeof(p), "tests/golden/nf4_linear4bit.safetensors"), &st) ==
-              RK_OK, "%s", rk_last_error());
-    struct rk_gold      g   = rk_gold_load(rk_test_path(p, sizeof(p), "tests/golden/nf4_linear4bit.rkgd"));
-    struct rk_backend * cpu = rk_backend_cpu_init(2);
+    struct rk_gold          g;
+    struct rk_safetensors * st  = open_linear4bit(&g);
+    struct rk_backend *     cpu = rk_backend_cpu_init(2);
     static const char * const kinds[2] = { "nf4", "fp4" };
     for (int k = 0; k < 2; k++) {
         char name[64];
