@@ -45,18 +45,9 @@ static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 /* ------------------------------------------------------------------------------------------------------------
  * 1. the check against the CPU op */
 
-/* max |got - ref| / (1e-2 + 2e-2 |ref|) over n values (<= 1 passes; NaN fails) and the normalized MSE */
+/* the bf16 tolerance of bench_matmul: |got - ref| <= 1e-2 + 2e-2 |ref| everywhere, normalized MSE <= 1e-4 */
 static bool close_bf16(const float * got, const float * ref, int64_t n, double * worst, double * nmse) {
-    double e2 = 0, r2 = 0;
-    *worst    = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const double e = fabs((double) got[i] - ref[i]);
-        const double q = isnan(e) ? INFINITY : e / (1e-2 + 2e-2 * fabs((double) ref[i]));
-        if (q > *worst) *worst = q;
-        e2 += e * e;
-        r2 += (double) ref[i] * ref[i];
-    }
-    *nmse = r2 > 0 ? e2 / r2 : e2;
+    rk_bench_compare(got, ref, n, 1e-2, 2e-2, worst, nmse);
     return *worst <= 1.0 && *nmse <= 1e-4;
 }
 
@@ -127,16 +118,19 @@ enum job_kind { JOB_COPY, JOB_DEQUANT, JOB_NF4, JOB_GEMV, JOB_GEMM };
 struct job {
     enum job_kind               kind;
     struct rk_backend *         be;
-    struct rk_cuda_blas *       blas;      /* GEMM */
-    const void *                src;       /* COPY */
-    void *                      dst;       /* COPY, DEQUANT */
-    size_t                      bytes;     /* COPY */
+    struct rk_cuda_blas *       blas;        /* GEMM */
+    const void *                src;         /* COPY */
+    void *                      dst;         /* COPY, DEQUANT */
+    size_t                      bytes;       /* COPY */
     struct rk_tensor *          x, * y, * w; /* NF4, GEMV, GEMM (w: GEMM) */
-    struct rk_nf4_matmul_params p;         /* NF4, GEMV, DEQUANT (p.w) */
-    int                         variant;   /* GEMV */
+    struct rk_nf4_matmul_params p;           /* NF4, GEMV, DEQUANT (p.w) */
+    int                         variant;     /* GEMV */
 };
 
-static void run_job(const struct job * j, cudaStream_t st) {
+/* rk_bench_fn: enqueues one job on the backend's stream */
+static void run_job(void * ud) {
+    const struct job * j  = ud;
+    cudaStream_t       st = rk_backend_cuda_stream(j->be);
     switch (j->kind) {
         case JOB_COPY: RK_CUDA_CHECK(cudaMemcpyAsync(j->dst, j->src, j->bytes, cudaMemcpyDeviceToDevice, st)); break;
         case JOB_DEQUANT:
@@ -155,30 +149,6 @@ static void run_job(const struct job * j, cudaStream_t st) {
             RK_ASSERT(rk_cuda_matmul(j->blas, j->y, j->x, j->w, NULL, &mp, st) == RK_OK);
         } break;
     }
-}
-
-struct timer {
-    cudaStream_t st;
-    cudaEvent_t  e0, e1;
-    void *       flush;
-    size_t       flush_bytes;
-    int          reps;
-    float *      ms;
-};
-
-/* Median milliseconds of t->reps runs of j, each after an L2 flush; 3 warm-ups first. */
-static double time_job(struct timer * t, const struct job * j) {
-    for (int i = 0; i < 3; i++) run_job(j, t->st);
-    for (int r = 0; r < t->reps; r++) {
-        RK_CUDA_CHECK(cudaMemsetAsync(t->flush, r & 0xff, t->flush_bytes, t->st));
-        RK_CUDA_CHECK(cudaEventRecord(t->e0, t->st));
-        run_job(j, t->st);
-        RK_CUDA_CHECK(cudaEventRecord(t->e1, t->st));
-        RK_CUDA_CHECK(cudaEventSynchronize(t->e1));
-        RK_CUDA_CHECK(cudaEventElapsedTime(&t->ms[r], t->e0, t->e1));
-    }
-    qsort(t->ms, (size_t) t->reps, sizeof(float), rk_bench_cmp_float);
-    return t->ms[t->reps / 2];
 }
 
 /* A (rows, cols) bf16 view of device memory at p. */
@@ -216,27 +186,9 @@ static const int64_t      Ms[]     = { 1, 8, 2048, 4096 };
 
 int main(int argc, char ** argv) {
     int reps = 20;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            reps = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--reps N]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (reps < 1) reps = 1;
-    struct rk_backend * be = rk_backend_cuda_init(0);
-    if (!be) {
-        printf("bench_nf4: no CUDA device (%s); nothing to time\n", rk_last_error());
-        return 0;
-    }
-    rk_bench_print_device(be->name);
-    if (be->act_dtype != RK_DTYPE_BF16) {
-        printf("bench_nf4: activations are %s on this device; the bf16 comparison needs sm_80+\n",
-               rk_dtype_traits[be->act_dtype].name);
-        rk_backend_free(be);
-        return 0;
-    }
+    if (!rk_bench_parse_reps(argc, argv, &reps)) return 2;
+    struct rk_backend * be = rk_bench_cuda_backend("bench_nf4", true);
+    if (!be) return 0;
 
     /* 1. checks: the GEMV kernels (K % 32 == 0 and not; a partial 128-column span) and the dequant + GEMM path */
     struct rk_backend * cpu = rk_backend_cpu_init(0);
@@ -256,14 +208,8 @@ int main(int argc, char ** argv) {
     }
 
     /* device buffers, sized for the largest shape */
-    struct cudaDeviceProp prop;
-    RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    cudaStream_t st = rk_backend_cuda_stream(be);
-    struct timer tm = { .st = st, .reps = reps, .ms = rk_xmalloc((size_t) reps * sizeof(float)) };
-    tm.flush_bytes  = (size_t) (prop.l2CacheSize > 0 ? prop.l2CacheSize : 64 << 20) * 2;
-    tm.flush        = be->alloc(be, tm.flush_bytes);
-    RK_CUDA_CHECK(cudaEventCreate(&tm.e0));
-    RK_CUDA_CHECK(cudaEventCreate(&tm.e1));
+    struct rk_bench_timer tm;
+    rk_bench_timer_init(&tm, be, reps);
     const size_t copy_bytes = (size_t) 512 << 20;
     void *       copy_a = be->alloc(be, copy_bytes), * copy_b = be->alloc(be, copy_bytes);
     uint8_t *    packed  = be->alloc(be, (size_t) MAX_NK / 2);
@@ -273,7 +219,7 @@ int main(int argc, char ** argv) {
     void *       x_buf   = be->alloc(be, (size_t) MAX_M * MAX_K * 2);
     void *       y_ours  = be->alloc(be, (size_t) MAX_M * MAX_K * 2);
     void *       y_ref   = be->alloc(be, (size_t) MAX_M * MAX_K * 2);
-    RK_ASSERT(tm.flush && copy_a && copy_b && packed && absmax && w_bf16 && scratch && x_buf && y_ours && y_ref);
+    RK_ASSERT(copy_a && copy_b && packed && absmax && w_bf16 && scratch && x_buf && y_ours && y_ref);
     {
         /* random packed bytes, absmax in [0.02, 0.06], x uniform in [-1, 1) in bf16 */
         uint8_t * hp = rk_xmalloc((size_t) MAX_NK / 2);
@@ -292,12 +238,12 @@ int main(int argc, char ** argv) {
         for (int64_t i = 0; i < (int64_t) MAX_M * MAX_K; i++) hx[i] = rk_f32_to_bf16(rk_bench_urand(&rng_state));
         RK_ASSERT(be->copy_to_device(be, x_buf, hx, (size_t) MAX_M * MAX_K * 2) == RK_OK);
         free(hx);
-        RK_CUDA_CHECK(cudaMemsetAsync(copy_a, 1, copy_bytes, st));
+        RK_CUDA_CHECK(cudaMemsetAsync(copy_a, 1, copy_bytes, tm.st));
     }
 
     /* 2. copy bandwidth: bytes read + written per second */
-    struct job   copy   = { .kind = JOB_COPY, .src = copy_a, .dst = copy_b, .bytes = copy_bytes };
-    const double copy_gbs = 2.0 * (double) copy_bytes / (time_job(&tm, &copy) * 1e-3) / 1e9;
+    struct job   copy     = { .kind = JOB_COPY, .be = be, .src = copy_a, .dst = copy_b, .bytes = copy_bytes };
+    const double copy_gbs = 2.0 * (double) copy_bytes / (rk_bench_time_ms(&tm, run_job, &copy) * 1e-3) / 1e9;
     printf("copy d2d %zu MiB: %.1f GB/s (read + write)\n", copy_bytes >> 20, copy_gbs);
     printf("RESULT nf4_copy_d2d %.1f GB/s\n", copy_gbs);
 
@@ -313,8 +259,8 @@ int main(int argc, char ** argv) {
         const double wbytes = (double) (N * K) / 2 + (double) (N * K) / 64 * 4;
 
         /* dequantization alone (also makes the bf16 weight cuBLAS multiplies): bytes read + written */
-        struct job dq = { .kind = JOB_DEQUANT, .dst = w_bf16, .p = { .w = &w } };
-        const double dq_ms  = time_job(&tm, &dq);
+        struct job dq = { .kind = JOB_DEQUANT, .be = be, .dst = w_bf16, .p = { .w = &w } };
+        const double dq_ms  = rk_bench_time_ms(&tm, run_job, &dq);
         const double dq_gbs = (wbytes + (double) (N * K) * 2) / (dq_ms * 1e-3) / 1e9;
         printf("dequant N=%lld K=%lld -> bf16: %.4f ms, %.1f GB/s = %.1f%% of copy\n", (long long) N, (long long) K,
                dq_ms, dq_gbs, 100.0 * dq_gbs / copy_gbs);
@@ -329,8 +275,8 @@ int main(int argc, char ** argv) {
             struct rk_tensor yo = dev_view(be, y_ours, M, N, "y_ours"), yr = dev_view(be, y_ref, M, N, "y_ref");
             struct job       op = { .kind = JOB_NF4, .be = be, .x = &tx, .y = &yo,
                                     .p = { .w = &w, .scratch = scratch, .scratch_bytes = (size_t) MAX_NK * 2 } };
-            struct job       gm = { .kind = JOB_GEMM, .blas = blas, .x = &tx, .y = &yr, .w = &wt };
-            const double     ours_ms = time_job(&tm, &op), ref_ms = time_job(&tm, &gm);
+            struct job       gm = { .kind = JOB_GEMM, .be = be, .blas = blas, .x = &tx, .y = &yr, .w = &wt };
+            const double     ours_ms = rk_bench_time_ms(&tm, run_job, &op), ref_ms = rk_bench_time_ms(&tm, run_job, &gm);
             double           nmse;
             const bool       same = same_product(be, &yo, &yr, M < 16 ? M : 16, N, &nmse);
             if (!same) failed++;
@@ -358,18 +304,16 @@ int main(int argc, char ** argv) {
                 struct job gv = op;
                 gv.kind       = JOB_GEMV;
                 gv.variant    = v;
-                const double v_ms = time_job(&tm, &gv);
+                const double v_ms = rk_bench_time_ms(&tm, run_job, &gv);
                 printf("  gemv variant %d: %.4f ms, %.1f GB/s on the weights = %.1f%% of copy\n", v, v_ms,
                        wbytes / (v_ms * 1e-3) / 1e9, 100.0 * wbytes / (v_ms * 1e-3) / 1e9 / copy_gbs);
             }
         }
     }
     rk_cuda_blas_free(blas);
-    void * bufs[] = { tm.flush, copy_a, copy_b, packed, absmax, w_bf16, scratch, x_buf, y_ours, y_ref };
+    void * bufs[] = { copy_a, copy_b, packed, absmax, w_bf16, scratch, x_buf, y_ours, y_ref };
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) be->free(be, bufs[i]);
-    RK_CUDA_CHECK(cudaEventDestroy(tm.e0));
-    RK_CUDA_CHECK(cudaEventDestroy(tm.e1));
-    free(tm.ms);
+    rk_bench_timer_free(&tm);
     rk_backend_free(be);
     if (failed) printf("bench_nf4: %d shape(s) where our product and cuBLAS's DIFFER\n", failed);
     return failed ? 1 : 0;

@@ -17,6 +17,7 @@ expands a double-quantized absmax to fp32 once). Skips with one line and exit 0 
     python3 bench/peers/nf4_bnb.py
 """
 import math
+import os
 import sys
 
 try:
@@ -41,30 +42,20 @@ MS = [1, 8, 2048, 4096]
 GEMV_MAX_B = 8
 REPS = 20
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from rk_timing import l2_flush_buffer, times_ms  # noqa: E402
+
 dev = "cuda"
 torch.manual_seed(0)
 props = torch.cuda.get_device_properties(0)
-l2 = getattr(props, "L2_cache_size", 64 << 20) or (64 << 20)
-flush = torch.empty(2 * l2, dtype=torch.uint8, device=dev)
+flush = l2_flush_buffer(dev)
 print(f"device {props.name} sm_{props.major}{props.minor} torch={torch.__version__} cuda={torch.version.cuda} "
       f"bitsandbytes={bnb.__version__}")
 
 
 def time_ms(fn):
-    """Median milliseconds of REPS calls of fn, each after an L2 flush; 3 warm-ups."""
-    for _ in range(3):
-        fn()
-    ts = []
-    for r in range(REPS):
-        flush.fill_(r & 0xFF)
-        s = torch.cuda.Event(enable_timing=True)
-        e = torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        ts.append(s.elapsed_time(e))
-    ts.sort()
+    """Median milliseconds of REPS calls of fn (rk_timing: L2 flushed before each, 3 warm-ups)."""
+    ts = times_ms(fn, flush, REPS)
     return ts[len(ts) // 2]
 
 
