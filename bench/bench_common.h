@@ -1,17 +1,23 @@
 /*
- * bench_common.h: what the benchmark programs share: seeded uniform inputs, sort comparators for medians, and the
- * device/commit header every GPU bench prints first (STYLE.md 7: numbers are compared only from the same card).
+ * bench_common.h: what the benchmark programs share: seeded uniform inputs, sort comparators for medians, the
+ * device/commit header every GPU bench prints first (STYLE.md 7: numbers are compared only from the same card), the
+ * "--reps N" option, the CUDA backend setup, and the event timer with its L2 flush.
  */
 #ifndef RK_BENCH_COMMON_H
 #define RK_BENCH_COMMON_H
 
+#include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #ifdef RK_HAVE_CUDA
+#include "backend.h"
+#include "check.h"
 #include "cuda_check.h"
+#include "kernels/cuda_ops.h"
 
 #include <cuda_runtime_api.h>
 #endif
@@ -95,6 +101,41 @@ static inline void * rk_bench_gold_get(const unsigned char * buf, long size, con
     return NULL;
 }
 
+/*
+ * Compares n results with a reference: *worst = max |got - ref| / (atol + rtol |ref|) (<= 1 passes; NaN gives
+ * +inf) and *nmse = sum (got - ref)^2 / sum ref^2. Cannot fail.
+ */
+static inline void rk_bench_compare(const float * got, const float * ref, int64_t n, double atol, double rtol,
+                                    double * worst, double * nmse) {
+    double e2 = 0, r2 = 0;
+    *worst    = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double e = fabs((double) got[i] - ref[i]);
+        const double q = isnan(e) ? INFINITY : e / (atol + rtol * fabs((double) ref[i]));
+        if (q > *worst) *worst = q;
+        e2 += e * e;
+        r2 += (double) ref[i] * ref[i];
+    }
+    *nmse = r2 > 0 ? e2 / r2 : e2;
+}
+
+/*
+ * Parses "[--reps N]", the one option of the simpler benches: *reps keeps its default unless given, and is at least
+ * 1. Returns false after printing the usage line for anything else (the caller exits 2).
+ */
+static inline bool rk_bench_parse_reps(int argc, char ** argv, int * reps) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            *reps = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: %s [--reps N]\n", argv[0]);
+            return false;
+        }
+    }
+    if (*reps < 1) *reps = 1;
+    return true;
+}
+
 #ifdef RK_HAVE_CUDA
 /* "device <name> sm_XY SMs=N L2=M MiB commit=<c> <extra>" for the current device. */
 static inline void rk_bench_print_device(const char * extra) {
@@ -104,6 +145,79 @@ static inline void rk_bench_print_device(const char * extra) {
     RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
     printf("device %s sm_%d%d SMs=%d L2=%d MiB commit=%s %s\n", prop.name, prop.major, prop.minor,
            prop.multiProcessorCount, prop.l2CacheSize >> 20, rk_bench_commit(), extra ? extra : "");
+}
+
+/*
+ * The CUDA backend on device 0, its device line printed; or NULL after printing why `prog` has nothing to time: no
+ * device, or need_bf16 and the activations are not bf16 (bf16 GEMMs need sm_80+). The caller then exits 0.
+ */
+static inline struct rk_backend * rk_bench_cuda_backend(const char * prog, bool need_bf16) {
+    struct rk_backend * be = rk_backend_cuda_init(0);
+    if (!be) {
+        printf("%s: no CUDA device (%s); nothing to time\n", prog, rk_last_error());
+        return NULL;
+    }
+    rk_bench_print_device(be->name);
+    if (need_bf16 && be->act_dtype != RK_DTYPE_BF16) {
+        printf("%s: activations are %s on this device; bf16 GEMMs need sm_80+\n", prog,
+               rk_dtype_traits[be->act_dtype].name);
+        rk_backend_free(be);
+        return NULL;
+    }
+    return be;
+}
+
+/*
+ * Timing of the GPU benches (STYLE.md 7): CUDA events on the backend's stream, 3 warm-ups, the median of `reps`
+ * repetitions, the L2 flushed before each one by writing a buffer twice its size.
+ */
+struct rk_bench_timer {
+    struct rk_backend * be;
+    cudaStream_t        st;
+    cudaEvent_t         e0, e1;
+    void *              flush;
+    size_t              flush_bytes;
+    int                 reps;
+    float *             ms; /* the last timing's repetitions, sorted: ms[0] is the fastest */
+};
+
+typedef void (*rk_bench_fn)(void * ud);
+
+/* Sets t up on be's stream (aborts when the flush buffer cannot be allocated). Release with rk_bench_timer_free. */
+static inline void rk_bench_timer_init(struct rk_bench_timer * t, struct rk_backend * be, int reps) {
+    struct cudaDeviceProp prop;
+    RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+    t->be          = be;
+    t->st          = rk_backend_cuda_stream(be);
+    t->reps        = reps;
+    t->ms          = rk_xmalloc((size_t) reps * sizeof(float));
+    t->flush_bytes = (size_t) (prop.l2CacheSize > 0 ? prop.l2CacheSize : 64 << 20) * 2;
+    t->flush       = be->alloc(be, t->flush_bytes);
+    RK_ASSERT(t->flush != NULL);
+    RK_CUDA_CHECK(cudaEventCreate(&t->e0));
+    RK_CUDA_CHECK(cudaEventCreate(&t->e1));
+}
+
+static inline void rk_bench_timer_free(struct rk_bench_timer * t) {
+    RK_CUDA_CHECK(cudaEventDestroy(t->e0));
+    RK_CUDA_CHECK(cudaEventDestroy(t->e1));
+    t->be->free(t->be, t->flush);
+    free(t->ms);
+}
+
+/* Median milliseconds of fn(ud) (which enqueues its work on t->st) over t->reps repetitions. */
+static inline double rk_bench_time_ms(struct rk_bench_timer * t, rk_bench_fn fn, void * ud) {
+    for (int i = 0; i < 3; i++) fn(ud);
+    for (int r = 0; r < t->reps; r++) {
+        RK_CUDA_CHECK(cudaMemsetAsync(t->flush, r & 0xff, t->flush_bytes, t->st));
+        RK_CUDA_CHECK(cudaEventRecord(t->e0, t->st));
+        fn(ud);
+        RK_CUDA_CHECK(cudaEventRecord(t->e1, t->st));
+        RK_CUDA_CHECK(cudaEventSynchronize(t->e1));
+        RK_CUDA_CHECK(cudaEventElapsedTime(&t->ms[r], t->e0, t->e1));
+    }
+    qsort(t->ms, (size_t) t->reps, sizeof(float), rk_bench_cmp_float);
+    return t->ms[t->reps / 2];
 }
 #endif
 

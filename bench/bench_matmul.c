@@ -58,18 +58,14 @@ static float * rand_bf16(int64_t n, float scale) {
 }
 
 
-/* Max |got - ref| / (atol + rtol |ref|) over n values (<= 1 passes) and the normalized MSE. */
-static void compare(const float * got, const float * ref, int64_t n, double * worst, double * nmse) {
-    double e2 = 0, r2 = 0;
-    *worst    = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const double e = fabs((double) got[i] - ref[i]);
-        const double q = isnan(e) ? INFINITY : e / (1e-2 + 2e-2 * fabs((double) ref[i]));
-        if (q > *worst) *worst = q;
-        e2 += e * e;
-        r2 += (double) ref[i] * ref[i];
-    }
-    *nmse = r2 > 0 ? e2 / r2 : e2;
+/* rk_bench_fn: one rk_op on the backend (asserted to succeed) */
+struct op_run {
+    struct rk_backend *       be;
+    const struct rk_op_call * call;
+};
+static void run_op(void * ud) {
+    const struct op_run * r = ud;
+    RK_ASSERT(rk_op(r->be, r->call) == RK_OK);
 }
 
 /*
@@ -109,7 +105,7 @@ static bool run_and_check(struct rk_backend * be, const struct shape * s, int64_
     rk_cpu_matmul(&hd, &hx, &hw, s->bias ? &hb : NULL, &call.p.matmul);
     RK_ASSERT(rk_tensor_get_f32(td, got) == RK_OK);
     double worst, nmse;
-    compare(got, ref, R * N, &worst, &nmse);
+    rk_bench_compare(got, ref, R * N, 1e-2, 2e-2, &worst, &nmse);
     const bool ok = worst <= 1.0 && nmse <= 1e-4;
     printf("check %-32s M=%lld N=%lld K=%lld bias=%d gelu=%d rows=%lld: nmse=%.3g worst=%.3g of tolerance %s\n", s->what,
            (long long) M, (long long) N, (long long) K, s->bias, s->act == RK_ACT_GELU, (long long) R, nmse, worst,
@@ -128,29 +124,9 @@ static bool run_and_check(struct rk_backend * be, const struct shape * s, int64_
 
 int main(int argc, char ** argv) {
     int reps = 30;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            reps = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--reps N]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (reps < 1) reps = 1;
-    struct rk_backend * be = rk_backend_cuda_init(0);
-    if (!be) {
-        printf("bench_matmul: no CUDA device (%s); nothing to time\n", rk_last_error());
-        return 0;
-    }
-    rk_bench_print_device(be->name);
-    struct cudaDeviceProp prop;
-    RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    if (be->act_dtype != RK_DTYPE_BF16) {
-        printf("bench_matmul: activations are %s on this device; bf16 GEMMs need sm_80+\n",
-               rk_dtype_traits[be->act_dtype].name);
-        rk_backend_free(be);
-        return 0;
-    }
+    if (!rk_bench_parse_reps(argc, argv, &reps)) return 2;
+    struct rk_backend * be = rk_bench_cuda_backend("bench_matmul", true);
+    if (!be) return 0;
 
     /* 1. the small awkward check: nothing a multiple of 8, bias and GELU */
     {
@@ -165,14 +141,8 @@ int main(int argc, char ** argv) {
     }
 
     /* 2. timed shapes */
-    cudaStream_t st = rk_backend_cuda_stream(be);
-    cudaEvent_t  e0, e1;
-    RK_CUDA_CHECK(cudaEventCreate(&e0));
-    RK_CUDA_CHECK(cudaEventCreate(&e1));
-    const size_t flush_bytes = (size_t) (prop.l2CacheSize > 0 ? prop.l2CacheSize : 64 << 20) * 2;
-    void *       flush       = be->alloc(be, flush_bytes);
-    RK_ASSERT(flush != NULL);
-    float * ms = rk_xmalloc((size_t) reps * sizeof(float));
+    struct rk_bench_timer tm;
+    rk_bench_timer_init(&tm, be, reps);
     int     failed = 0;
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         const struct shape * s = &shapes[si];
@@ -182,23 +152,14 @@ int main(int argc, char ** argv) {
         } else {
             struct rk_op_call call = { .op = RK_OP_MATMUL, .dst = td, .src = { tx, tw, s->bias ? tb : NULL } };
             call.p.matmul.act      = s->act;
-            for (int i = 0; i < 3; i++) RK_ASSERT(rk_op(be, &call) == RK_OK);
-            for (int r = 0; r < reps; r++) {
-                RK_CUDA_CHECK(cudaMemsetAsync(flush, r & 0xff, flush_bytes, st));
-                RK_CUDA_CHECK(cudaEventRecord(e0, st));
-                RK_ASSERT(rk_op(be, &call) == RK_OK);
-                RK_CUDA_CHECK(cudaEventRecord(e1, st));
-                RK_CUDA_CHECK(cudaEventSynchronize(e1));
-                RK_CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
-            }
-            qsort(ms, (size_t) reps, sizeof(float), rk_bench_cmp_float);
-            const double med = ms[reps / 2];
+            struct op_run run = { be, &call };
+            const double  med = rk_bench_time_ms(&tm, run_op, &run);
             /* FLOPs: 2 M N K multiply-adds; the bias and GELU epilogue are not counted */
             const double tflops = 2.0 * (double) s->M * (double) s->N * (double) s->K / (med * 1e-3) / 1e12;
             char key[160];
             snprintf(key, sizeof(key), "gemm_bf16_M%lld_N%lld_K%lld%s%s", (long long) s->M, (long long) s->N,
                      (long long) s->K, s->bias ? "_bias" : "", s->act == RK_ACT_GELU ? "_gelu" : "");
-            printf("matmul %-32s %-40s median_ms=%.4f (min %.4f) %.1f TFLOP/s\n", s->what, key, med, (double) ms[0],
+            printf("matmul %-32s %-40s median_ms=%.4f (min %.4f) %.1f TFLOP/s\n", s->what, key, med, (double) tm.ms[0],
                    tflops);
             printf("RESULT %s %.1f TFLOP/s\n", key, tflops);
         }
@@ -207,10 +168,7 @@ int main(int argc, char ** argv) {
         rk_tensor_free(tb);
         rk_tensor_free(td);
     }
-    free(ms);
-    be->free(be, flush);
-    RK_CUDA_CHECK(cudaEventDestroy(e0));
-    RK_CUDA_CHECK(cudaEventDestroy(e1));
+    rk_bench_timer_free(&tm);
     rk_backend_free(be);
     return failed ? 1 : 0;
 }

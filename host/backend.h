@@ -232,11 +232,13 @@ struct rk_fill_params {
  *   src[0] x (M,K) rows contiguous; src[1] bias (N) or NULL; dst (M,N) rows contiguous, x's dtype
  *   params.w: the weight (N,K) as it lives on the backend (device pointers on CUDA): packed nibbles, fp32 absmax
  *   per block (a double-quantized checkpoint's absmax is expanded to fp32 once at load: 0.5 bit/weight instead of
- *   0.127, a trade for a simpler kernel), the 16 levels of its kind.
+ *   0.127, a trade for a simpler kernel), the 16 levels of its kind. rk_nf4_weight_upload (quant/nf4.h) makes one
+ *   from a loaded struct rk_nf4_tensor on any backend.
  *   dst = x @ dequant(W)^T (+ bias), then act; dequant(W) is code[nibble] * absmax in fp32, rounded to the
  *   activation dtype before the product (bitsandbytes dequantizes to the compute dtype the same way).
  *   params.scratch: (N*K) elements of x's dtype, or NULL: where a backend dequantizes W whole before a dense
- *   GEMM (CUDA at M > RK_NF4_GEMV_MAX_B); RK_STATUS_ARG when that path is needed and scratch is too small.
+ *   GEMM (CUDA at M > RK_NF4_GEMV_MAX_B = 8, quant/nf4_cuda.h); RK_STATUS_ARG when that path is needed and scratch
+ *   is too small. The CPU never needs it (it dequantizes a few rows at a time). dst must not overlap x or scratch.
  */
 struct rk_quant4_weight {
     int             kind;       /* enum rk_quant4_kind (quant/nf4.h): 0 NF4, 1 FP4 */

@@ -13,6 +13,7 @@
 #include "kernels/matmul.h"
 #include "kernels/pool.h"
 #include "kernels/softmax.h"
+#include "quant/nf4.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -122,8 +123,10 @@ static bool cpu_supports_op(struct rk_backend * be, const struct rk_op_call * c)
             return c->src[0] && c->src[1] && all_f32(c, 2) && dense(c->dst) && dense(c->src[0]) && dense(c->src[1]);
         case RK_OP_FILL:
             return (c->dst->dtype == RK_DTYPE_F32 || c->dst->dtype == RK_DTYPE_I32) && dense(c->dst);
-        /* quantized and adapter ops: not yet on the CPU backend */
-        case RK_OP_NF4_MATMUL:
+        case RK_OP_NF4_MATMUL: /* shapes and the weight are checked by the op (RK_STATUS_ARG) */
+            return c->src[0] && c->p.nf4_matmul.w && all_f32(c, 2) && rows_ok(c->dst) && rows_ok(c->src[0]) &&
+                   dense(c->src[1]);
+        /* adapter ops: not yet on the CPU backend */
         case RK_OP_LORA_FWD:
         case RK_OP_LORA_BWD:
         case RK_OP_COUNT:     break;
@@ -232,6 +235,7 @@ static enum rk_status cpu_dispatch(const struct rk_op_call * c) {
             rk_cpu_fill(c->dst, c->p.fill.value);
             return RK_OK;
         case RK_OP_NF4_MATMUL:
+            return rk_cpu_nf4_matmul(c->dst, c->src[0], c->src[1], &c->p.nf4_matmul);
         case RK_OP_LORA_FWD:
         case RK_OP_LORA_BWD:
         case RK_OP_COUNT: break;

@@ -30,6 +30,7 @@
 #include "kernels/attn_cuda.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/cuda_train_ops.h"
+#include "quant/nf4_cuda.h"
 
 #include <nvtx3/nvToolsExt.h>
 
@@ -164,9 +165,11 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
         case RK_OP_TANH:          return c->src[0] && same_float_rows(c, 1);
         case RK_OP_TANH_BWD:      return c->src[0] && c->src[1] && same_float_rows(c, 2);
         case RK_OP_FILL:          return (rk_is_float_dtype(dt) || dt == RK_DTYPE_I32) && rows_ok(c->dst);
+        case RK_OP_NF4_MATMUL: /* shapes, the weight and the scratch are checked by the launcher (RK_STATUS_ARG) */
+            return c->src[0] && c->p.nf4_matmul.w && same_float_rows(c, 2) && tc_dtype_ok(ctx, dt) &&
+                   (c->p.nf4_matmul.act == RK_ACT_NONE || c->p.nf4_matmul.act == RK_ACT_GELU);
         /* no CUDA launcher yet: reported unsupported (listed, so -Wswitch makes each new op a decision here) */
         case RK_OP_ATTN_BWD:
-        case RK_OP_NF4_MATMUL:
         case RK_OP_LORA_FWD:
         case RK_OP_LORA_BWD:
         case RK_OP_COUNT:     break;
@@ -260,6 +263,9 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
         case RK_OP_TANH:        s = rk_cuda_tanh(c->dst, c->src[0], st); break;
         case RK_OP_TANH_BWD:    s = rk_cuda_tanh_bwd(c->dst, c->src[0], c->src[1], st); break;
         case RK_OP_FILL:        s = rk_cuda_fill(c->dst, c->p.fill.value, st); break;
+        case RK_OP_NF4_MATMUL:
+            s = rk_cuda_nf4_matmul(ctx->blas, c->dst, c->src[0], c->src[1], &c->p.nf4_matmul, st);
+            break;
         case RK_OP_COUNT:
         default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;
     }

@@ -235,11 +235,46 @@ void rk_cpu_nf4_dequantize(const struct rk_nf4_tensor * t, float * out);
 /* As rk_cpu_nf4_dequantize, rounding the fp32 product to bf16 (nearest even), as bnb does. Cannot fail. */
 void rk_cpu_nf4_dequantize_bf16(const struct rk_nf4_tensor * t, uint16_t * out);
 
+/* ---- RK_OP_NF4_MATMUL (struct rk_quant4_weight, struct rk_nf4_matmul_params: host/backend.h) ---------------- */
+
+struct rk_backend;
+struct rk_tensor;
+struct rk_quant4_weight;
+struct rk_nf4_matmul_params;
+
 /*
- * y = x W^T with W the dequantized t: x is (B, n_cols), y is (B, n_rows), fp32. Reference path: dequantize
- * to fp32, then cblas_sgemm. Returns RK_STATUS_OOM when the scratch weight cannot be allocated, else RK_OK.
+ * Copies t onto backend be as the weight RK_OP_NF4_MATMUL takes: w->packed a copy of t->packed, w->absmax the fp32
+ * absmax of every block (a double-quantized t is expanded here with rk_cpu_nf4_absmax, bit-exact with bnb). On CUDA
+ * both live in device memory (be->alloc, be->copy_to_device); t may be freed as soon as this returns. w owns the two
+ * buffers: release them with rk_nf4_weight_free(be, w). Returns RK_STATUS_UNSUPPORTED (error set) when t's code
+ * table is not the built-in one of its kind (the op knows only those), RK_STATUS_OOM when an allocation fails;
+ * w then holds nothing.
  */
-enum rk_status rk_cpu_nf4_matmul(float * y, const float * x, const struct rk_nf4_tensor * t, int64_t B);
+enum rk_status rk_nf4_weight_upload(struct rk_backend * be, const struct rk_nf4_tensor * t,
+                                    struct rk_quant4_weight * w);
+/* Releases what rk_nf4_weight_upload allocated on be and zeroes w. NULL pointers in w are fine. */
+void rk_nf4_weight_free(struct rk_backend * be, struct rk_quant4_weight * w);
+
+/*
+ * The checks every backend makes before running RK_OP_NF4_MATMUL on an x of (M, K) into a dst of (dst_rows,
+ * dst_cols) with a bias of bias_n values (-1: no bias): p->w present with packed and absmax, a known kind, a
+ * blocksize >= 1, n_rows and n_cols >= 1, K == n_cols, dst (M, n_rows), bias_n == n_rows, act known.
+ * Returns RK_STATUS_ARG (error set, naming what is wrong) or RK_OK. Cannot fail otherwise.
+ */
+enum rk_status rk_nf4_matmul_check(const struct rk_nf4_matmul_params * p, int64_t M, int64_t K, int64_t dst_rows,
+                                   int64_t dst_cols, int64_t bias_n);
+
+/*
+ * RK_OP_NF4_MATMUL on the CPU: dst (M,N) = x (M,K) @ dequant(W)^T (+ bias (N)), then p->act (GELU: the erf form,
+ * computed as RK_OP_MATMUL's epilogue does). f32 tensors; x and dst 2-D with contiguous rows (their row strides may
+ * exceed their widths: views); bias contiguous or NULL; p->w in host memory (rk_nf4_weight_upload on the CPU
+ * backend). W is never expanded whole: each thread dequantizes a panel of rows (a few hundred KiB, so it stays in
+ * its cache) into a private buffer and multiplies it with cblas_sgemm into the matching columns of dst; the
+ * dequantized values are exactly rk_cpu_nf4_dequantize's. p->scratch is not used. dst must not overlap x.
+ * Returns RK_STATUS_ARG as rk_nf4_matmul_check, RK_STATUS_OOM when the panel buffers cannot be allocated.
+ */
+enum rk_status rk_cpu_nf4_matmul(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_tensor * bias,
+                                 const struct rk_nf4_matmul_params * p);
 
 /*
  * Row conversion for RK_DTYPE_NF4's traits: n values (a multiple of RK_NF4_BLOCK) in the default layout of

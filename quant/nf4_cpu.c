@@ -1,7 +1,8 @@
 /*
  * nf4_cpu.c: CPU reference for bitsandbytes-compatible NF4 / FP4 blockwise quantization (quant/nf4.h):
  * quantize (with double quantization of absmax), dequantize to f32 / bf16, the dequantize-then-sgemm matmul
- * reference, and the loader for the tensors a bitsandbytes Linear4bit checkpoint stores.
+ * reference, the CPU RK_OP_NF4_MATMUL (dequantize a panel of rows, then sgemm) with the helpers that put a weight
+ * on a backend, and the loader for the tensors a bitsandbytes Linear4bit checkpoint stores.
  *
  * Bit-exactness notes (verified by tests/test_quant.c against tests/golden/gen_nf4.py, bitsandbytes 0.50.2):
  *   - 4-bit: bnb's CPU path (backends/default quantize_4bit) bucketizes x * (1/absmax) against float32
@@ -12,12 +13,15 @@
  */
 #include "quant/nf4.h"
 
+#include "backend.h"
 #include "check.h"
 #include "io/safetensors.h"
+#include "kernels/elementwise.h"
 
 #include <cJSON.h>
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,20 +192,48 @@ void rk_cpu_nf4_absmax(const struct rk_nf4_tensor * t, float * absmax) {
     }
 }
 
-/* Dequantizes with a ready absmax array; to_bf16 selects the output type. */
+/*
+ * Dequantizes the flat elements [i0, i1) of a 4-bit weight into out (i1 - i0 floats): out = code[nibble(i)] *
+ * absmax[i / bs] in fp32, element 2j in the high nibble of byte j. Any i0 and any bs >= 1: a row of odd width starts
+ * in the middle of a byte. The one inner loop of every CPU dequantization, so all of them give the same bits.
+ */
+static void quant4_dequant_range(const float code[16], const uint8_t * packed, const float * absmax, int64_t bs,
+                                 int64_t i0, int64_t i1, float * out) {
+    int64_t i = i0;
+    while (i < i1) {
+        const int64_t end = (i / bs + 1) * bs < i1 ? (i / bs + 1) * bs : i1;
+        const float   am  = absmax[i / bs];
+        if (i & 1) { /* a low nibble first */
+            *out++ = code[packed[i / 2] & 0x0F] * am;
+            i++;
+        }
+        for (; i + 1 < end; i += 2) {
+            const uint8_t byte = packed[i / 2];
+            out[0]             = code[byte >> 4] * am;
+            out[1]             = code[byte & 0x0F] * am;
+            out += 2;
+        }
+        if (i < end) { /* a high nibble last */
+            *out++ = code[packed[i / 2] >> 4] * am;
+            i++;
+        }
+    }
+}
+
+/* Dequantizes t with a ready absmax array into out_f32, or (out_f32 NULL) into out_bf16 rounded to nearest even. */
 static void nf4_dequant(const struct rk_nf4_tensor * t, const float * absmax, float * out_f32, uint16_t * out_bf16) {
     // out is (n_rows, n_cols), n = n_rows * n_cols values
     const int64_t n = t->n;
     #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < t->n_blocks; b++) {
-        int64_t     lo = b * t->blocksize, hi = lo + t->blocksize < n ? lo + t->blocksize : n;
-        const float am = absmax[b];
-        for (int64_t i = lo; i < hi; i++) {
-            uint8_t byte = t->packed[i / 2];
-            float   v    = t->code[(i & 1) ? (byte & 0x0F) : (byte >> 4)] * am;
-            if (out_f32) out_f32[i] = v;
-            else out_bf16[i] = rk_f32_to_bf16(v);
+        const int64_t lo = b * t->blocksize, hi = lo + t->blocksize < n ? lo + t->blocksize : n;
+        if (out_f32) {
+            quant4_dequant_range(t->code, t->packed, absmax, t->blocksize, lo, hi, out_f32 + lo);
+            continue;
         }
+        float tmp[RK_NF4_BLOCK_MAX];
+        quant4_dequant_range(t->code, t->packed, absmax, t->blocksize, lo, hi, tmp);
+        for (int64_t i = lo; i < hi; i++) out_bf16[i] = rk_f32_to_bf16(tmp[i - lo]);
     }
 }
 
@@ -219,14 +251,138 @@ void rk_cpu_nf4_dequantize_bf16(const struct rk_nf4_tensor * t, uint16_t * out) 
     free(absmax);
 }
 
-enum rk_status rk_cpu_nf4_matmul(float * y, const float * x, const struct rk_nf4_tensor * t, int64_t B) {
-    // x is (B, n_cols), W is (n_rows, n_cols), y is (B, n_rows): y = x W^T
-    float * w = malloc((size_t) t->n * sizeof(float));
-    if (w == NULL) return rk_set_error(RK_STATUS_OOM, "nf4_matmul: no memory for a %lld-value weight", (long long) t->n);
-    rk_cpu_nf4_dequantize(t, w);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) B, (int) t->n_rows, (int) t->n_cols, 1.0f, x,
-                (int) t->n_cols, w, (int) t->n_cols, 0.0f, y, (int) t->n_rows);
-    free(w);
+/* ------------------------------------------------------------------------------------------------------------
+ * RK_OP_NF4_MATMUL */
+
+enum rk_status rk_nf4_weight_upload(struct rk_backend * be, const struct rk_nf4_tensor * t,
+                                    struct rk_quant4_weight * w) {
+    memset(w, 0, sizeof(*w));
+    const float * std_code = t->kind == RK_QUANT4_NF4 ? rk_nf4_code : rk_fp4_code;
+    for (int k = 0; k < 16; k++) {
+        if (t->code[k] != std_code[k]) {
+            return rk_set_error(RK_STATUS_UNSUPPORTED, "nf4 weight: code table entry %d is %g, not %s's %g", k,
+                                (double) t->code[k], t->kind == RK_QUANT4_NF4 ? "nf4" : "fp4", (double) std_code[k]);
+        }
+    }
+    const size_t n_packed = (size_t) (t->n + 1) / 2, n_absmax = (size_t) t->n_blocks * sizeof(float);
+    uint8_t *    packed   = be->alloc(be, n_packed);
+    float *      absmax   = be->alloc(be, n_absmax);
+    float *      host_am  = t->double_quant ? malloc(n_absmax) : t->absmax;
+    if (!packed || !absmax || !host_am) {
+        if (packed) be->free(be, packed);
+        if (absmax) be->free(be, absmax);
+        if (t->double_quant) free(host_am);
+        return rk_set_error(RK_STATUS_OOM, "nf4 weight: cannot allocate %zu + %zu bytes on %s", n_packed, n_absmax,
+                            be->name);
+    }
+    if (t->double_quant) rk_cpu_nf4_absmax(t, host_am);
+    enum rk_status s = be->copy_to_device(be, packed, t->packed, n_packed);
+    if (s == RK_OK) s = be->copy_to_device(be, absmax, host_am, n_absmax);
+    /* copy_to_device has staged the host data when it returns (host/backend.h), so host_am may go now */
+    if (t->double_quant) free(host_am);
+    if (s != RK_OK) {
+        be->free(be, packed);
+        be->free(be, absmax);
+        return s;
+    }
+    *w = (struct rk_quant4_weight) {
+        .kind = (int) t->kind, .n_rows = t->n_rows, .n_cols = t->n_cols, .blocksize = t->blocksize,
+        .packed = packed, .absmax = absmax,
+    };
+    return RK_OK;
+}
+
+void rk_nf4_weight_free(struct rk_backend * be, struct rk_quant4_weight * w) {
+    /* the pointers are const in the op's view of the weight; here they are ours again */
+    if (w->packed) be->free(be, (void *) (uintptr_t) w->packed);
+    if (w->absmax) be->free(be, (void *) (uintptr_t) w->absmax);
+    memset(w, 0, sizeof(*w));
+}
+
+enum rk_status rk_nf4_matmul_check(const struct rk_nf4_matmul_params * p, int64_t M, int64_t K, int64_t dst_rows,
+                                   int64_t dst_cols, int64_t bias_n) {
+    const struct rk_quant4_weight * w = p->w;
+    if (w == NULL || w->packed == NULL || w->absmax == NULL) {
+        return rk_set_error(RK_STATUS_ARG, "nf4_matmul: no weight (params.w, its packed or absmax is NULL)");
+    }
+    if (w->kind < 0 || w->kind >= RK_QUANT4_COUNT || w->blocksize < 1 || w->n_rows < 1 || w->n_cols < 1) {
+        return rk_set_error(RK_STATUS_ARG, "nf4_matmul: bad weight: kind %d, blocksize %lld, shape (%lld, %lld)",
+                            w->kind, (long long) w->blocksize, (long long) w->n_rows, (long long) w->n_cols);
+    }
+    if (K != w->n_cols || dst_rows != M || dst_cols != w->n_rows || (bias_n >= 0 && bias_n != w->n_rows)) {
+        return rk_set_error(RK_STATUS_ARG,
+                            "nf4_matmul: shapes: x (%lld, %lld), W (%lld, %lld), dst (%lld, %lld), bias %lld",
+                            (long long) M, (long long) K, (long long) w->n_rows, (long long) w->n_cols,
+                            (long long) dst_rows, (long long) dst_cols, (long long) bias_n);
+    }
+    if ((int) p->act < 0 || (int) p->act >= RK_ACT_COUNT) {
+        return rk_set_error(RK_STATUS_ARG, "nf4_matmul: activation %d", (int) p->act);
+    }
+    return RK_OK;
+}
+
+/*
+ * Rows of W per panel. A few (M <= 16: the product reads each panel once, so the panel only has to stay in the
+ * core's L2 between its dequantization and the sgemm: 256 KiB) or many (larger M: sgemm packs x again for every
+ * panel, so a panel must be wide enough to amortise that: 4 MiB, and at least 64 rows); never so many that a
+ * thread is left without a panel.
+ */
+static int64_t nf4_panel_rows(int64_t M, int64_t N, int64_t K, int threads) {
+    const int64_t budget = M <= 16 ? (int64_t) 1 << 16 : (int64_t) 1 << 20; /* floats */
+    int64_t       rows   = budget / K;
+    const int64_t lo = M <= 16 ? 4 : 64, per_thread = (N + threads - 1) / threads;
+    if (rows < lo) rows = lo;
+    if (rows > 1024) rows = 1024;
+    if (rows > per_thread) rows = per_thread;
+    return rows > 0 ? rows : 1;
+}
+
+enum rk_status rk_cpu_nf4_matmul(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_tensor * bias,
+                                 const struct rk_nf4_matmul_params * p) {
+    // x (M,K) rows contiguous, row stride x->nb[0]; W (N,K) 4-bit; bias (N) or NULL; dst (M,N) rows contiguous
+    if (x->ndim != 2 || dst->ndim != 2 || x->nb[1] != 4 || dst->nb[1] != 4 || (bias && !rk_tensor_is_contiguous(bias))) {
+        return rk_set_error(RK_STATUS_ARG, "nf4_matmul: x and dst must be 2-D with contiguous rows, bias contiguous");
+    }
+    const int64_t M = x->ne[0], K = x->ne[1];
+    RK_TRY(rk_nf4_matmul_check(p, M, K, dst->ne[0], dst->ne[1], bias ? rk_tensor_nelements(bias) : -1));
+    const struct rk_quant4_weight * w = p->w;
+    const int64_t N = w->n_rows;
+    if (M == 0) return RK_OK;
+    const float * code     = w->kind == RK_QUANT4_NF4 ? rk_nf4_code : rk_fp4_code;
+    const int     threads  = omp_get_max_threads();
+    const int64_t P        = nf4_panel_rows(M, N, K, threads);
+    const int64_t n_panels = (N + P - 1) / P;
+    const int64_t lda = x->nb[0] / 4, ldc = dst->nb[0] / 4;
+    const float * bv  = bias ? bias->data : NULL;
+    float *       buf = malloc((size_t) threads * (size_t) (P * K) * sizeof(float));
+    if (buf == NULL) {
+        return rk_set_error(RK_STATUS_OOM, "nf4_matmul: no memory for %d panels of %lld x %lld", threads,
+                            (long long) P, (long long) K);
+    }
+    /* one panel per iteration, on one thread: the OpenMP OpenBLAS runs a BLAS call made inside a parallel region on
+     * its calling thread, so every panel is dequantized and consumed by the same core */
+    #pragma omp parallel
+    {
+        float * wp = buf + (size_t) omp_get_thread_num() * (size_t) (P * K);
+        #pragma omp for schedule(dynamic, 1)
+        for (int64_t pi = 0; pi < n_panels; pi++) {
+            const int64_t n0 = pi * P, np = N - n0 < P ? N - n0 : P;
+            float *       d  = (float *) dst->data + n0;
+            quant4_dequant_range(code, w->packed, w->absmax, w->blocksize, n0 * K, (n0 + np) * K, wp);
+            /* the bias enters through beta = 1 on columns pre-filled with it, as rk_cpu_matmul does */
+            if (bv) {
+                for (int64_t m = 0; m < M; m++) memcpy(d + m * ldc, bv + n0, sizeof(float) * (size_t) np);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) np, (int) K, 1.0f, x->data,
+                        (int) lda, wp, (int) K, bv ? 1.0f : 0.0f, d, (int) ldc);
+            if (p->act == RK_ACT_GELU) {
+                for (int64_t m = 0; m < M; m++) {
+                    for (int64_t n = 0; n < np; n++) d[m * ldc + n] = rk_gelu_fast(d[m * ldc + n]);
+                }
+            }
+        }
+    }
+    free(buf);
     return RK_OK;
 }
 

@@ -6,8 +6,14 @@ a buffer twice its size. GELU is the erf form (F.gelu default), as ours. Prints 
     python3 bench/peers/gemm_torch.py
 """
 import math
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from rk_timing import l2_flush_buffer, times_ms  # noqa: E402
 
 # (name, M tokens, N out, K in, bias, gelu): keep in step with `shapes` in bench/bench_matmul.c
 SHAPES = [
@@ -23,8 +29,7 @@ REPS = 30
 dev = "cuda"
 torch.manual_seed(0)
 props = torch.cuda.get_device_properties(0)
-l2 = getattr(props, "L2_cache_size", 64 << 20) or (64 << 20)
-flush = torch.empty(2 * l2, dtype=torch.uint8, device=dev)
+flush = l2_flush_buffer(dev)
 print(f"device {props.name} sm_{props.major}{props.minor} torch={torch.__version__} cuda={torch.version.cuda}")
 for name, M, N, K, bias, gelu in SHAPES:
     x = torch.empty(M, K, device=dev, dtype=torch.bfloat16).uniform_(-1, 1)
@@ -35,19 +40,7 @@ for name, M, N, K, bias, gelu in SHAPES:
     else:
         fn = lambda: F.linear(x, w, b)  # noqa: E731
     with torch.inference_mode():
-        for _ in range(3):
-            fn()
-        ts = []
-        for r in range(REPS):
-            flush.fill_(r & 0xFF)
-            s = torch.cuda.Event(enable_timing=True)
-            e = torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            torch.cuda.synchronize()
-            ts.append(s.elapsed_time(e))
-    ts.sort()
+        ts = times_ms(fn, flush, REPS)
     ms = ts[len(ts) // 2]
     tflops = 2.0 * M * N * K / (ms * 1e-3) / 1e12  # epilogue not counted, as in bench_matmul.c
     key = f"gemm_bf16_M{M}_N{N}_K{K}" + ("_bias" if bias else "") + ("_gelu" if gelu else "")

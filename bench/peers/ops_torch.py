@@ -5,34 +5,27 @@ the L2 flushed before each repetition. Prints `RESULT <key> <GB/s> GB/s`.
 
     python3 bench/peers/ops_torch.py
 """
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from rk_timing import l2_flush_buffer, times_ms  # noqa: E402
 
 B, T, C, NH, V = 64, 256, 768, 12, 30522
 REPS = 30
 dev, dt, dn, es = "cuda", torch.bfloat16, "bf16", 2
 torch.manual_seed(0)
 props = torch.cuda.get_device_properties(0)
-l2 = getattr(props, "L2_cache_size", 64 << 20) or (64 << 20)
-flush = torch.empty(2 * l2, dtype=torch.uint8, device=dev)
+flush = l2_flush_buffer(dev)
 print(f"device {props.name} torch={torch.__version__}")
 
 
 def bench(fn):
     with torch.inference_mode():
-        for _ in range(3):
-            fn()
-        ts = []
-        for r in range(REPS):
-            flush.fill_(r & 0xFF)
-            s = torch.cuda.Event(enable_timing=True)
-            e = torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            torch.cuda.synchronize()
-            ts.append(s.elapsed_time(e))
-    ts.sort()
+        ts = times_ms(fn, flush, REPS)
     return ts[len(ts) // 2]
 
 

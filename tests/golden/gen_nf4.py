@@ -27,7 +27,12 @@ Writes (run from the repository root:  pip install bitsandbytes safetensors; pyt
       "nf4.weight.nested_absmax", "nf4.weight.nested_quant_map", "nf4.weight.quant_state.bitsandbytes__nf4"
       (JSON in a uint8 tensor), "nf4.bias"; and "fp4.*" the same for an fp4 layer without double quantization.
       The original f32 weights and the bnb dequantized weights are in nf4_linear4bit.rkgd (lin_nf4.w,
-      lin_nf4.deq, lin_fp4.w, lin_fp4.deq).
+      lin_nf4.deq, lin_fp4.w, lin_fp4.deq), and the layer's forward on a small input: lin_<k>.x (3, in) f32,
+      lin_<k>.y_f32 = bnb.matmul_4bit(x, W, bias) and lin_<k>.y_bf16 = the same with x and bias in bf16 (widened).
+      On the CPU bitsandbytes 0.50.2 computes matmul_4bit (no grad, no CPU repacking) as dequantize_4bit to x's dtype
+      (the fp32 product code * absmax, rounded once to bf16 for bf16 x) followed by torch.nn.functional.linear in
+      that dtype: the script asserts exactly that. (Linear4bit.forward itself repacks the weight on CPUs with
+      AVX512-BF16 and computes in bf16 there, so it is machine dependent: not used.)
 """
 import os
 import sys
@@ -124,6 +129,7 @@ def main():
 
     # A Linear4bit state dict, as bitsandbytes / transformers save it.
     torch.manual_seed(7)
+    gx = torch.Generator().manual_seed(77)  # inputs of the forward, off the global stream the layers use
     sd = {}
     lin_gold = []
     for kind, nested, (o, i) in (("nf4", True, (24, 40)), ("fp4", False, (5, 70))):
@@ -135,6 +141,16 @@ def main():
             sd[kind + "." + k] = v.contiguous()
         deq = F.dequantize_4bit(lin.weight.data, lin.weight.quant_state).float()
         lin_gold += [("lin_%s.w" % kind, w.numpy()), ("lin_%s.deq" % kind, deq.numpy())]
+        with torch.no_grad():
+            x = torch.randn(3, i, generator=gx)
+            qs, bias = lin.weight.quant_state, lin.bias.data
+            y32 = bnb.matmul_4bit(x, lin.weight.t(), quant_state=qs, bias=bias)
+            ybf = bnb.matmul_4bit(x.bfloat16(), lin.weight.t(), quant_state=qs, bias=bias.bfloat16())
+            assert torch.equal(y32, torch.nn.functional.linear(x, deq, bias))
+            deq_bf = F.dequantize_4bit(lin.weight.data, qs).to(torch.float32).bfloat16()
+            assert torch.equal(ybf, torch.nn.functional.linear(x.bfloat16(), deq_bf, bias.bfloat16()))
+        lin_gold += [("lin_%s.x" % kind, x.numpy()), ("lin_%s.y_f32" % kind, y32.numpy()),
+                     ("lin_%s.y_bf16" % kind, ybf.float().numpy())]
     save_file(sd, os.path.join(OUT, "nf4_linear4bit.safetensors"))
     rkgold.write(os.path.join(OUT, "nf4_linear4bit.rkgd"), lin_gold)
     print("bitsandbytes", bnb.__version__, "torch", torch.__version__, "wrote", len(tensors), "tensors")
