@@ -13,7 +13,9 @@
 
 #include "golden.h"
 #include "io/safetensors.h"
+#include "kernels/dropout.h"
 #include "lora/lora.h"
+#include "quant/nf4.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -499,4 +501,317 @@ Test(lora, merge_matches_forward) {
     rk_cpu_lora_unmerge(Wm, A, B, s, sh);
     assert_close(Wm, W, N * K, 1e-5, 1e-5, "unmerge");
     free(x); free(W); free(b); free(A); free(B); free(y); free(u); free(Wm); free(ym);
+}
+
+/* ---- the ops RK_OP_LORA_FWD / RK_OP_LORA_BWD on the CPU backend ------------------------------------------- */
+
+static struct rk_tensor host2(float * d, int64_t a, int64_t b) {
+    return rk_tensor_host(d, RK_DTYPE_F32, 2, (int64_t[]) { a, b });
+}
+
+static float * dup_buf(const float * p, int64_t n) {
+    float * d = malloc(sizeof(float) * (size_t) (n > 0 ? n : 1));
+    memcpy(d, p, sizeof(float) * (size_t) n);
+    return d;
+}
+
+/* The DROPOUT op's keep factors for n elements (0 or 1/(1-p)), drawn element by element with rk_dropout_uniform
+ * (not through rk_cpu_dropout, which the op uses): NULL for p = 0. */
+static float * keep_factors(float p, uint64_t seed, uint64_t offset, int64_t n) {
+    if (p == 0.0f) return NULL;
+    float * m = malloc(sizeof(float) * (size_t) (n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) m[i] = rk_dropout_uniform(seed, offset, (uint64_t) i) >= p ? 1.0f / (1.0f - p) : 0.0f;
+    return m;
+}
+
+static enum rk_status op_fwd(struct rk_backend * be, float * y, float * u, const float * x, const float * A,
+                             const float * B, struct rk_lora_shape sh, const struct rk_lora_params * p) {
+    struct rk_tensor ty = host2(y, sh.M, sh.N), tu = host2(u, sh.M, sh.r), tx = host2((float *) x, sh.M, sh.K);
+    struct rk_tensor tA = host2((float *) A, sh.r, sh.K), tB = host2((float *) B, sh.N, sh.r);
+    struct rk_op_call c = { .op = RK_OP_LORA_FWD, .dst = &ty, .src = { &tx, &tA, &tB, u ? &tu : NULL } };
+    c.p.lora = *p;
+    return rk_op(be, &c);
+}
+
+/* dx NULL: a dst with no data (no input gradient); dA / dB NULL: not wanted. */
+static enum rk_status op_bwd(struct rk_backend * be, float * dx, float * dA, float * dB, const float * dy,
+                             const float * x, const float * u, const float * A, const float * B, struct rk_lora_shape sh,
+                             const struct rk_lora_params * p) {
+    struct rk_tensor tdx = host2(dx, sh.M, sh.K), tdy = host2((float *) dy, sh.M, sh.N);
+    struct rk_tensor tx = host2((float *) x, sh.M, sh.K), tu = host2((float *) u, sh.M, sh.r);
+    struct rk_tensor tA = host2((float *) A, sh.r, sh.K), tB = host2((float *) B, sh.N, sh.r);
+    struct rk_tensor tdA = host2(dA, sh.r, sh.K), tdB = host2(dB, sh.N, sh.r);
+    struct rk_op_call c = { .op = RK_OP_LORA_BWD, .dst = &tdx, .src = { &tdy, &tx, &tu, &tA, &tB } };
+    c.p.lora    = *p;
+    c.p.lora.dA = dA ? &tdA : NULL;
+    c.p.lora.dB = dB ? &tdB : NULL;
+    return rk_op(be, &c);
+}
+
+struct op_case {
+    struct rk_lora_shape sh;
+    float                p, s;
+};
+
+/* The op against the reference math with an independently drawn mask; u against DROPOUT(x) A^T. */
+Test(lora, ops_cpu_vs_reference) {
+    static const struct op_case cases[] = {
+        { { .M = 5, .K = 7, .N = 6, .r = 3 }, 0.0f, 2.0f },     { { .M = 33, .K = 96, .N = 80, .r = 8 }, 0.1f, 0.5f },
+        { { .M = 1, .K = 9, .N = 4, .r = 1 }, 0.5f, 1.0f },     { { .M = 64, .K = 384, .N = 1000, .r = 16 }, 0.1f, 2.0f },
+        { { .M = 7, .K = 13, .N = 11, .r = 64 }, 0.25f, 0.25f }, { { .M = 4, .K = 10, .N = 3, .r = 2 }, 1.0f, 1.0f },
+    };
+    struct rk_backend * be = rk_backend_cpu_init(2);
+    for (size_t ci = 0; ci < sizeof(cases) / sizeof(cases[0]); ci++) {
+        const struct rk_lora_shape sh = cases[ci].sh;
+        const int64_t M = sh.M, K = sh.K, N = sh.N, r = sh.r;
+        const struct rk_lora_params p = { .scale = cases[ci].s, .dropout = cases[ci].p, .seed = 99 + ci, .offset = 7 };
+        float * x = rand_buf(M * K), * A = rand_buf(r * K), * B = rand_buf(N * r), * y0 = rand_buf(M * N);
+        float * dy = rand_buf(M * N), * dx0 = rand_buf(M * K), * dA0 = rand_buf(r * K), * dB0 = rand_buf(N * r);
+        float * mask = keep_factors(p.dropout, p.seed, p.offset, M * K);
+
+        float * y = dup_buf(y0, M * N), * u = zeros(M * r), * yr = dup_buf(y0, M * N), * ur = zeros(M * r);
+        cr_assert_eq(op_fwd(be, y, u, x, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+        rk_cpu_lora_fwd(yr, ur, x, NULL, NULL, A, B, p.scale, mask, sh);
+        assert_close(y, yr, M * N, 1e-6, 1e-6, "op y");
+        assert_close(u, ur, M * r, 1e-6, 1e-6, "op u");
+
+        /* the keep rule is DROPOUT's for flat index m*K + k: u = DROPOUT(x) A^T */
+        float * xd = zeros(M * K), * u2 = zeros(M * r);
+        struct rk_tensor tx = host2(x, M, K), txd = host2(xd, M, K);
+        struct rk_op_call dc = { .op = RK_OP_DROPOUT, .dst = &txd, .src = { &tx } };
+        dc.p.dropout = (struct rk_dropout_params) { .p = p.dropout, .seed = p.seed, .offset = p.offset };
+        cr_assert_eq(rk_op(be, &dc), RK_OK);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) M, (int) r, (int) K, 1.0f, xd, (int) K, A, (int) K,
+                    0.0f, u2, (int) r);
+        assert_close(u, u2, M * r, 1e-5, 1e-5, "u = DROPOUT(x) A^T");
+
+        /* inference: u NULL gives the same y */
+        float * y3 = dup_buf(y0, M * N);
+        cr_assert_eq(op_fwd(be, y3, NULL, x, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+        assert_close(y3, y, M * N, 0, 0, "y without u");
+
+        float * dx = dup_buf(dx0, M * K), * dA = dup_buf(dA0, r * K), * dB = dup_buf(dB0, N * r);
+        float * dxr = dup_buf(dx0, M * K), * dAr = dup_buf(dA0, r * K), * dBr = dup_buf(dB0, N * r);
+        cr_assert_eq(op_bwd(be, dx, dA, dB, dy, x, u, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+        rk_cpu_lora_bwd(dxr, dAr, dBr, dy, x, u, NULL, A, B, p.scale, mask, sh);
+        assert_close(dx, dxr, M * K, 1e-6, 1e-6, "op dx");
+        assert_close(dA, dAr, r * K, 1e-6, 1e-6, "op dA");
+        assert_close(dB, dBr, N * r, 1e-6, 1e-6, "op dB");
+        if (p.dropout >= 1.0f) { /* everything dropped: the adapter adds nothing, u = 0 */
+            assert_close(y, y0, M * N, 0, 0, "p = 1: y unchanged");
+            assert_close(dx, dx0, M * K, 0, 0, "p = 1: dx unchanged");
+            assert_close(dA, dA0, r * K, 0, 0, "p = 1: dA unchanged");
+        }
+        free(x); free(A); free(B); free(y0); free(dy); free(dx0); free(dA0); free(dB0); free(mask);
+        free(y); free(u); free(yr); free(ur); free(xd); free(u2); free(y3);
+        free(dx); free(dA); free(dB); free(dxr); free(dAr); free(dBr);
+    }
+    rk_backend_free(be);
+}
+
+/* The op's backward against central finite differences with dropout on (p = 0.1, the mask fixed by seed/offset). */
+Test(lora, op_backward_finite_differences_dropout) {
+    const struct rk_lora_shape  sh = { .M = 6, .K = 8, .N = 5, .r = 4 };
+    const int64_t               M = sh.M, K = sh.K, N = sh.N, r = sh.r;
+    const struct rk_lora_params p  = { .scale = 1.5f, .dropout = 0.1f, .seed = 2026, .offset = 3 };
+    float * mask = keep_factors(p.dropout, p.seed, p.offset, M * K);
+    int64_t dropped = 0;
+    for (int64_t i = 0; i < M * K; i++) dropped += mask[i] == 0.0f;
+    cr_assert(dropped > 0 && dropped < M * K / 2, "seed drops %lld of %lld: pick another", (long long) dropped,
+              (long long) (M * K));
+    float * x = rand_buf(M * K), * A = rand_buf(r * K), * B = rand_buf(N * r), * dy = rand_buf(M * N);
+    float * y = zeros(M * N), * u = zeros(M * r), * dx = zeros(M * K), * dA = zeros(r * K), * dB = zeros(N * r);
+    struct rk_backend * be = rk_backend_cpu_init(2);
+    cr_assert_eq(op_fwd(be, y, u, x, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+    cr_assert_eq(op_bwd(be, dx, dA, dB, dy, x, u, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+    /* the double-precision model: a zero frozen base, the adapter with the DROPOUT op's mask */
+    double * Wd = calloc((size_t) (N * K), sizeof(double)), * bd = calloc((size_t) N, sizeof(double));
+    double * xd = to_double(x, M * K), * Ad = to_double(A, r * K), * Bd = to_double(B, N * r);
+    double * md = to_double(mask, M * K);
+    double L = 0;
+    for (int64_t i = 0; i < M * N; i++) L += (double) dy[i] * y[i];
+    const double Lref = loss_ref(xd, Wd, bd, Ad, Bd, md, dy, p.scale, sh);
+    cr_assert(fabs(L - Lref) <= 1e-5 * (1 + fabs(Lref)), "forward: %.8g vs %.8g", L, Lref);
+    fd_check(xd, M * K, dx, "dx", xd, Wd, bd, Ad, Bd, md, dy, p.scale, sh);
+    fd_check(Ad, r * K, dA, "dA", xd, Wd, bd, Ad, Bd, md, dy, p.scale, sh);
+    fd_check(Bd, N * r, dB, "dB", xd, Wd, bd, Ad, Bd, md, dy, p.scale, sh);
+    /* a dropped input element gets no gradient */
+    for (int64_t i = 0; i < M * K; i++)
+        if (mask[i] == 0.0f) cr_assert(dx[i] == 0.0f, "dx[%lld] = %g for a dropped element", (long long) i, dx[i]);
+    rk_backend_free(be);
+    free(mask); free(x); free(A); free(B); free(dy); free(y); free(u); free(dx); free(dA); free(dB);
+    free(Wd); free(bd); free(xd); free(Ad); free(Bd); free(md);
+}
+
+/* Every gradient accumulates; a dx without data and NULL dA / dB are skipped. */
+Test(lora, op_gradient_accumulation) {
+    const struct rk_lora_shape  sh = { .M = 9, .K = 20, .N = 12, .r = 4 };
+    const int64_t               M = sh.M, K = sh.K, N = sh.N, r = sh.r;
+    const struct rk_lora_params p  = { .scale = 2.0f, .dropout = 0.1f, .seed = 5, .offset = 11 };
+    float * x = rand_buf(M * K), * A = rand_buf(r * K), * B = rand_buf(N * r), * dy = rand_buf(M * N);
+    float * y = zeros(M * N), * u = zeros(M * r);
+    struct rk_backend * be = rk_backend_cpu_init(2);
+    cr_assert_eq(op_fwd(be, y, u, x, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+    /* one step from zero */
+    float * dx1 = zeros(M * K), * dA1 = zeros(r * K), * dB1 = zeros(N * r);
+    cr_assert_eq(op_bwd(be, dx1, dA1, dB1, dy, x, u, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+    /* two steps from G0: G0 + 2 * step */
+    float * dx = rand_buf(M * K), * dA = rand_buf(r * K), * dB = rand_buf(N * r);
+    float * want_x = dup_buf(dx, M * K), * want_A = dup_buf(dA, r * K), * want_B = dup_buf(dB, N * r);
+    for (int64_t i = 0; i < M * K; i++) want_x[i] += 2 * dx1[i];
+    for (int64_t i = 0; i < r * K; i++) want_A[i] += 2 * dA1[i];
+    for (int64_t i = 0; i < N * r; i++) want_B[i] += 2 * dB1[i];
+    for (int k = 0; k < 2; k++) cr_assert_eq(op_bwd(be, dx, dA, dB, dy, x, u, A, B, sh, &p), RK_OK);
+    assert_close(dx, want_x, M * K, 1e-5, 1e-5, "dx accumulated twice");
+    assert_close(dA, want_A, r * K, 1e-5, 1e-5, "dA accumulated twice");
+    assert_close(dB, want_B, N * r, 1e-5, 1e-5, "dB accumulated twice");
+    /* no input gradient (dst without data): dA, dB as before */
+    float * dA2 = zeros(r * K), * dB2 = zeros(N * r);
+    cr_assert_eq(op_bwd(be, NULL, dA2, dB2, dy, x, u, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+    assert_close(dA2, dA1, r * K, 0, 0, "dA without dx");
+    assert_close(dB2, dB1, N * r, 0, 0, "dB without dx");
+    /* only the input gradient */
+    float * dx2 = zeros(M * K);
+    cr_assert_eq(op_bwd(be, dx2, NULL, NULL, dy, x, u, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+    assert_close(dx2, dx1, M * K, 0, 0, "dx without dA, dB");
+    rk_backend_free(be);
+    free(x); free(A); free(B); free(dy); free(y); free(u); free(dx1); free(dA1); free(dB1);
+    free(dx); free(dA); free(dB); free(want_x); free(want_A); free(want_B); free(dA2); free(dB2); free(dx2);
+}
+
+Test(lora, op_errors) {
+    const struct rk_lora_shape  sh = { .M = 3, .K = 8, .N = 5, .r = 2 };
+    struct rk_lora_params       p  = { .scale = 1.0f };
+    float * x = rand_buf(3 * 8), * A = rand_buf(2 * 8), * B = rand_buf(5 * 2), * y = zeros(3 * 5), * u = zeros(3 * 2);
+    struct rk_backend * be = rk_backend_cpu_init(1);
+    /* A (r,K) with K = 7 against x's 8 columns */
+    const struct rk_lora_shape bad = { .M = 3, .K = 7, .N = 5, .r = 2 };
+    struct rk_tensor ty = host2(y, 3, 5), tx = host2(x, 3, 8), tA = host2(A, bad.r, bad.K), tB = host2(B, 5, 2);
+    struct rk_op_call c = { .op = RK_OP_LORA_FWD, .dst = &ty, .src = { &tx, &tA, &tB } };
+    c.p.lora = p;
+    cr_assert_eq(rk_op(be, &c), RK_STATUS_ARG);
+    p.dropout = 1.5f;
+    cr_assert_eq(op_fwd(be, y, u, x, A, B, sh, &p), RK_STATUS_ARG);
+    cr_assert(strstr(rk_last_error(), "dropout") != NULL, "%s", rk_last_error());
+    /* 16-bit tensors are the CUDA backend's: unsupported here */
+    p.dropout = 0.0f;
+    ty.dtype  = RK_DTYPE_BF16;
+    c.p.lora  = p;
+    tA        = host2(A, 2, 8);
+    cr_assert_eq(rk_op(be, &c), RK_STATUS_UNSUPPORTED);
+    rk_backend_free(be);
+    free(x); free(A); free(B); free(y); free(u);
+}
+
+/* ---- LoRA over an NF4 base (QLoRA): PEFT's lora.bnb.Linear4bit on bitsandbytes' CPU path -------------------- */
+
+static void assert_bytes_i32(const uint8_t * got, const struct rk_gold_tensor * want, int64_t n, const char * what) {
+    cr_assert_eq(want->n, n, "%s: %lld bytes, want %lld", what, (long long) want->n, (long long) n);
+    const int32_t * w = want->data;
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (got[i] != (uint8_t) w[i] && bad++ == 0) first = i;
+    cr_assert(bad == 0, "%s: %lld of %lld bytes differ (first at %lld: 0x%02x, want 0x%02x)", what, (long long) bad,
+              (long long) n, (long long) first, got[first], (uint8_t) w[first]);
+}
+
+static void assert_bits(const float * got, const struct rk_gold_tensor * want, int64_t n, const char * what) {
+    cr_assert_eq(want->n, n, "%s: %lld values, want %lld", what, (long long) want->n, (long long) n);
+    const float * w = want->data;
+    for (int64_t i = 0; i < n; i++)
+        cr_assert(got[i] == w[i], "%s[%lld]: %.9g, want %.9g (bit-exact)", what, (long long) i, got[i], w[i]);
+}
+
+static struct rk_nf4_tensor quantize_or_fail(const float * W, int64_t N, int64_t K, bool dq) {
+    struct rk_nf4_tensor t;
+    cr_assert_eq(rk_cpu_nf4_quantize(W, N, K, 64, RK_QUANT4_NF4, dq, &t), RK_OK, "%s", rk_last_error());
+    return t;
+}
+
+/*
+ * The adapted layer y = NF4 base + LoRA: the base through the dequantized f32 weight and the ops MATMUL /
+ * MATMUL_BWD, the adapter through LORA_FWD / LORA_BWD, against PEFT's forward and autograd on bnb's CPU Linear4bit.
+ */
+Test(lora, nf4_base_peft_golden) {
+    char path[600];
+    struct rk_gold g = rk_gold_load(rk_test_path(path, sizeof(path), "tests/golden/lora_nf4.rkgd"));
+    const struct rk_gold_tensor * gW = rk_gold_get(&g, "W"), * gA = rk_gold_get(&g, "A"), * gx = rk_gold_get(&g, "x");
+    const int64_t N = gW->dims[0], K = gW->dims[1], r = gA->dims[0], M = gx->dims[0];
+    const struct rk_lora_shape sh = { .M = M, .K = K, .N = N, .r = r };
+    const float s = ((float *) rk_gold_get(&g, "scale")->data)[0];
+    float * A = rk_gold_get(&g, "A")->data, * B = rk_gold_get(&g, "B")->data, * b = rk_gold_get(&g, "b")->data;
+    float * x = gx->data, * dy = rk_gold_get(&g, "dy")->data;
+
+    /* our quantizer gives bnb's W4 */
+    struct rk_nf4_tensor w4 = quantize_or_fail(gW->data, N, K, false);
+    assert_bytes_i32(w4.packed, rk_gold_get(&g, "w4.packed"), (N * K + 1) / 2, "W4 packed");
+    assert_bits(w4.absmax, rk_gold_get(&g, "w4.absmax"), w4.n_blocks, "W4 absmax");
+    float * deq = zeros(N * K);
+    rk_cpu_nf4_dequantize(&w4, deq);
+    assert_bits(deq, rk_gold_get(&g, "w4.deq"), N * K, "dequant(W4)");
+
+    /* forward: MATMUL with the dequantized weight, then LORA_FWD into the same y */
+    struct rk_backend * be = rk_backend_cpu_init(2);
+    float * y = zeros(M * N), * u = zeros(M * r);
+    struct rk_tensor ty = host2(y, M, N), tx = host2(x, M, K), tW = host2(deq, N, K);
+    struct rk_tensor tb = rk_tensor_host(b, RK_DTYPE_F32, 1, (int64_t[]) { N });
+    cr_assert_eq(rk_op_matmul(be, &ty, &tx, &tW, &tb, RK_ACT_NONE), RK_OK, "%s", rk_last_error());
+    const struct rk_lora_params p = { .scale = s };
+    cr_assert_eq(op_fwd(be, y, u, x, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+    assert_close(y, rk_gold_get(&g, "y")->data, M * N, 1e-5, 1e-5, "y (NF4 base + LoRA)");
+
+    /* backward: the frozen base's dx = dy dequant(W4) by MATMUL_BWD, the adapter's terms added by LORA_BWD */
+    float * dx = zeros(M * K), * dA = zeros(r * K), * dB = zeros(N * r);
+    struct rk_tensor tdx = host2(dx, M, K), tdy = host2(dy, M, N);
+    struct rk_op_call mb = { .op = RK_OP_MATMUL_BWD, .dst = &tdx, .src = { &tdy, &tx, &tW } };
+    cr_assert_eq(rk_op(be, &mb), RK_OK, "%s", rk_last_error());
+    cr_assert_eq(op_bwd(be, dx, dA, dB, dy, x, u, A, B, sh, &p), RK_OK, "%s", rk_last_error());
+    assert_close(dx, rk_gold_get(&g, "dx")->data, M * K, 1e-5, 1e-5, "dx");
+    assert_close(dA, rk_gold_get(&g, "dA")->data, r * K, 1e-5, 1e-5, "dA");
+    assert_close(dB, rk_gold_get(&g, "dB")->data, N * r, 1e-5, 1e-5, "dB");
+    rk_backend_free(be);
+
+    /* merge_and_unload: dequantize, add s B A, re-quantize; bit for bit with PEFT + bnb */
+    cr_assert_eq(rk_cpu_lora_merge_nf4(&w4, A, B, s, r), RK_OK, "%s", rk_last_error());
+    assert_bytes_i32(w4.packed, rk_gold_get(&g, "merged.packed"), (N * K + 1) / 2, "merged packed");
+    assert_bits(w4.absmax, rk_gold_get(&g, "merged.absmax"), w4.n_blocks, "merged absmax");
+    rk_cpu_nf4_dequantize(&w4, deq);
+    assert_bits(deq, rk_gold_get(&g, "merged.deq"), N * K, "dequant(merged)");
+    /* merge_adapter then unmerge_adapter: two trips through 4 bits */
+    cr_assert_eq(rk_cpu_lora_unmerge_nf4(&w4, A, B, s, r), RK_OK, "%s", rk_last_error());
+    assert_bytes_i32(w4.packed, rk_gold_get(&g, "unmerged.packed"), (N * K + 1) / 2, "unmerged packed");
+    assert_bits(w4.absmax, rk_gold_get(&g, "unmerged.absmax"), w4.n_blocks, "unmerged absmax");
+    rk_nf4_tensor_free(&w4);
+
+    /*
+     * A double-quantized base (compress_statistics=True): the merge keeps the format. bnb's offset is torch's float32
+     * mean of absmax, rk_cpu_nf4_quantize's a double mean rounded once; they may differ by an ulp, which moves every
+     * dequantized value by about as much. So the base gets bnb's nested state, after checking that the codes agree
+     * exactly and the offset and scales within 1 ulp; the packed nibbles must then agree bit for bit, before and
+     * after the merge, and the dequantized merge to 1e-6 (the merged offset is rk's again).
+     */
+    struct rk_nf4_tensor wdq = quantize_or_fail(gW->data, N, K, true);
+    assert_bytes_i32(wdq.packed, rk_gold_get(&g, "dq.packed"), (N * K + 1) / 2, "dq packed");
+    assert_bytes_i32(wdq.absmax_q, rk_gold_get(&g, "dq.absmax_q"), wdq.n_blocks, "dq absmax codes");
+    const struct rk_gold_tensor * gsc = rk_gold_get(&g, "dq.scale");
+    cr_assert_eq(gsc->n, (wdq.n_blocks + wdq.nested_blocksize - 1) / wdq.nested_blocksize);
+    assert_close(wdq.absmax_scale, gsc->data, gsc->n, 0, 1e-6, "dq absmax scales");
+    memcpy(wdq.absmax_scale, gsc->data, sizeof(float) * (size_t) gsc->n);
+    const float boff = ((float *) rk_gold_get(&g, "dq.offset")->data)[0];
+    cr_assert(fabsf(wdq.absmax_offset - boff) <= 1.2e-7f * boff, "dq offset %.9g, bnb %.9g", wdq.absmax_offset, boff);
+    wdq.absmax_offset = boff;
+    rk_cpu_nf4_dequantize(&wdq, deq);
+    assert_bits(deq, rk_gold_get(&g, "dq.deq"), N * K, "dequant(dq W4)");
+    cr_assert_eq(rk_cpu_lora_merge_nf4(&wdq, A, B, s, r), RK_OK, "%s", rk_last_error());
+    cr_assert(wdq.double_quant);
+    assert_bytes_i32(wdq.packed, rk_gold_get(&g, "dq.merged.packed"), (N * K + 1) / 2, "dq merged packed");
+    rk_cpu_nf4_dequantize(&wdq, deq);
+    assert_close(deq, rk_gold_get(&g, "dq.merged.deq")->data, N * K, 0, 1e-6, "dequant(dq merged)");
+    rk_nf4_tensor_free(&wdq);
+
+    struct rk_nf4_tensor w0 = quantize_or_fail(gW->data, N, K, false);
+    cr_assert_eq(rk_cpu_lora_merge_nf4(&w0, A, B, s, 0), RK_STATUS_ARG);
+    rk_nf4_tensor_free(&w0);
+    free(deq); free(y); free(u); free(dx); free(dA); free(dB);
+    rk_gold_free(&g);
 }
