@@ -29,6 +29,7 @@
 #include "cuda_check.h"
 #include "kernels/attn_cuda.h"
 #include "kernels/cuda_ops.h"
+#include "lora/lora_cuda.h"
 
 #include <nvtx3/nvToolsExt.h>
 
@@ -44,6 +45,8 @@ struct cuda_ctx {
     bool                  sync_debug;  /* RK_SYNC_DEBUG=1 */
     cudaStream_t          stream;
     struct rk_cuda_blas * blas;
+    void *                lora_scratch;       /* LORA_BWD's partial sums: grown on demand, freed with the backend */
+    size_t                lora_scratch_bytes;
     char                  name[320];
 };
 
@@ -122,6 +125,12 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
                    c->src[0]->ndim == 3 && is_i32_or_null(c->src[1]) &&
                    (c->p.pool.mode >= 0 && c->p.pool.mode < RK_POOL_COUNT);
         case RK_OP_L2NORM:    return c->src[0] && same_float_rows(c, 1);
+        /* 16-bit tensor-core kernels; shapes and ranks they cannot run come back from the launcher as unsupported */
+        case RK_OP_LORA_FWD:  return (dt == RK_DTYPE_F16 || dt == RK_DTYPE_BF16) && tc_dtype_ok(ctx, dt) &&
+                                     c->src[0] && c->src[1] && c->src[2] && same_float_rows(c, 4);
+        case RK_OP_LORA_BWD:  return (dt == RK_DTYPE_F16 || dt == RK_DTYPE_BF16) && tc_dtype_ok(ctx, dt) &&
+                                     c->src[0] && c->src[1] && c->src[2] && c->src[3] && c->src[4] &&
+                                     same_float_rows(c, 5);
         /* no CUDA launcher yet: reported unsupported (listed, so -Wswitch makes each new op a decision here) */
         case RK_OP_MATMUL_BWD:
         case RK_OP_GELU_BWD:
@@ -137,8 +146,6 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
         case RK_OP_TANH_BWD:
         case RK_OP_FILL:
         case RK_OP_NF4_MATMUL:
-        case RK_OP_LORA_FWD:
-        case RK_OP_LORA_BWD:
         case RK_OP_COUNT:     break;
     }
     return false;
@@ -146,6 +153,26 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
 
 /* ------------------------------------------------------------------------------------------------
  * compute: one switch, one launcher per op */
+
+/* LORA_BWD with the backend's scratch, grown (synchronously, outside any capture) when a shape needs more. */
+static enum rk_status lora_bwd(struct cuda_ctx * ctx, const struct rk_op_call * c, cudaStream_t st) {
+    const struct rk_tensor * x = c->src[1], * A = c->src[3], * B = c->src[4];
+    const int64_t K = A->ne[A->ndim - 1], M = K > 0 ? rk_tensor_nelements(x) / K : 0;
+    const size_t  need = rk_cuda_lora_scratch_bytes(RK_LORA_FUSED, true, M, K, B->ne[0], A->ne[0], x->dtype);
+    if (need > ctx->lora_scratch_bytes) {
+        RK_CUDA_CHECK(cudaStreamSynchronize(st));
+        RK_CUDA_FREE(ctx->lora_scratch);
+        ctx->lora_scratch_bytes = 0;
+        if (cudaMalloc(&ctx->lora_scratch, need) != cudaSuccess) {
+            (void) cudaGetLastError();
+            ctx->lora_scratch = NULL;
+            return rk_set_error(RK_STATUS_OOM, "LORA_BWD: no device memory for %zu bytes of scratch", need);
+        }
+        ctx->lora_scratch_bytes = need;
+    }
+    const struct rk_cuda_lora_ws ws = { RK_LORA_FUSED, NULL, ctx->lora_scratch, ctx->lora_scratch_bytes };
+    return rk_cuda_lora_bwd(c->dst, c->src[0], x, c->src[2], A, B, &c->p.lora, &ws, st);
+}
 
 static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_call * c) {
     struct cuda_ctx * ctx = be->ctx;
@@ -175,6 +202,11 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
             break;
         case RK_OP_POOL:   s = rk_cuda_pool(c->dst, c->src[0], c->src[1], &c->p.pool, st); break;
         case RK_OP_L2NORM: s = rk_cuda_l2norm(c->dst, c->src[0], &c->p.l2norm, st); break;
+        case RK_OP_LORA_FWD: /* u (src[3]) is an output */
+            s = rk_cuda_lora_fwd(c->dst, (struct rk_tensor *) c->src[3], c->src[0], c->src[1], c->src[2], &c->p.lora,
+                                 NULL, st);
+            break;
+        case RK_OP_LORA_BWD: s = lora_bwd(ctx, c, st); break;
         case RK_OP_COUNT:
         default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;
     }
@@ -242,6 +274,7 @@ static void cuda_destroy(struct rk_backend * be) {
     RK_CUDA_CHECK(cudaSetDevice(ctx->device));
     RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
     rk_cuda_blas_free(ctx->blas);
+    RK_CUDA_FREE(ctx->lora_scratch);
     RK_CUDA_CHECK(cudaStreamDestroy(ctx->stream));
     free(ctx);
     free(be);

@@ -815,3 +815,404 @@ Test(lora, nf4_base_peft_golden) {
     free(deq); free(y); free(u); free(dx); free(dA); free(dB);
     rk_gold_free(&g);
 }
+
+/* ---- CUDA parity: LORA_FWD / LORA_BWD on the device against the CPU op on the same 16-bit-rounded inputs ------
+ * Fused (through rk_op on the CUDA backend) and unfused (rk_cuda_lora_fwd/bwd with RK_LORA_UNFUSED, cuBLAS). Every
+ * device buffer sits between 256-byte guards, rows may be padded (a row stride above the width), and guards, row
+ * gaps and inputs are pre-filled and must come back unchanged; an output element the kernel never writes stays
+ * NaN (0xFF bytes) and fails the comparison. Skipped without a CUDA device (STYLE.md 6). RK_TEST_FILTER selects
+ * cases by substring of the case string. */
+
+#ifdef RK_HAVE_CUDA
+#include "kernels/cuda_ops.h"
+#include "lora/lora_cuda.h"
+
+#include <cublas_v2.h>
+
+#define GUARD 256
+
+enum { CASE_PASS = 0, CASE_FAIL, CASE_SKIP };
+
+static bool case_selected(const char * cs) {
+    const char * f = getenv("RK_TEST_FILTER");
+    return !f || !*f || strstr(cs, f) != NULL;
+}
+
+static float round_dt(enum rk_dtype dt, float v) {
+    return dt == RK_DTYPE_BF16 ? rk_bf16_to_f32(rk_f32_to_bf16(v)) : dt == RK_DTYPE_F16 ? rk_f16_to_f32(rk_f32_to_f16(v)) : v;
+}
+
+/* n uniform values times scale, rounded to dt (free()). */
+static float * rand_dt(enum rk_dtype dt, int64_t n, float scale) {
+    float * v = malloc(sizeof(float) * (size_t) (n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) v[i] = round_dt(dt, urand() * scale);
+    return v;
+}
+
+/* A (rows, cols) matrix with row stride ld on the device, between guards; the rest of the buffer is 0xFF. */
+struct gbuf {
+    struct rk_backend * be;
+    enum rk_dtype       dt;
+    int64_t             rows, cols, ld;
+    size_t              bytes;
+    uint8_t *           dev;
+    uint8_t *           img; /* what was uploaded */
+};
+
+static size_t gb_off(const struct gbuf * b, int64_t i, int64_t j) {
+    return GUARD + (size_t) (i * b->ld + j) * rk_dtype_traits[b->dt].type_size;
+}
+
+static void put_elem(uint8_t * p, enum rk_dtype dt, float v) {
+    if (dt == RK_DTYPE_F32) memcpy(p, &v, 4);
+    else {
+        const uint16_t h = dt == RK_DTYPE_BF16 ? rk_f32_to_bf16(v) : rk_f32_to_f16(v);
+        memcpy(p, &h, 2);
+    }
+}
+
+static float get_elem(const uint8_t * p, enum rk_dtype dt) {
+    if (dt == RK_DTYPE_F32) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return dt == RK_DTYPE_BF16 ? rk_bf16_to_f32(h) : rk_f16_to_f32(h);
+}
+
+/* Uploads vals (rows*cols, or NULL: left as 0xFF) and returns the 2-D view. */
+static struct rk_tensor gb_init(struct gbuf * b, struct rk_backend * be, enum rk_dtype dt, int64_t rows, int64_t cols,
+                                int64_t ld, const float * vals, const char * name) {
+    *b = (struct gbuf) { .be = be, .dt = dt, .rows = rows, .cols = cols, .ld = ld };
+    const size_t es = rk_dtype_traits[dt].type_size;
+    b->bytes        = 2 * GUARD + (size_t) ((rows > 0 ? rows - 1 : 0) * ld + cols) * es;
+    b->dev          = be->alloc(be, b->bytes);
+    cr_assert(b->dev != NULL, "device allocation of %zu bytes", b->bytes);
+    b->img = malloc(b->bytes);
+    memset(b->img, 0xFF, b->bytes);
+    if (vals)
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < cols; j++) put_elem(b->img + gb_off(b, i, j), dt, vals[i * cols + j]);
+    cr_assert_eq(be->copy_to_device(be, b->dev, b->img, b->bytes), RK_OK);
+    struct rk_tensor t;
+    rk_tensor_init(&t, dt, 2, (int64_t[]) { rows, cols }, name);
+    t.nb[0]   = ld * (int64_t) es;
+    t.data    = b->dev + GUARD;
+    t.backend = be;
+    return t;
+}
+
+/* Downloads b; out (rows*cols, or NULL) gets the values. Every byte outside the matrix (and, for an input, every
+ * byte) must be as uploaded; prints the first change and returns false otherwise. */
+static bool gb_fetch(struct gbuf * b, float * out, bool is_output, const char * cs, const char * what) {
+    uint8_t * got = malloc(b->bytes);
+    cr_assert_eq(b->be->copy_to_host(b->be, got, b->dev, b->bytes), RK_OK);
+    const size_t es = rk_dtype_traits[b->dt].type_size;
+    int64_t      bad = 0;
+    for (size_t i = 0; i < b->bytes; i++) {
+        if (got[i] == b->img[i]) continue;
+        bool in_matrix = false;
+        if (is_output && i >= GUARD && i < b->bytes - GUARD) {
+            const int64_t e = (int64_t) ((i - GUARD) / es);
+            in_matrix       = e % b->ld < b->cols && e / b->ld < b->rows;
+        }
+        if (in_matrix) continue;
+        if (bad++ < 3)
+            fprintf(stderr, "    %s: %s: byte %lld (%s) changed 0x%02x -> 0x%02x\n", cs, what, (long long) i - GUARD,
+                    i < GUARD || i >= b->bytes - GUARD ? "guard" : is_output ? "row gap" : "input", b->img[i], got[i]);
+    }
+    if (out)
+        for (int64_t i = 0; i < b->rows; i++)
+            for (int64_t j = 0; j < b->cols; j++) out[i * b->cols + j] = get_elem(got + gb_off(b, i, j), b->dt);
+    free(got);
+    return bad == 0;
+}
+
+static void gb_free(struct gbuf * b) {
+    if (b->dev) b->be->free(b->be, b->dev);
+    free(b->img);
+    memset(b, 0, sizeof(*b));
+}
+
+/* nmse and |got - ref| <= atol + rtol |ref| per element, as tests/test_ops.c; NaN fails. */
+static bool close_dt(const char * cs, const char * what, const float * got, const float * ref, int64_t n,
+                     enum rk_dtype dt) {
+    const double nmse_max = dt == RK_DTYPE_F16 ? 1e-5 : dt == RK_DTYPE_F32 ? 1e-9 : 1e-4;
+    const double atol = dt == RK_DTYPE_F16 ? 2e-3 : dt == RK_DTYPE_F32 ? 1e-4 : 1e-2;
+    const double rtol = dt == RK_DTYPE_F16 ? 4e-3 : dt == RK_DTYPE_F32 ? 1e-4 : 2e-2;
+    double e2 = 0, r2 = 0;
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double e = fabs((double) got[i] - ref[i]);
+        if (isnan(got[i]) || !(e <= atol + rtol * fabs(ref[i]))) {
+            if (bad++ < 4) fprintf(stderr, "    %s: %s[%lld]: ref %.7g got %.7g\n", cs, what, (long long) i, ref[i], got[i]);
+        } else {
+            e2 += e * e;
+        }
+        r2 += (double) ref[i] * ref[i];
+    }
+    const double nmse = r2 > 0 ? e2 / r2 : e2;
+    if (bad || nmse > nmse_max)
+        fprintf(stderr, "    %s: %s: %lld of %lld out of tolerance, nmse %.3g (limit %.3g)\n", cs, what,
+                (long long) bad, (long long) n, nmse, nmse_max);
+    return bad == 0 && nmse <= nmse_max;
+}
+
+struct cuda_case {
+    int64_t       M, K, N, r;
+    float         p;
+    enum rk_dtype dt;
+    int64_t       pad;       /* row padding of x, y, dy, dx (elements) */
+    bool          f32_grads; /* dA, dB in f32 (master gradients), else in dt */
+};
+
+static const struct cuda_case cuda_cases[] = {
+    { 1, 384, 1000, 8, 0.0f, RK_DTYPE_BF16, 0, true },      { 7, 1000, 384, 1, 0.1f, RK_DTYPE_BF16, 8, true },
+    { 64, 4096, 384, 16, 0.1f, RK_DTYPE_BF16, 0, true },    { 1000, 384, 4096, 64, 0.0f, RK_DTYPE_BF16, 0, false },
+    { 1000, 1000, 1000, 16, 0.1f, RK_DTYPE_F16, 3, true },  { 64, 384, 1000, 64, 0.25f, RK_DTYPE_F16, 0, true },
+    { 7, 4096, 4096, 16, 0.0f, RK_DTYPE_BF16, 0, true },    { 1000, 4096, 1000, 8, 0.1f, RK_DTYPE_BF16, 0, true },
+    { 64, 1000, 4096, 1, 0.0f, RK_DTYPE_F16, 8, false },    { 1, 4096, 384, 64, 0.1f, RK_DTYPE_F16, 0, true },
+    { 33, 384, 384, 20, 0.1f, RK_DTYPE_BF16, 1, true },     { 100, 512, 768, 40, 0.0f, RK_DTYPE_F16, 0, true },
+    { 129, 96, 200, 24, 0.5f, RK_DTYPE_BF16, 0, false },    { 16, 64, 64, 8, 1.0f, RK_DTYPE_BF16, 0, true },
+};
+
+static const char * dtname(enum rk_dtype dt) { return rk_dtype_traits[dt].name; }
+
+/* The inputs of a case (rounded to its dtype) and the CPU op's results on them. */
+struct cuda_ref {
+    float * x, * A, * B, * y0, * dy, * dx0, * dA0, * dB0; /* inputs */
+    float * y, * u, * dx, * dA, * dB;                     /* CPU results; u rounded to dt is the backward's input */
+};
+
+static struct cuda_ref cuda_reference(const struct cuda_case * c, const struct rk_lora_params * p) {
+    const int64_t M = c->M, K = c->K, N = c->N, r = c->r;
+    const enum rk_dtype gdt = c->f32_grads ? RK_DTYPE_F32 : c->dt;
+    struct cuda_ref R;
+    R.x   = rand_dt(c->dt, M * K, 1.0f);
+    R.A   = rand_dt(c->dt, r * K, 1.0f / sqrtf((float) K));
+    R.B   = rand_dt(c->dt, N * r, 1.0f / sqrtf((float) r));
+    R.y0  = rand_dt(c->dt, M * N, 1.0f);
+    R.dy  = rand_dt(c->dt, M * N, 1.0f / sqrtf((float) N));
+    R.dx0 = rand_dt(c->dt, M * K, 0.1f);
+    R.dA0 = rand_dt(gdt, r * K, 0.1f);
+    R.dB0 = rand_dt(gdt, N * r, 0.1f);
+    R.y = dup_buf(R.y0, M * N), R.u = zeros(M * r);
+    R.dx = dup_buf(R.dx0, M * K), R.dA = dup_buf(R.dA0, r * K), R.dB = dup_buf(R.dB0, N * r);
+    struct rk_backend * cpu = rk_backend_cpu_init(2);
+    const struct rk_lora_shape sh = { .M = M, .K = K, .N = N, .r = r };
+    cr_assert_eq(op_fwd(cpu, R.y, R.u, R.x, R.A, R.B, sh, p), RK_OK, "%s", rk_last_error());
+    for (int64_t i = 0; i < M * r; i++) R.u[i] = round_dt(c->dt, R.u[i]);
+    cr_assert_eq(op_bwd(cpu, R.dx, R.dA, R.dB, R.dy, R.x, R.u, R.A, R.B, sh, p), RK_OK, "%s", rk_last_error());
+    rk_backend_free(cpu);
+    return R;
+}
+
+static void cuda_ref_free(struct cuda_ref * R) {
+    float ** f[] = { &R->x, &R->A, &R->B, &R->y0, &R->dy, &R->dx0, &R->dA0, &R->dB0, &R->y, &R->u, &R->dx, &R->dA, &R->dB };
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        free(*f[i]);
+        *f[i] = NULL;
+    }
+}
+
+/* RK_TEST_BACKEND=cpu: the CPU backend in the device's place, cases run in f32 and fused only: a self-test of this
+ * harness (guards, row gaps, comparisons) on a machine without a GPU. */
+static bool harness_self_test(void) {
+    const char * b = getenv("RK_TEST_BACKEND");
+    return b && strcmp(b, "cpu") == 0;
+}
+
+static struct rk_backend * cuda_or_skip(void) {
+    if (harness_self_test()) {
+        fprintf(stderr, "lora CUDA parity: harness self-test on the CPU backend (f32, fused only)\n");
+        return rk_backend_cpu_init(2);
+    }
+    struct rk_backend * be = rk_backend_cuda_init(0);
+    if (!be) cr_skip_test("no CUDA device (%s)", rk_last_error());
+    fprintf(stderr, "lora CUDA parity on %s\n", be->name);
+    return be;
+}
+
+/* Runs the forward (fused: rk_op; unfused: the launcher) and checks y, u and the untouched inputs. */
+static int cuda_fwd_case(struct rk_backend * be, cublasHandle_t h, const struct cuda_case * c, bool unfused,
+                         const struct rk_lora_params * p, const struct cuda_ref * R, const char * cs) {
+    const int64_t M = c->M, K = c->K, N = c->N, r = c->r;
+    struct gbuf bx, bA, bB, by, bu;
+    struct rk_tensor tx = gb_init(&bx, be, c->dt, M, K, K + c->pad, R->x, "x");
+    struct rk_tensor tA = gb_init(&bA, be, c->dt, r, K, K, R->A, "A");
+    struct rk_tensor tB = gb_init(&bB, be, c->dt, N, r, r, R->B, "B");
+    struct rk_tensor ty = gb_init(&by, be, c->dt, M, N, N + c->pad, R->y0, "y");
+    struct rk_tensor tu = gb_init(&bu, be, c->dt, M, r, r, NULL, "u");
+    enum rk_status s;
+    void * scratch = NULL;
+    if (!unfused) {
+        struct rk_op_call call = { .op = RK_OP_LORA_FWD, .dst = &ty, .src = { &tx, &tA, &tB, &tu } };
+        call.p.lora            = *p;
+        s                      = rk_op(be, &call);
+    } else {
+        const size_t need = rk_cuda_lora_scratch_bytes(RK_LORA_UNFUSED, false, M, K, N, r, c->dt);
+        scratch           = be->alloc(be, need);
+        cr_assert(scratch != NULL);
+        const struct rk_cuda_lora_ws ws = { RK_LORA_UNFUSED, h, scratch, need };
+        s = rk_cuda_lora_fwd(&ty, &tu, &tx, &tA, &tB, p, &ws, rk_backend_cuda_stream(be));
+    }
+    int rc = CASE_FAIL;
+    if (s == RK_STATUS_UNSUPPORTED) {
+        fprintf(stderr, "    %s: unsupported: %s\n", cs, rk_last_error());
+        rc = CASE_SKIP;
+    } else if (s != RK_OK) {
+        fprintf(stderr, "    %s: failed: %s\n", cs, rk_last_error());
+    } else {
+        cr_assert_eq(be->synchronize(be), RK_OK);
+        float * y = zeros(M * N), * u = zeros(M * r);
+        bool ok = gb_fetch(&by, y, true, cs, "y") & gb_fetch(&bu, u, true, cs, "u");
+        ok = close_dt(cs, "y", y, R->y, M * N, c->dt) & close_dt(cs, "u", u, R->u, M * r, c->dt) & ok;
+        ok = gb_fetch(&bx, NULL, false, cs, "x") & gb_fetch(&bA, NULL, false, cs, "A") &
+             gb_fetch(&bB, NULL, false, cs, "B") & ok;
+        rc = ok ? CASE_PASS : CASE_FAIL;
+        free(y);
+        free(u);
+    }
+    if (scratch) be->free(be, scratch);
+    gb_free(&bx); gb_free(&bA); gb_free(&bB); gb_free(&by); gb_free(&bu);
+    return rc;
+}
+
+/* Runs the backward (fused: rk_op; unfused: the launcher) and checks dx, dA, dB and the untouched inputs. */
+static int cuda_bwd_case(struct rk_backend * be, cublasHandle_t h, const struct cuda_case * c, bool unfused,
+                         const struct rk_lora_params * p, const struct cuda_ref * R, const char * cs) {
+    const int64_t M = c->M, K = c->K, N = c->N, r = c->r;
+    const enum rk_dtype gdt = c->f32_grads ? RK_DTYPE_F32 : c->dt;
+    struct gbuf bdy, bx, bu, bA, bB, bdx, bdA, bdB;
+    struct rk_tensor tdy = gb_init(&bdy, be, c->dt, M, N, N + c->pad, R->dy, "dy");
+    struct rk_tensor tx  = gb_init(&bx, be, c->dt, M, K, K + c->pad, R->x, "x");
+    struct rk_tensor tu  = gb_init(&bu, be, c->dt, M, r, r, R->u, "u");
+    struct rk_tensor tA  = gb_init(&bA, be, c->dt, r, K, K, R->A, "A");
+    struct rk_tensor tB  = gb_init(&bB, be, c->dt, N, r, r, R->B, "B");
+    struct rk_tensor tdx = gb_init(&bdx, be, c->dt, M, K, K + c->pad, R->dx0, "dx");
+    struct rk_tensor tdA = gb_init(&bdA, be, gdt, r, K, K, R->dA0, "dA");
+    struct rk_tensor tdB = gb_init(&bdB, be, gdt, N, r, r, R->dB0, "dB");
+    struct rk_lora_params pp = *p;
+    pp.dA = &tdA;
+    pp.dB = &tdB;
+    enum rk_status s;
+    void * scratch = NULL;
+    if (!unfused) {
+        struct rk_op_call call = { .op = RK_OP_LORA_BWD, .dst = &tdx, .src = { &tdy, &tx, &tu, &tA, &tB } };
+        call.p.lora            = pp;
+        s                      = rk_op(be, &call);
+    } else {
+        const size_t need = rk_cuda_lora_scratch_bytes(RK_LORA_UNFUSED, true, M, K, N, r, c->dt);
+        scratch           = be->alloc(be, need);
+        cr_assert(scratch != NULL);
+        const struct rk_cuda_lora_ws ws = { RK_LORA_UNFUSED, h, scratch, need };
+        s = rk_cuda_lora_bwd(&tdx, &tdy, &tx, &tu, &tA, &tB, &pp, &ws, rk_backend_cuda_stream(be));
+    }
+    int rc = CASE_FAIL;
+    if (s == RK_STATUS_UNSUPPORTED) {
+        fprintf(stderr, "    %s: unsupported: %s\n", cs, rk_last_error());
+        rc = CASE_SKIP;
+    } else if (s != RK_OK) {
+        fprintf(stderr, "    %s: failed: %s\n", cs, rk_last_error());
+    } else {
+        cr_assert_eq(be->synchronize(be), RK_OK);
+        float * dx = zeros(M * K), * dA = zeros(r * K), * dB = zeros(N * r);
+        bool ok = gb_fetch(&bdx, dx, true, cs, "dx") & gb_fetch(&bdA, dA, true, cs, "dA") &
+                  gb_fetch(&bdB, dB, true, cs, "dB");
+        ok = close_dt(cs, "dx", dx, R->dx, M * K, c->dt) & close_dt(cs, "dA", dA, R->dA, r * K, c->dt) &
+             close_dt(cs, "dB", dB, R->dB, N * r, c->dt) & ok;
+        ok = gb_fetch(&bdy, NULL, false, cs, "dy") & gb_fetch(&bx, NULL, false, cs, "x") &
+             gb_fetch(&bu, NULL, false, cs, "u") & gb_fetch(&bA, NULL, false, cs, "A") &
+             gb_fetch(&bB, NULL, false, cs, "B") & ok;
+        rc = ok ? CASE_PASS : CASE_FAIL;
+        free(dx);
+        free(dA);
+        free(dB);
+    }
+    if (scratch) be->free(be, scratch);
+    gb_free(&bdy); gb_free(&bx); gb_free(&bu); gb_free(&bA); gb_free(&bB); gb_free(&bdx); gb_free(&bdA); gb_free(&bdB);
+    return rc;
+}
+
+Test(lora_cuda, parity) {
+    struct rk_backend * be = cuda_or_skip();
+    const bool          cpu = be->device == RK_DEVICE_CPU;
+    cublasHandle_t      h   = NULL;
+    if (!cpu) cr_assert_eq(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    int n[3] = { 0, 0, 0 };
+    for (size_t ci = 0; ci < sizeof(cuda_cases) / sizeof(cuda_cases[0]); ci++) {
+        struct cuda_case         cc = cuda_cases[ci];
+        const struct cuda_case * c  = &cc;
+        if (cpu) cc.dt = RK_DTYPE_F32;
+        const struct rk_lora_params p = { .scale = 2.0f, .dropout = c->p, .seed = 1234 + ci, .offset = 99 };
+        struct cuda_ref R = cuda_reference(c, &p);
+        for (int op = 0; op < 2; op++) {
+            for (int unfused = 0; unfused < (cpu ? 1 : 2); unfused++) {
+                char cs[200];
+                snprintf(cs, sizeof(cs), "LORA_%s(dtype=%s,M=%lld,K=%lld,N=%lld,r=%lld,p=%g,pad=%lld,grads=%s)[%s]",
+                         op ? "BWD" : "FWD", dtname(c->dt), (long long) c->M, (long long) c->K, (long long) c->N,
+                         (long long) c->r, (double) c->p, (long long) c->pad, c->f32_grads ? "f32" : dtname(c->dt),
+                         unfused ? "unfused" : "fused");
+                if (!case_selected(cs)) continue;
+                const int rc = op ? cuda_bwd_case(be, h, c, unfused, &p, &R, cs)
+                                  : cuda_fwd_case(be, h, c, unfused, &p, &R, cs);
+                fprintf(stderr, "  %s %s\n", rc == CASE_PASS ? "ok  " : rc == CASE_FAIL ? "FAIL" : "skip", cs);
+                n[rc]++;
+            }
+        }
+        cuda_ref_free(&R);
+    }
+    fprintf(stderr, "lora_cuda/parity: %d passed, %d failed, %d skipped as unsupported\n", n[CASE_PASS],
+            n[CASE_FAIL], n[CASE_SKIP]);
+    if (h) cublasDestroy(h);
+    rk_backend_free(be);
+    cr_assert_eq(n[CASE_FAIL], 0, "%d case(s) failed (see above)", n[CASE_FAIL]);
+}
+
+/* Same inputs, same bits: every reduction has one owner and a fixed order. */
+Test(lora_cuda, deterministic) {
+    struct rk_backend * be = cuda_or_skip();
+    const struct cuda_case c = { 1000, 4096, 1000, 16, 0.1f, be->act_dtype, 0, true }; /* f32 on the CPU */
+    const struct rk_lora_params p = { .scale = 2.0f, .dropout = c.p, .seed = 7, .offset = 1 };
+    struct cuda_ref R = cuda_reference(&c, &p);
+    float * first[3] = { NULL, NULL, NULL };
+    const int64_t n[3] = { c.M * c.K, c.r * c.K, c.N * c.r };
+    for (int run = 0; run < 2; run++) {
+        struct gbuf bdy, bx, bu, bA, bB, bdx, bdA, bdB;
+        struct rk_tensor tdy = gb_init(&bdy, be, c.dt, c.M, c.N, c.N, R.dy, "dy");
+        struct rk_tensor tx  = gb_init(&bx, be, c.dt, c.M, c.K, c.K, R.x, "x");
+        struct rk_tensor tu  = gb_init(&bu, be, c.dt, c.M, c.r, c.r, R.u, "u");
+        struct rk_tensor tA  = gb_init(&bA, be, c.dt, c.r, c.K, c.K, R.A, "A");
+        struct rk_tensor tB  = gb_init(&bB, be, c.dt, c.N, c.r, c.r, R.B, "B");
+        struct rk_tensor tdx = gb_init(&bdx, be, c.dt, c.M, c.K, c.K, R.dx0, "dx");
+        struct rk_tensor tdA = gb_init(&bdA, be, RK_DTYPE_F32, c.r, c.K, c.K, R.dA0, "dA");
+        struct rk_tensor tdB = gb_init(&bdB, be, RK_DTYPE_F32, c.N, c.r, c.r, R.dB0, "dB");
+        struct rk_op_call call = { .op = RK_OP_LORA_BWD, .dst = &tdx, .src = { &tdy, &tx, &tu, &tA, &tB } };
+        call.p.lora    = p;
+        call.p.lora.dA = &tdA;
+        call.p.lora.dB = &tdB;
+        const enum rk_status s = rk_op(be, &call);
+        if (s == RK_STATUS_UNSUPPORTED) cr_skip_test("%s", rk_last_error());
+        cr_assert_eq(s, RK_OK, "%s", rk_last_error());
+        float * got[3] = { zeros(n[0]), zeros(n[1]), zeros(n[2]) };
+        gb_fetch(&bdx, got[0], true, "det", "dx");
+        gb_fetch(&bdA, got[1], true, "det", "dA");
+        gb_fetch(&bdB, got[2], true, "det", "dB");
+        for (int i = 0; i < 3; i++) {
+            if (run == 0) first[i] = got[i];
+            else {
+                cr_assert(memcmp(first[i], got[i], sizeof(float) * (size_t) n[i]) == 0, "gradient %d differs between runs", i);
+                free(got[i]);
+            }
+        }
+        gb_free(&bdy); gb_free(&bx); gb_free(&bu); gb_free(&bA); gb_free(&bB); gb_free(&bdx); gb_free(&bdA); gb_free(&bdB);
+    }
+    for (int i = 0; i < 3; i++) free(first[i]);
+    cuda_ref_free(&R);
+    rk_backend_free(be);
+}
+#else
+Test(lora_cuda, parity) { cr_skip_test("this build has no CUDA backend"); }
+#endif
