@@ -5,6 +5,7 @@
 #ifndef RK_BENCH_COMMON_H
 #define RK_BENCH_COMMON_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #ifdef RK_HAVE_CUDA
 #include "cuda_check.h"
+#include "kernels/cuda_ops.h"
 
 #include <cuda_runtime_api.h>
 #endif
@@ -95,6 +97,20 @@ static inline void * rk_bench_gold_get(const unsigned char * buf, long size, con
     return NULL;
 }
 
+/* Parses "[--reps N]" into *reps (kept when absent, at least 1); prints the usage and returns false otherwise. */
+static inline bool rk_bench_reps_arg(int argc, char ** argv, int * reps) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            *reps = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: %s [--reps N]\n", argv[0]);
+            return false;
+        }
+    }
+    if (*reps < 1) *reps = 1;
+    return true;
+}
+
 #ifdef RK_HAVE_CUDA
 /* "device <name> sm_XY SMs=N L2=M MiB commit=<c> <extra>" for the current device. */
 static inline void rk_bench_print_device(const char * extra) {
@@ -104,6 +120,59 @@ static inline void rk_bench_print_device(const char * extra) {
     RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
     printf("device %s sm_%d%d SMs=%d L2=%d MiB commit=%s %s\n", prop.name, prop.major, prop.minor,
            prop.multiProcessorCount, prop.l2CacheSize >> 20, rk_bench_commit(), extra ? extra : "");
+}
+
+/*
+ * Timing on a CUDA backend's stream with events (STYLE.md 7): rk_bench_time runs fn(ud) 3 times to warm up, then
+ * reps times, each after an L2 flush (writing a buffer twice the L2 size), and returns the median milliseconds;
+ * t->ms then holds the sorted times (t->ms[0] the minimum).
+ */
+struct rk_bench_timer {
+    struct rk_backend * be;
+    cudaStream_t        st;
+    cudaEvent_t         e0, e1;
+    void *              flush;
+    size_t              flush_bytes;
+    int                 reps;
+    float *             ms;
+};
+
+/* Creates the events and the flush buffer on be (CUDA). Aborts when they cannot be made. */
+static inline void rk_bench_timer_init(struct rk_bench_timer * t, struct rk_backend * be, int reps) {
+    struct cudaDeviceProp prop;
+    int                   dev;
+    RK_CUDA_CHECK(cudaGetDevice(&dev));
+    RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+    t->be          = be;
+    t->st          = rk_backend_cuda_stream(be);
+    t->reps        = reps;
+    t->flush_bytes = (size_t) (prop.l2CacheSize > 0 ? prop.l2CacheSize : 64 << 20) * 2;
+    t->flush       = be->alloc(be, t->flush_bytes);
+    t->ms          = rk_xmalloc((size_t) reps * sizeof(float));
+    RK_ASSERT(t->flush != NULL);
+    RK_CUDA_CHECK(cudaEventCreate(&t->e0));
+    RK_CUDA_CHECK(cudaEventCreate(&t->e1));
+}
+
+static inline double rk_bench_time(struct rk_bench_timer * t, void (*fn)(void * ud), void * ud) {
+    for (int i = 0; i < 3; i++) fn(ud);
+    for (int r = 0; r < t->reps; r++) {
+        RK_CUDA_CHECK(cudaMemsetAsync(t->flush, r & 0xff, t->flush_bytes, t->st));
+        RK_CUDA_CHECK(cudaEventRecord(t->e0, t->st));
+        fn(ud);
+        RK_CUDA_CHECK(cudaEventRecord(t->e1, t->st));
+        RK_CUDA_CHECK(cudaEventSynchronize(t->e1));
+        RK_CUDA_CHECK(cudaEventElapsedTime(&t->ms[r], t->e0, t->e1));
+    }
+    qsort(t->ms, (size_t) t->reps, sizeof(float), rk_bench_cmp_float);
+    return t->ms[t->reps / 2];
+}
+
+static inline void rk_bench_timer_free(struct rk_bench_timer * t) {
+    free(t->ms);
+    t->be->free(t->be, t->flush);
+    RK_CUDA_CHECK(cudaEventDestroy(t->e0));
+    RK_CUDA_CHECK(cudaEventDestroy(t->e1));
 }
 #endif
 

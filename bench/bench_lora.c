@@ -247,42 +247,22 @@ static bool check_rows(struct rk_backend * be, struct problem * P, int64_t rows)
     return ok;
 }
 
-struct timer {
-    cudaStream_t st;
-    cudaEvent_t  e0, e1;
-    void *       flush;
-    size_t       flush_bytes;
-    float *      ms;
-    int          reps;
+/* One timed direction and variant, for rk_bench_time. */
+struct timed_run {
+    struct rk_backend *            be;
+    struct problem *               P;
+    bool                           bwd;
+    const struct rk_cuda_lora_ws * ws;
 };
 
-/* Median milliseconds of one direction and variant (3 warm-ups, L2 flushed before each repetition). */
-static double time_it(struct rk_backend * be, struct timer * tm, struct problem * P, bool bwd,
-                      const struct rk_cuda_lora_ws * ws) {
-    for (int i = 0; i < 3; i++) RK_ASSERT(run(be, P, bwd, ws) == RK_OK);
-    for (int i = 0; i < tm->reps; i++) {
-        RK_CUDA_CHECK(cudaMemsetAsync(tm->flush, i & 0xff, tm->flush_bytes, tm->st));
-        RK_CUDA_CHECK(cudaEventRecord(tm->e0, tm->st));
-        RK_ASSERT(run(be, P, bwd, ws) == RK_OK);
-        RK_CUDA_CHECK(cudaEventRecord(tm->e1, tm->st));
-        RK_CUDA_CHECK(cudaEventSynchronize(tm->e1));
-        RK_CUDA_CHECK(cudaEventElapsedTime(&tm->ms[i], tm->e0, tm->e1));
-    }
-    qsort(tm->ms, (size_t) tm->reps, sizeof(float), rk_bench_cmp_float);
-    return tm->ms[tm->reps / 2];
+static void run_timed(void * ud) {
+    const struct timed_run * t = ud;
+    RK_ASSERT(run(t->be, t->P, t->bwd, t->ws) == RK_OK);
 }
 
 int main(int argc, char ** argv) {
     int reps = 30;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
-            reps = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--reps N]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (reps < 1) reps = 1;
+    if (!rk_bench_reps_arg(argc, argv, &reps)) return 2;
     struct rk_backend * be = rk_backend_cuda_init(0);
     if (!be) {
         printf("bench_lora: no CUDA device (%s); nothing to time\n", rk_last_error());
@@ -323,15 +303,8 @@ int main(int argc, char ** argv) {
     }
 
     /* 2. timed shapes */
-    struct cudaDeviceProp prop;
-    RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    struct timer tm = { .st = rk_backend_cuda_stream(be), .reps = reps };
-    RK_CUDA_CHECK(cudaEventCreate(&tm.e0));
-    RK_CUDA_CHECK(cudaEventCreate(&tm.e1));
-    tm.flush_bytes = (size_t) (prop.l2CacheSize > 0 ? prop.l2CacheSize : 64 << 20) * 2;
-    tm.flush       = be->alloc(be, tm.flush_bytes);
-    tm.ms          = rk_xmalloc((size_t) reps * sizeof(float));
-    RK_ASSERT(tm.flush != NULL);
+    struct rk_bench_timer tm;
+    rk_bench_timer_init(&tm, be, reps);
     int failed = 0;
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         const struct shape * s = &shapes[si];
@@ -352,7 +325,8 @@ int main(int argc, char ** argv) {
             const double flops = (bwd ? 4 : 2) * M * r * (K + N);
             double       ms[2];
             for (int v = 0; v < 2; v++) {
-                ms[v] = time_it(be, &tm, &P, bwd, v ? &unfused : NULL);
+                struct timed_run tr = { be, &P, bwd, v ? &unfused : NULL };
+                ms[v]               = rk_bench_time(&tm, run_timed, &tr);
                 char key[160];
                 snprintf(key, sizeof(key), "lora_%s%s_bf16_M%lld_K%lld_N%lld_r%lld_p%g", bwd ? "bwd" : "fwd",
                          v ? "_unfused" : "", (long long) s->M, (long long) s->K, (long long) s->N, (long long) s->r,
@@ -367,11 +341,8 @@ int main(int argc, char ** argv) {
         }
         problem_free(&P);
     }
-    free(tm.ms);
-    be->free(be, tm.flush);
+    rk_bench_timer_free(&tm);
     be->free(be, scratch);
-    RK_CUDA_CHECK(cudaEventDestroy(tm.e0));
-    RK_CUDA_CHECK(cudaEventDestroy(tm.e1));
     RK_CUBLAS_CHECK(cublasDestroy(cublas));
     rk_backend_free(be);
     return failed ? 1 : 0;

@@ -81,32 +81,6 @@ static struct rk_tensor * int_tensor(struct rk_backend * be, int64_t B, int64_t 
     return t;
 }
 
-struct timing {
-    cudaEvent_t  e0, e1;
-    void *       flush;
-    size_t       flush_bytes;
-    cudaStream_t st;
-    int          reps;
-    float *      ms;
-};
-
-typedef void (*op_fn)(void * ud);
-
-/* Median milliseconds of fn over t->reps repetitions, L2 flushed before each. */
-static double time_op(struct timing * t, op_fn fn, void * ud) {
-    for (int i = 0; i < 3; i++) fn(ud);
-    for (int r = 0; r < t->reps; r++) {
-        RK_CUDA_CHECK(cudaMemsetAsync(t->flush, r & 0xff, t->flush_bytes, t->st));
-        RK_CUDA_CHECK(cudaEventRecord(t->e0, t->st));
-        fn(ud);
-        RK_CUDA_CHECK(cudaEventRecord(t->e1, t->st));
-        RK_CUDA_CHECK(cudaEventSynchronize(t->e1));
-        RK_CUDA_CHECK(cudaEventElapsedTime(&t->ms[r], t->e0, t->e1));
-    }
-    qsort(t->ms, (size_t) t->reps, sizeof(float), rk_bench_cmp_float);
-    return t->ms[t->reps / 2];
-}
-
 struct op_ud {
     struct rk_backend * be;
     struct rk_op_call   call;
@@ -172,19 +146,12 @@ int main(int argc, char ** argv) {
         return 0;
     }
     rk_bench_print_device(be->name);
-    struct cudaDeviceProp prop;
-    RK_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     const enum rk_dtype dt = be->act_dtype;
     const char *        dn = rk_dtype_traits[dt].name;
     const double        es = (double) rk_dtype_traits[dt].type_size;
 
-    struct timing tm = { .st = rk_backend_cuda_stream(be), .reps = reps };
-    RK_CUDA_CHECK(cudaEventCreate(&tm.e0));
-    RK_CUDA_CHECK(cudaEventCreate(&tm.e1));
-    tm.flush_bytes = (size_t) (prop.l2CacheSize > 0 ? prop.l2CacheSize : 64 << 20) * 2;
-    tm.flush       = be->alloc(be, tm.flush_bytes);
-    tm.ms          = rk_xmalloc((size_t) reps * sizeof(float));
-    RK_ASSERT(tm.flush != NULL);
+    struct rk_bench_timer tm;
+    rk_bench_timer_init(&tm, be, reps);
 
     const int64_t N = (int64_t) B_ * T_, C = C_;
     char          key[128];
@@ -197,7 +164,7 @@ int main(int argc, char ** argv) {
         u.b = be->alloc(be, u.n);
         RK_ASSERT(u.a && u.b);
         RK_CUDA_CHECK(cudaMemsetAsync(u.a, 1, u.n, tm.st));
-        report("copy", "d2d_copy_1GiB", time_op(&tm, run_copy, &u), 2.0 * (double) u.n);
+        report("copy", "d2d_copy_1GiB", rk_bench_time(&tm, run_copy, &u), 2.0 * (double) u.n);
         be->free(be, u.a);
         be->free(be, u.b);
     }
@@ -220,7 +187,7 @@ int main(int argc, char ** argv) {
         rk_cpu_layernorm(&hD, &hX, &hW, &hB, &hR, &u.call.p.layernorm);
         if (check("layernorm", x, ref, R * C)) {
             snprintf(key, sizeof(key), "layernorm_%s_N%lld_C%lld_residual", dn, (long long) N, (long long) C);
-            report("layernorm", key, time_op(&tm, run_call, &u), 3.0 * N * C * es);
+            report("layernorm", key, rk_bench_time(&tm, run_call, &u), 3.0 * N * C * es);
         } else {
             failed++;
         }
@@ -244,7 +211,7 @@ int main(int argc, char ** argv) {
             rk_cpu_gelu(&hD, &hA);
             if (check("gelu", d, ref, 64 * I)) {
                 snprintf(key, sizeof(key), "gelu_%s_N%lld_C%lld", dn, (long long) N, (long long) I);
-                report("gelu", key, time_op(&tm, run_call, &u), 2.0 * N * I * es);
+                report("gelu", key, rk_bench_time(&tm, run_call, &u), 2.0 * N * I * es);
             } else {
                 failed++;
             }
@@ -255,7 +222,7 @@ int main(int argc, char ** argv) {
             rk_cpu_add(&hD, &hA, &hB);
             if (check("add", d, ref, 64 * I)) {
                 snprintf(key, sizeof(key), "add_%s_N%lld_C%lld", dn, (long long) N, (long long) I);
-                report("add", key, time_op(&tm, run_call, &u), 3.0 * N * I * es);
+                report("add", key, rk_bench_time(&tm, run_call, &u), 3.0 * N * I * es);
             } else {
                 failed++;
             }
@@ -278,7 +245,7 @@ int main(int argc, char ** argv) {
         rk_cpu_softmax(&hD, &hX, &u.call.p.softmax);
         if (check("softmax", d, ref, 64 * T_)) {
             snprintf(key, sizeof(key), "softmax_%s_N%lld_C%d", dn, (long long) R, T_);
-            report("softmax", key, time_op(&tm, run_call, &u), 2.0 * R * T_ * es);
+            report("softmax", key, rk_bench_time(&tm, run_call, &u), 2.0 * R * T_ * es);
         } else {
             failed++;
         }
@@ -312,7 +279,7 @@ int main(int argc, char ** argv) {
             run_call(&u);
             if (check("embed", d, ref, T_ * C)) {
                 snprintf(key, sizeof(key), "embed_%s_B%d_T%d_C%lld", dn, B_, T_, (long long) C);
-                report("embed", key, time_op(&tm, run_call, &u), 2.0 * N * C * es);
+                report("embed", key, rk_bench_time(&tm, run_call, &u), 2.0 * N * C * es);
             } else {
                 failed++;
             }
@@ -327,7 +294,7 @@ int main(int argc, char ** argv) {
             RK_ASSERT(be->synchronize(be) == RK_OK);
             if (check("embed_ln", d, ref, T_ * C)) {
                 snprintf(key, sizeof(key), "embed_ln_%s_B%d_T%d_C%lld", dn, B_, T_, (long long) C);
-                report("embed_ln", key, time_op(&tm, run_embed_ln, &u), 2.0 * N * C * es);
+                report("embed_ln", key, rk_bench_time(&tm, run_embed_ln, &u), 2.0 * N * C * es);
             } else {
                 failed++;
             }
@@ -354,7 +321,7 @@ int main(int argc, char ** argv) {
         if (WANT("pool")) {
             if (check("pool", d, ref, B_ * C)) {
                 snprintf(key, sizeof(key), "pool_mean_%s_B%d_T%d_C%lld", dn, B_, T_, (long long) C);
-                report("pool", key, time_op(&tm, run_call, &u), ((double) B_ * T_ * C + (double) B_ * C) * es);
+                report("pool", key, rk_bench_time(&tm, run_call, &u), ((double) B_ * T_ * C + (double) B_ * C) * es);
             } else {
                 failed++;
             }
@@ -373,7 +340,7 @@ int main(int argc, char ** argv) {
             rk_cpu_l2norm(&hE, &hP, &v.call.p.l2norm);
             if (check("l2norm", e, ref2, B_ * C)) {
                 snprintf(key, sizeof(key), "l2norm_%s_B%d_C%lld", dn, B_, (long long) C);
-                report("l2norm", key, time_op(&tm, run_call, &v), 2.0 * B_ * C * es);
+                report("l2norm", key, rk_bench_time(&tm, run_call, &v), 2.0 * B_ * C * es);
             } else {
                 failed++;
             }
@@ -383,10 +350,7 @@ int main(int argc, char ** argv) {
         free(hx), free(hm), free(ref);
         rk_tensor_free(x), rk_tensor_free(m), rk_tensor_free(d);
     }
-    free(tm.ms);
-    be->free(be, tm.flush);
-    RK_CUDA_CHECK(cudaEventDestroy(tm.e0));
-    RK_CUDA_CHECK(cudaEventDestroy(tm.e1));
+    rk_bench_timer_free(&tm);
     rk_backend_free(be);
     return failed ? 1 : 0;
 }

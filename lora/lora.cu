@@ -96,14 +96,20 @@ __device__ __forceinline__ uint32_t ld2(const raw16 * p) { return *reinterpret_c
 template <typename T>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 
+/* One mma.sync of shape MNK ("m16n8k16" / "m16n8k8") on TY ("bf16" / "f16") inputs; the operands follow. */
+#define LORA_MMA(MNK, TY, AREGS, BREGS, ...)                                                               \
+    asm volatile("mma.sync.aligned." MNK ".row.col.f32." TY "." TY ".f32 {%0,%1,%2,%3}, " AREGS ", " BREGS \
+                 ", {%0,%1,%2,%3};\n"                                                                      \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                          \
+                 : __VA_ARGS__)
+#define LORA_MMA_K16(TY) \
+    LORA_MMA("m16n8k16", TY, "{%4,%5,%6,%7}", "{%8,%9}", "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+
 template <>
 __device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                                         uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    LORA_MMA_K16("bf16");
 #elif defined(__CUDA_ARCH__)
     (void) d; (void) a; (void) b0; (void) b1;
     __trap(); /* never launched: the launchers refuse bf16 below sm_80 */
@@ -113,18 +119,11 @@ __device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const uin
 template <>
 __device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    LORA_MMA_K16("f16");
 #elif defined(__CUDA_ARCH__)
     /* sm_75: the k16 product as two k8 products (columns 0..7 use a0, a1, b0; columns 8..15 a2, a3, b1) */
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(b0));
-    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[2]), "r"(a[3]), "r"(b1));
+    LORA_MMA("m16n8k8", "f16", "{%4,%5}", "{%6}", "r"(a[0]), "r"(a[1]), "r"(b0));
+    LORA_MMA("m16n8k8", "f16", "{%4,%5}", "{%6}", "r"(a[2]), "r"(a[3]), "r"(b1));
 #endif
 }
 
@@ -724,6 +723,21 @@ static enum rk_status check_ws(const char * op, const struct rk_cuda_lora_ws * w
     return RK_OK;
 }
 
+/* The unfused path's x' = dropout(x): x itself at p = 0, else tmp (M,K) filled by lora_dropout_kernel; *ld its row
+ * stride. */
+static const void * dropped_input(const struct rk_tensor * x, const lora_dims & d, const struct rk_lora_params * p,
+                                  void * tmp, int64_t * ld, cudaStream_t stream) {
+    if (p->dropout == 0.0f) return x->data;
+    const drop dr = drop_of(p);
+    LORA_DISPATCH(x->dtype, T, {
+        lora_dropout_kernel<T><<<ew_grid(d.M * d.K), RK_LORA_BLOCK_SIZE, 0, stream>>>(
+            (raw16 *) tmp, (const raw16 *) x->data, d.M, d.K, d.ldx, dr);
+    });
+    RK_CUDA_CHECK(cudaGetLastError());
+    *ld = d.K;
+    return tmp;
+}
+
 template <typename T, int RP>
 static void launch_fwd(struct rk_tensor * y, struct rk_tensor * u, const struct rk_tensor * x,
                        const struct rk_tensor * A, const struct rk_tensor * B, const lora_dims & d, float s,
@@ -763,20 +777,11 @@ extern "C" enum rk_status rk_cuda_lora_fwd(struct rk_tensor * y, struct rk_tenso
         return RK_OK;
     }
     /* unfused: x' = dropout(x) (scratch; x itself at p = 0), u = x' A^T, y += s u B^T */
-    const size_t  es  = rk_dtype_traits[dt].type_size;
-    uint8_t *     scr = (uint8_t *) ws->scratch;
-    const void *  xin = x->data;
-    int64_t       ldx = d.ldx;
-    if (p->dropout > 0.0f) {
-        LORA_DISPATCH(dt, T, {
-            lora_dropout_kernel<T><<<ew_grid(d.M * d.K), RK_LORA_BLOCK_SIZE, 0, stream>>>(
-                (raw16 *) scr, (const raw16 *) x->data, d.M, d.K, d.ldx, dr);
-        });
-        RK_CUDA_CHECK(cudaGetLastError());
-        xin = scr;
-        ldx = d.K;
-    }
-    void * ub = u ? u->data : scr + align256((size_t) (d.M * d.K) * es);
+    const size_t es  = rk_dtype_traits[dt].type_size;
+    uint8_t *    scr = (uint8_t *) ws->scratch;
+    int64_t      ldx = d.ldx;
+    const void * xin = dropped_input(x, d, p, scr, &ldx, stream);
+    void *       ub  = u ? u->data : scr + align256((size_t) (d.M * d.K) * es);
     RK_CUBLAS_CHECK(cublasSetStream(ws->cublas, stream));
     gemm_rm(ws->cublas, false, true, d.M, d.r, d.K, 1.0f, xin, dt, ldx, A->data, dt, d.K, 0.0f, ub, dt, d.r);
     gemm_rm(ws->cublas, false, true, d.M, d.N, d.r, p->scale, ub, dt, d.r, B->data, dt, d.r, 1.0f, y->data, dt, d.ldmn);
@@ -841,17 +846,8 @@ static void unfused_bwd(struct rk_tensor * dx, const struct rk_tensor * dy, cons
         gemm_rm(h, true, false, d.N, d.r, d.M, p->scale, dy->data, dt, d.ldmn, u->data, dt, d.r, 1.0f, p->dB->data,
                 p->dB->dtype, d.r);
     if (p->dA) {
-        const void * xin = x->data;
         int64_t      ldx = d.ldx;
-        if (p->dropout > 0.0f) {
-            LORA_DISPATCH(dt, T, {
-                lora_dropout_kernel<T><<<ew_grid(d.M * d.K), RK_LORA_BLOCK_SIZE, 0, stream>>>(
-                    (raw16 *) tmp, (const raw16 *) x->data, d.M, d.K, d.ldx, dr);
-            });
-            RK_CUDA_CHECK(cudaGetLastError());
-            xin = tmp;
-            ldx = d.K;
-        }
+        const void * xin = dropped_input(x, d, p, tmp, &ldx, stream);
         gemm_rm(h, true, false, d.r, d.K, d.M, p->scale, gb, dt, d.r, xin, dt, ldx, 1.0f, p->dA->data, p->dA->dtype,
                 d.K);
     }

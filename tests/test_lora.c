@@ -1035,6 +1035,24 @@ static struct rk_backend * cuda_or_skip(void) {
     return be;
 }
 
+/* The status of a launch as a case result: CASE_PASS (after a synchronize), CASE_SKIP when unsupported, CASE_FAIL. */
+static int case_status(struct rk_backend * be, enum rk_status s, const char * cs) {
+    if (s == RK_OK) {
+        cr_assert_eq(be->synchronize(be), RK_OK);
+        return CASE_PASS;
+    }
+    fprintf(stderr, "    %s: %s: %s\n", cs, s == RK_STATUS_UNSUPPORTED ? "unsupported" : "failed", rk_last_error());
+    return s == RK_STATUS_UNSUPPORTED ? CASE_SKIP : CASE_FAIL;
+}
+
+/* The unfused variant's workspace with fresh scratch (release ws.scratch with be->free). */
+static struct rk_cuda_lora_ws unfused_ws(struct rk_backend * be, cublasHandle_t h, bool bwd, const struct cuda_case * c) {
+    const size_t need = rk_cuda_lora_scratch_bytes(RK_LORA_UNFUSED, bwd, c->M, c->K, c->N, c->r, c->dt);
+    const struct rk_cuda_lora_ws ws = { RK_LORA_UNFUSED, h, be->alloc(be, need), need };
+    cr_assert(ws.scratch != NULL);
+    return ws;
+}
+
 /* Runs the forward (fused: rk_op; unfused: the launcher) and checks y, u and the untouched inputs. */
 static int cuda_fwd_case(struct rk_backend * be, cublasHandle_t h, const struct cuda_case * c, bool unfused,
                          const struct rk_lora_params * p, const struct cuda_ref * R, const char * cs) {
@@ -1052,20 +1070,12 @@ static int cuda_fwd_case(struct rk_backend * be, cublasHandle_t h, const struct 
         call.p.lora            = *p;
         s                      = rk_op(be, &call);
     } else {
-        const size_t need = rk_cuda_lora_scratch_bytes(RK_LORA_UNFUSED, false, M, K, N, r, c->dt);
-        scratch           = be->alloc(be, need);
-        cr_assert(scratch != NULL);
-        const struct rk_cuda_lora_ws ws = { RK_LORA_UNFUSED, h, scratch, need };
+        const struct rk_cuda_lora_ws ws = unfused_ws(be, h, false, c);
+        scratch                         = ws.scratch;
         s = rk_cuda_lora_fwd(&ty, &tu, &tx, &tA, &tB, p, &ws, rk_backend_cuda_stream(be));
     }
-    int rc = CASE_FAIL;
-    if (s == RK_STATUS_UNSUPPORTED) {
-        fprintf(stderr, "    %s: unsupported: %s\n", cs, rk_last_error());
-        rc = CASE_SKIP;
-    } else if (s != RK_OK) {
-        fprintf(stderr, "    %s: failed: %s\n", cs, rk_last_error());
-    } else {
-        cr_assert_eq(be->synchronize(be), RK_OK);
+    int rc = case_status(be, s, cs);
+    if (rc == CASE_PASS) {
         float * y = zeros(M * N), * u = zeros(M * r);
         bool ok = gb_fetch(&by, y, true, cs, "y") & gb_fetch(&bu, u, true, cs, "u");
         ok = close_dt(cs, "y", y, R->y, M * N, c->dt) & close_dt(cs, "u", u, R->u, M * r, c->dt) & ok;
@@ -1080,59 +1090,71 @@ static int cuda_fwd_case(struct rk_backend * be, cublasHandle_t h, const struct 
     return rc;
 }
 
+/* The backward's device buffers for a case (inputs from R; dA, dB in f32 or the case dtype). */
+struct bwd_bufs {
+    struct gbuf      dy, x, u, A, B, dx, dA, dB;
+    struct rk_tensor tdy, tx, tu, tA, tB, tdx, tdA, tdB;
+};
+
+static void bwd_bufs_init(struct bwd_bufs * b, struct rk_backend * be, const struct cuda_case * c,
+                          const struct cuda_ref * R) {
+    const int64_t       M = c->M, K = c->K, N = c->N, r = c->r;
+    const enum rk_dtype gdt = c->f32_grads ? RK_DTYPE_F32 : c->dt;
+    b->tdy = gb_init(&b->dy, be, c->dt, M, N, N + c->pad, R->dy, "dy");
+    b->tx  = gb_init(&b->x, be, c->dt, M, K, K + c->pad, R->x, "x");
+    b->tu  = gb_init(&b->u, be, c->dt, M, r, r, R->u, "u");
+    b->tA  = gb_init(&b->A, be, c->dt, r, K, K, R->A, "A");
+    b->tB  = gb_init(&b->B, be, c->dt, N, r, r, R->B, "B");
+    b->tdx = gb_init(&b->dx, be, c->dt, M, K, K + c->pad, R->dx0, "dx");
+    b->tdA = gb_init(&b->dA, be, gdt, r, K, K, R->dA0, "dA");
+    b->tdB = gb_init(&b->dB, be, gdt, N, r, r, R->dB0, "dB");
+}
+
+static void bwd_bufs_free(struct bwd_bufs * b) {
+    struct gbuf * g[] = { &b->dy, &b->x, &b->u, &b->A, &b->B, &b->dx, &b->dA, &b->dB };
+    for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++) gb_free(g[i]);
+}
+
+/* Downloads dx, dA, dB into out[0..2] (sizes M*K, r*K, N*r) and checks every buffer's guards and inputs. */
+static bool bwd_bufs_fetch(struct bwd_bufs * b, float * out[3], const char * cs) {
+    bool ok = gb_fetch(&b->dx, out[0], true, cs, "dx") & gb_fetch(&b->dA, out[1], true, cs, "dA") &
+              gb_fetch(&b->dB, out[2], true, cs, "dB");
+    return gb_fetch(&b->dy, NULL, false, cs, "dy") & gb_fetch(&b->x, NULL, false, cs, "x") &
+           gb_fetch(&b->u, NULL, false, cs, "u") & gb_fetch(&b->A, NULL, false, cs, "A") &
+           gb_fetch(&b->B, NULL, false, cs, "B") & ok;
+}
+
 /* Runs the backward (fused: rk_op; unfused: the launcher) and checks dx, dA, dB and the untouched inputs. */
 static int cuda_bwd_case(struct rk_backend * be, cublasHandle_t h, const struct cuda_case * c, bool unfused,
                          const struct rk_lora_params * p, const struct cuda_ref * R, const char * cs) {
-    const int64_t M = c->M, K = c->K, N = c->N, r = c->r;
-    const enum rk_dtype gdt = c->f32_grads ? RK_DTYPE_F32 : c->dt;
-    struct gbuf bdy, bx, bu, bA, bB, bdx, bdA, bdB;
-    struct rk_tensor tdy = gb_init(&bdy, be, c->dt, M, N, N + c->pad, R->dy, "dy");
-    struct rk_tensor tx  = gb_init(&bx, be, c->dt, M, K, K + c->pad, R->x, "x");
-    struct rk_tensor tu  = gb_init(&bu, be, c->dt, M, r, r, R->u, "u");
-    struct rk_tensor tA  = gb_init(&bA, be, c->dt, r, K, K, R->A, "A");
-    struct rk_tensor tB  = gb_init(&bB, be, c->dt, N, r, r, R->B, "B");
-    struct rk_tensor tdx = gb_init(&bdx, be, c->dt, M, K, K + c->pad, R->dx0, "dx");
-    struct rk_tensor tdA = gb_init(&bdA, be, gdt, r, K, K, R->dA0, "dA");
-    struct rk_tensor tdB = gb_init(&bdB, be, gdt, N, r, r, R->dB0, "dB");
+    const int64_t   n[3] = { c->M * c->K, c->r * c->K, c->N * c->r };
+    struct bwd_bufs b;
+    bwd_bufs_init(&b, be, c, R);
     struct rk_lora_params pp = *p;
-    pp.dA = &tdA;
-    pp.dB = &tdB;
+    pp.dA                    = &b.tdA;
+    pp.dB                    = &b.tdB;
     enum rk_status s;
     void * scratch = NULL;
     if (!unfused) {
-        struct rk_op_call call = { .op = RK_OP_LORA_BWD, .dst = &tdx, .src = { &tdy, &tx, &tu, &tA, &tB } };
+        struct rk_op_call call = { .op = RK_OP_LORA_BWD, .dst = &b.tdx, .src = { &b.tdy, &b.tx, &b.tu, &b.tA, &b.tB } };
         call.p.lora            = pp;
         s                      = rk_op(be, &call);
     } else {
-        const size_t need = rk_cuda_lora_scratch_bytes(RK_LORA_UNFUSED, true, M, K, N, r, c->dt);
-        scratch           = be->alloc(be, need);
-        cr_assert(scratch != NULL);
-        const struct rk_cuda_lora_ws ws = { RK_LORA_UNFUSED, h, scratch, need };
-        s = rk_cuda_lora_bwd(&tdx, &tdy, &tx, &tu, &tA, &tB, &pp, &ws, rk_backend_cuda_stream(be));
+        const struct rk_cuda_lora_ws ws = unfused_ws(be, h, true, c);
+        scratch                         = ws.scratch;
+        s = rk_cuda_lora_bwd(&b.tdx, &b.tdy, &b.tx, &b.tu, &b.tA, &b.tB, &pp, &ws, rk_backend_cuda_stream(be));
     }
-    int rc = CASE_FAIL;
-    if (s == RK_STATUS_UNSUPPORTED) {
-        fprintf(stderr, "    %s: unsupported: %s\n", cs, rk_last_error());
-        rc = CASE_SKIP;
-    } else if (s != RK_OK) {
-        fprintf(stderr, "    %s: failed: %s\n", cs, rk_last_error());
-    } else {
-        cr_assert_eq(be->synchronize(be), RK_OK);
-        float * dx = zeros(M * K), * dA = zeros(r * K), * dB = zeros(N * r);
-        bool ok = gb_fetch(&bdx, dx, true, cs, "dx") & gb_fetch(&bdA, dA, true, cs, "dA") &
-                  gb_fetch(&bdB, dB, true, cs, "dB");
-        ok = close_dt(cs, "dx", dx, R->dx, M * K, c->dt) & close_dt(cs, "dA", dA, R->dA, r * K, c->dt) &
-             close_dt(cs, "dB", dB, R->dB, N * r, c->dt) & ok;
-        ok = gb_fetch(&bdy, NULL, false, cs, "dy") & gb_fetch(&bx, NULL, false, cs, "x") &
-             gb_fetch(&bu, NULL, false, cs, "u") & gb_fetch(&bA, NULL, false, cs, "A") &
-             gb_fetch(&bB, NULL, false, cs, "B") & ok;
+    int rc = case_status(be, s, cs);
+    if (rc == CASE_PASS) {
+        float * got[3] = { zeros(n[0]), zeros(n[1]), zeros(n[2]) };
+        bool    ok     = bwd_bufs_fetch(&b, got, cs);
+        ok = close_dt(cs, "dx", got[0], R->dx, n[0], c->dt) & close_dt(cs, "dA", got[1], R->dA, n[1], c->dt) &
+             close_dt(cs, "dB", got[2], R->dB, n[2], c->dt) & ok;
         rc = ok ? CASE_PASS : CASE_FAIL;
-        free(dx);
-        free(dA);
-        free(dB);
+        for (int i = 0; i < 3; i++) free(got[i]);
     }
     if (scratch) be->free(be, scratch);
-    gb_free(&bdy); gb_free(&bx); gb_free(&bu); gb_free(&bA); gb_free(&bB); gb_free(&bdx); gb_free(&bdA); gb_free(&bdB);
+    bwd_bufs_free(&b);
     return rc;
 }
 
@@ -1173,43 +1195,32 @@ Test(lora_cuda, parity) {
 
 /* Same inputs, same bits: every reduction has one owner and a fixed order. */
 Test(lora_cuda, deterministic) {
-    struct rk_backend * be = cuda_or_skip();
-    const struct cuda_case c = { 1000, 4096, 1000, 16, 0.1f, be->act_dtype, 0, true }; /* f32 on the CPU */
-    const struct rk_lora_params p = { .scale = 2.0f, .dropout = c.p, .seed = 7, .offset = 1 };
-    struct cuda_ref R = cuda_reference(&c, &p);
-    float * first[3] = { NULL, NULL, NULL };
-    const int64_t n[3] = { c.M * c.K, c.r * c.K, c.N * c.r };
+    struct rk_backend *         be = cuda_or_skip();
+    const struct cuda_case      c  = { 1000, 4096, 1000, 16, 0.1f, be->act_dtype, 0, true }; /* f32 on the CPU */
+    const struct rk_lora_params p  = { .scale = 2.0f, .dropout = c.p, .seed = 7, .offset = 1 };
+    struct cuda_ref             R  = cuda_reference(&c, &p);
+    const int64_t               n[3] = { c.M * c.K, c.r * c.K, c.N * c.r };
+    float *                     got[2][3];
     for (int run = 0; run < 2; run++) {
-        struct gbuf bdy, bx, bu, bA, bB, bdx, bdA, bdB;
-        struct rk_tensor tdy = gb_init(&bdy, be, c.dt, c.M, c.N, c.N, R.dy, "dy");
-        struct rk_tensor tx  = gb_init(&bx, be, c.dt, c.M, c.K, c.K, R.x, "x");
-        struct rk_tensor tu  = gb_init(&bu, be, c.dt, c.M, c.r, c.r, R.u, "u");
-        struct rk_tensor tA  = gb_init(&bA, be, c.dt, c.r, c.K, c.K, R.A, "A");
-        struct rk_tensor tB  = gb_init(&bB, be, c.dt, c.N, c.r, c.r, R.B, "B");
-        struct rk_tensor tdx = gb_init(&bdx, be, c.dt, c.M, c.K, c.K, R.dx0, "dx");
-        struct rk_tensor tdA = gb_init(&bdA, be, RK_DTYPE_F32, c.r, c.K, c.K, R.dA0, "dA");
-        struct rk_tensor tdB = gb_init(&bdB, be, RK_DTYPE_F32, c.N, c.r, c.r, R.dB0, "dB");
-        struct rk_op_call call = { .op = RK_OP_LORA_BWD, .dst = &tdx, .src = { &tdy, &tx, &tu, &tA, &tB } };
+        struct bwd_bufs b;
+        bwd_bufs_init(&b, be, &c, &R);
+        struct rk_op_call call = { .op = RK_OP_LORA_BWD, .dst = &b.tdx, .src = { &b.tdy, &b.tx, &b.tu, &b.tA, &b.tB } };
         call.p.lora    = p;
-        call.p.lora.dA = &tdA;
-        call.p.lora.dB = &tdB;
+        call.p.lora.dA = &b.tdA;
+        call.p.lora.dB = &b.tdB;
         const enum rk_status s = rk_op(be, &call);
         if (s == RK_STATUS_UNSUPPORTED) cr_skip_test("%s", rk_last_error());
         cr_assert_eq(s, RK_OK, "%s", rk_last_error());
-        float * got[3] = { zeros(n[0]), zeros(n[1]), zeros(n[2]) };
-        gb_fetch(&bdx, got[0], true, "det", "dx");
-        gb_fetch(&bdA, got[1], true, "det", "dA");
-        gb_fetch(&bdB, got[2], true, "det", "dB");
-        for (int i = 0; i < 3; i++) {
-            if (run == 0) first[i] = got[i];
-            else {
-                cr_assert(memcmp(first[i], got[i], sizeof(float) * (size_t) n[i]) == 0, "gradient %d differs between runs", i);
-                free(got[i]);
-            }
-        }
-        gb_free(&bdy); gb_free(&bx); gb_free(&bu); gb_free(&bA); gb_free(&bB); gb_free(&bdx); gb_free(&bdA); gb_free(&bdB);
+        for (int i = 0; i < 3; i++) got[run][i] = zeros(n[i]);
+        cr_assert(bwd_bufs_fetch(&b, got[run], "deterministic"));
+        bwd_bufs_free(&b);
     }
-    for (int i = 0; i < 3; i++) free(first[i]);
+    for (int i = 0; i < 3; i++) {
+        cr_assert(memcmp(got[0][i], got[1][i], sizeof(float) * (size_t) n[i]) == 0, "%s differs between runs",
+                  i == 0 ? "dx" : i == 1 ? "dA" : "dB");
+        free(got[0][i]);
+        free(got[1][i]);
+    }
     cuda_ref_free(&R);
     rk_backend_free(be);
 }

@@ -9,6 +9,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from timing import median_ms  # bench/peers/timing.py
+
 # (name, M tokens, N out, K in, bias, gelu): keep in step with `shapes` in bench/bench_matmul.c
 SHAPES = [
     ("llama7b_up_4ktok", 4096, 11008, 4096, False, False),
@@ -35,22 +37,9 @@ for name, M, N, K, bias, gelu in SHAPES:
     else:
         fn = lambda: F.linear(x, w, b)  # noqa: E731
     with torch.inference_mode():
-        for _ in range(3):
-            fn()
-        ts = []
-        for r in range(REPS):
-            flush.fill_(r & 0xFF)
-            s = torch.cuda.Event(enable_timing=True)
-            e = torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            torch.cuda.synchronize()
-            ts.append(s.elapsed_time(e))
-    ts.sort()
-    ms = ts[len(ts) // 2]
+        ms, ms_min = median_ms(fn, flush, REPS)
     tflops = 2.0 * M * N * K / (ms * 1e-3) / 1e12  # epilogue not counted, as in bench_matmul.c
     key = f"gemm_bf16_M{M}_N{N}_K{K}" + ("_bias" if bias else "") + ("_gelu" if gelu else "")
-    print(f"matmul {name:32s} {key:40s} median_ms={ms:.4f} (min {ts[0]:.4f}) {tflops:.1f} TFLOP/s")
+    print(f"matmul {name:32s} {key:40s} median_ms={ms:.4f} (min {ms_min:.4f}) {tflops:.1f} TFLOP/s")
     print(f"RESULT {key} {tflops:.1f} TFLOP/s", flush=True)
     del x, w, b

@@ -20,6 +20,8 @@ import sys
 
 import torch
 
+from timing import median_ms  # bench/peers/timing.py (the script's folder is on sys.path)
+
 # (name, M tokens, K in, N out, r, dropout p): keep in step with `shapes` in bench/bench_lora.c
 SHAPES = [
     ("llama7b_qkvo_2ktok", 2048, 4096, 4096, 16, 0.0), ("llama7b_qkvo_2ktok", 2048, 4096, 4096, 16, 0.1),
@@ -34,26 +36,6 @@ class One(torch.nn.Module):
     def __init__(self, k, n):
         super().__init__()
         self.proj = torch.nn.Linear(k, n, bias=False)
-
-
-def timed(fn, before, flush):
-    """Median ms of fn() over REPS, each after before() and an L2 flush (neither timed)."""
-    for _ in range(3):
-        before()
-        fn()
-    ts = []
-    for i in range(REPS):
-        before()
-        flush.fill_(i & 0xFF)
-        s = torch.cuda.Event(enable_timing=True)
-        e = torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        ts.append(s.elapsed_time(e))
-    ts.sort()
-    return ts[len(ts) // 2], ts[0]
 
 
 def main():
@@ -89,20 +71,17 @@ def main():
 
         state = {}
 
-        def fwd():
-            state["out"] = adapter()
-
-        def make_graph():
+        def fwd():  # also builds the graph the backward runs through
             state["out"] = adapter()
 
         def bwd():
             state["out"].backward(dy)
 
         key = f"_bf16_M{M}_K{K}_N{N}_r{r}_p{p:g}"
-        ms, mn = timed(fwd, lambda: None, flush)  # with autograd on, as in training
+        ms, mn = median_ms(fwd, flush, REPS)  # with autograd on, as in training
         print(f"lora {name:20s} peft     lora_fwd{key:38s} median_ms={ms:.4f} (min {mn:.4f})")
         print(f"RESULT lora_fwd{key} {ms:.4f} ms", flush=True)
-        ms, mn = timed(bwd, make_graph, flush)
+        ms, mn = median_ms(bwd, flush, REPS, before=fwd)
         print(f"lora {name:20s} peft     lora_bwd{key:38s} median_ms={ms:.4f} (min {mn:.4f})")
         print(f"RESULT lora_bwd{key} {ms:.4f} ms", flush=True)
         del model, x, result, dy, state

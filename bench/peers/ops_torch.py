@@ -8,6 +8,8 @@ the L2 flushed before each repetition. Prints `RESULT <key> <GB/s> GB/s`.
 import torch
 import torch.nn.functional as F
 
+from timing import median_ms  # bench/peers/timing.py
+
 B, T, C, NH, V = 64, 256, 768, 12, 30522
 REPS = 30
 dev, dt, dn, es = "cuda", torch.bfloat16, "bf16", 2
@@ -20,20 +22,7 @@ print(f"device {props.name} torch={torch.__version__}")
 
 def bench(fn):
     with torch.inference_mode():
-        for _ in range(3):
-            fn()
-        ts = []
-        for r in range(REPS):
-            flush.fill_(r & 0xFF)
-            s = torch.cuda.Event(enable_timing=True)
-            e = torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            torch.cuda.synchronize()
-            ts.append(s.elapsed_time(e))
-    ts.sort()
-    return ts[len(ts) // 2]
+        return median_ms(fn, flush, REPS)[0]
 
 
 def report(op, key, ms, nbytes):
