@@ -63,12 +63,18 @@ static float * rand_bf16(int64_t n, float scale) {
     return v;
 }
 
-/* Worst |got - ref| / (atol + rtol |ref|) over n values (<= 1 passes; NaN gives infinity). bf16 tolerances. */
-static double worst_of(const float * got, const float * ref, int64_t n) {
-    double w = 0;
+/*
+ * Worst |got - ref| / (atol + rtol |ref|) over n values (<= 1 passes; NaN gives infinity), bf16 tolerances. rounded_g:
+ * a sum over rows of products with g = dy B, which the device rounds to bf16 (the CPU does not): atol grows to
+ * 4 * 2^-8 * rms(ref), as in tests/test_lora.c (close_dt) where the reasoning is.
+ */
+static double worst_of(const float * got, const float * ref, int64_t n, bool rounded_g) {
+    double w = 0, atol = 1e-2, sq = 0;
+    for (int64_t i = 0; i < n && rounded_g; i++) sq += (double) ref[i] * ref[i];
+    if (rounded_g && n > 0 && 4 * 0x1p-8 * sqrt(sq / (double) n) > atol) atol = 4 * 0x1p-8 * sqrt(sq / (double) n);
     for (int64_t i = 0; i < n; i++) {
         const double e = fabs((double) got[i] - ref[i]);
-        const double q = isnan(e) ? INFINITY : e / (1e-2 + 2e-2 * fabs((double) ref[i]));
+        const double q = isnan(e) ? INFINITY : e / (atol + 2e-2 * fabs((double) ref[i]));
         if (q > w) w = q;
     }
     return w;
@@ -196,14 +202,14 @@ static bool check_full(struct rk_backend * be, struct problem * P, const struct 
         const int64_t n_max = M * (K > N ? K : N) + r * K + N * r;
         float *       got   = rk_xmalloc(sizeof(float) * (size_t) n_max);
         RK_ASSERT(rk_tensor_get_f32(P->ty, got) == RK_OK);
-        w[0] = worst_of(got, y, M * N);
-        w[1] = worst_of(got_u, u, M * r);
+        w[0] = worst_of(got, y, M * N, false);
+        w[1] = worst_of(got_u, u, M * r, false);
         RK_ASSERT(rk_tensor_get_f32(P->tdx, got) == RK_OK);
-        w[2] = worst_of(got, dx, M * K);
+        w[2] = worst_of(got, dx, M * K, true);
         RK_ASSERT(rk_tensor_get_f32(P->tdA, got) == RK_OK);
-        w[3] = worst_of(got, dA, r * K);
+        w[3] = worst_of(got, dA, r * K, true);
         RK_ASSERT(rk_tensor_get_f32(P->tdB, got) == RK_OK);
-        w[4] = worst_of(got, dB, N * r);
+        w[4] = worst_of(got, dB, N * r, false);
         free(got);
         for (int i = 0; i < 5; i++) ok = ok && w[i] <= 1.0;
         printf("check %-8s %s M=%lld K=%lld N=%lld r=%lld p=%g: worst of tolerance y %.3g u %.3g dx %.3g dA %.3g dB "
@@ -235,7 +241,7 @@ static bool check_rows(struct rk_backend * be, struct problem * P, int64_t rows)
     RK_ASSERT(rk_cpu_lora_fwd_op(&hy, &hu, &hx, &hA, &hB, &p) == RK_OK);
     float * gy = rk_xmalloc(sizeof(float) * (size_t) (s->M * N)), * gu = rk_xmalloc(sizeof(float) * (size_t) (s->M * r));
     RK_ASSERT(rk_tensor_get_f32(P->ty, gy) == RK_OK && rk_tensor_get_f32(P->tu, gu) == RK_OK);
-    const double wy = worst_of(gy, y, R * N), wu = worst_of(gu, u, R * r);
+    const double wy = worst_of(gy, y, R * N, false), wu = worst_of(gu, u, R * r, false);
     const bool   ok = wy <= 1.0 && wu <= 1.0;
     printf("check fused    %s M=%lld K=%lld N=%lld r=%lld p=%g rows=%lld: worst of tolerance y %.3g u %.3g %s\n",
            s->what, (long long) s->M, (long long) K, (long long) N, (long long) r, (double) s->p, (long long) R, wy,

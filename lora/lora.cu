@@ -27,10 +27,10 @@
  *                            mask, g and A^T, then dx += s q (g A) * keep in place and the dA partial g^T (x*keep)
  *                            in registers across its rows; the partial goes to scratch per row split.
  *   lora_bwd_reduce_kernel   (again) dA += s q * sum of the row-split partials.
- *   unfused (RK_LORA_UNFUSED): lora_dropout_kernel (dropout(x) into scratch, skipped at p = 0), then cuBLAS
+ *   unfused (RK_LORA_UNFUSED): lora_keep_kernel (dropout(x) into scratch, skipped at p = 0), then cuBLAS
  *                            cublasGemmEx for u = x' A^T, y += s u B^T (beta = 1); backward g = dy B, dB += s dy^T u,
  *                            dA += s g^T x', dx += s g A (beta = 1; with dropout g A goes to scratch and
- *                            lora_masked_add_kernel applies keep).
+ *                            lora_keep_kernel applies keep while adding).
  * Every reduction has one owner and a fixed order: the results are bitwise reproducible run to run.
  *
  *   build/bench/bench_lora            checks both variants against the CPU, then times them (Llama-7B shapes)
@@ -561,36 +561,27 @@ __global__ void __launch_bounds__(RK_LORA_BLOCK_SIZE)
 
 /* ---- unfused reference path: elementwise dropout pieces around cuBLAS ------------------------------------ */
 
-/* out (M,K) contiguous = x * keep * q, rounded to T; one Philox block per group of 4 flat elements. */
-template <typename T>
+/*
+ * The unfused path's dropout, elementwise over (M,K) in groups of 4 flat elements (one Philox block each):
+ *   ADD false: out (M,K) contiguous = in * keep * scale, rounded to T (in = x with row stride ld, scale = q);
+ *   ADD true:  out (row stride ld) += scale * in * keep (in = g A, contiguous; scale = s q).
+ */
+template <typename T, bool ADD>
 __global__ void __launch_bounds__(RK_LORA_BLOCK_SIZE)
-    lora_dropout_kernel(raw16 * __restrict__ out, const raw16 * __restrict__ x, int64_t M, int64_t K, int64_t ldx,
-                        drop d) {
+    lora_keep_kernel(raw16 * __restrict__ out, const raw16 * __restrict__ in, int64_t M, int64_t K, int64_t ld, drop d,
+                     float scale) {
     const int64_t n = M * K;
     for (int64_t grp = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; grp * 4 < n;
          grp += (int64_t) gridDim.x * blockDim.x) {
         const uint32_t keep = keep_bits<4>(d, (uint64_t) grp * 4);
         for (int e = 0; e < 4 && grp * 4 + e < n; e++) {
             const int64_t i = grp * 4 + e, m = i / K, k = i % K;
-            out[i] = ((keep >> e) & 1u) ? f32_raw<T>(raw_f32<T>(x[m * ldx + k]) * d.q) : (raw16) 0;
-        }
-    }
-}
-
-/* dx (M,K) row stride lddx += scale * tmp * keep, tmp (M,K) contiguous. */
-template <typename T>
-__global__ void __launch_bounds__(RK_LORA_BLOCK_SIZE)
-    lora_masked_add_kernel(raw16 * __restrict__ dx, const raw16 * __restrict__ tmp, int64_t M, int64_t K, int64_t lddx,
-                           drop d, float scale) {
-    const int64_t n = M * K;
-    for (int64_t grp = (int64_t) blockIdx.x * blockDim.x + threadIdx.x; grp * 4 < n;
-         grp += (int64_t) gridDim.x * blockDim.x) {
-        const uint32_t keep = keep_bits<4>(d, (uint64_t) grp * 4);
-        for (int e = 0; e < 4 && grp * 4 + e < n; e++) {
-            const int64_t i = grp * 4 + e, m = i / K, k = i % K;
-            if ((keep >> e) & 1u) {
-                raw16 * p = dx + m * lddx + k;
-                *p        = f32_raw<T>(raw_f32<T>(*p) + scale * raw_f32<T>(tmp[i]));
+            const bool    kept = (keep >> e) & 1u;
+            if (ADD) {
+                raw16 * p = out + m * ld + k;
+                if (kept) *p = f32_raw<T>(raw_f32<T>(*p) + scale * raw_f32<T>(in[i]));
+            } else {
+                out[i] = kept ? f32_raw<T>(raw_f32<T>(in[m * ld + k]) * scale) : (raw16) 0;
             }
         }
     }
@@ -723,15 +714,15 @@ static enum rk_status check_ws(const char * op, const struct rk_cuda_lora_ws * w
     return RK_OK;
 }
 
-/* The unfused path's x' = dropout(x): x itself at p = 0, else tmp (M,K) filled by lora_dropout_kernel; *ld its row
+/* The unfused path's x' = dropout(x): x itself at p = 0, else tmp (M,K) filled by lora_keep_kernel; *ld its row
  * stride. */
 static const void * dropped_input(const struct rk_tensor * x, const lora_dims & d, const struct rk_lora_params * p,
                                   void * tmp, int64_t * ld, cudaStream_t stream) {
     if (p->dropout == 0.0f) return x->data;
     const drop dr = drop_of(p);
     LORA_DISPATCH(x->dtype, T, {
-        lora_dropout_kernel<T><<<ew_grid(d.M * d.K), RK_LORA_BLOCK_SIZE, 0, stream>>>(
-            (raw16 *) tmp, (const raw16 *) x->data, d.M, d.K, d.ldx, dr);
+        lora_keep_kernel<T, false><<<ew_grid(d.M * d.K), RK_LORA_BLOCK_SIZE, 0, stream>>>(
+            (raw16 *) tmp, (const raw16 *) x->data, d.M, d.K, d.ldx, dr, dr.q);
     });
     RK_CUDA_CHECK(cudaGetLastError());
     *ld = d.K;
@@ -858,7 +849,7 @@ static void unfused_bwd(struct rk_tensor * dx, const struct rk_tensor * dy, cons
     }
     gemm_rm(h, false, false, d.M, d.K, d.r, 1.0f, gb, dt, d.r, A->data, dt, d.K, 0.0f, tmp, dt, d.K);
     LORA_DISPATCH(dt, T, {
-        lora_masked_add_kernel<T><<<ew_grid(d.M * d.K), RK_LORA_BLOCK_SIZE, 0, stream>>>(
+        lora_keep_kernel<T, true><<<ew_grid(d.M * d.K), RK_LORA_BLOCK_SIZE, 0, stream>>>(
             (raw16 *) dx->data, (const raw16 *) tmp, d.M, d.K, lddx, dr, p->scale * dr.q);
     });
     RK_CUDA_CHECK(cudaGetLastError());
