@@ -263,11 +263,15 @@ struct rk_nf4_matmul_params {
  *   src[3] (output) u (M,r) contiguous = dropout(x) A^T, kept for the backward (may be NULL for inference)
  *   dropout: element (m,k) of x is kept with the DROPOUT op's rule for flat index m*K + k (Philox; p = 0: none).
  *   x is read once: u is formed per row tile and B applied from registers/shared memory (one launch on CUDA).
+ *   Backends: CPU f32, dense tensors (lora/lora_cpu.c); CUDA f16/bf16, r <= 64, rows with any row stride for x and
+ *   y (lora/lora.cu, where u is rounded to the dtype before it multiplies B, as PEFT's 16-bit forward does).
  *
  * LORA_BWD:
  *   src[0] dy (M,N); src[1] x (M,K); src[2] u (M,r) from the forward; src[3] A (r,K); src[4] B (N,r)
- *   dst    dx (M,K) +=  s * ((dy B) A) * keep/(1-p)   (dst NULL: no input gradient)
- *   params.dA (r,K) += s * (dy B)^T dropout(x);  params.dB (N,r) += s * dy^T u
+ *   dst    dx (M,K) +=  s * ((dy B) A) * keep/(1-p)   (dst->data NULL: no input gradient; rk_op needs the struct)
+ *   params.dA (r,K) += s * (dy B)^T dropout(x);  params.dB (N,r) += s * dy^T u; either may be NULL (not wanted).
+ *   On CUDA dA and dB may be f32 (master gradients) or x's dtype; the backend keeps a scratch buffer for the
+ *   deterministic partial sums (grown on first use, freed with the backend).
  *   The frozen base's dx term (dy W) is the caller's MATMUL_BWD / NF4 product; this op adds the adapter's.
  */
 struct rk_lora_params {

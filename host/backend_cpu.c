@@ -14,6 +14,7 @@
 #include "kernels/pool.h"
 #include "kernels/softmax.h"
 #include "quant/nf4.h"
+#include "lora/lora.h"
 
 #include <cblas.h>
 #include <omp.h>
@@ -126,9 +127,14 @@ static bool cpu_supports_op(struct rk_backend * be, const struct rk_op_call * c)
         case RK_OP_NF4_MATMUL: /* shapes and the weight are checked by the op (RK_STATUS_ARG) */
             return c->src[0] && c->p.nf4_matmul.w && all_f32(c, 2) && rows_ok(c->dst) && rows_ok(c->src[0]) &&
                    dense(c->src[1]);
-        /* adapter ops: not yet on the CPU backend */
-        case RK_OP_LORA_FWD:
-        case RK_OP_LORA_BWD:
+        case RK_OP_LORA_FWD: /* src[3] (u) optional */
+            return c->src[0] && c->src[1] && c->src[2] && all_f32(c, 4) && dense(c->dst) && dense(c->src[0]) &&
+                   dense(c->src[1]) && dense(c->src[2]) && dense(c->src[3]);
+        case RK_OP_LORA_BWD: /* dst data NULL: no dx; dA, dB optional */
+            return c->src[0] && c->src[1] && c->src[2] && c->src[3] && c->src[4] && all_f32(c, 5) && dense(c->dst) &&
+                   dense(c->src[0]) && dense(c->src[1]) && dense(c->src[2]) && dense(c->src[3]) && dense(c->src[4]) &&
+                   (!c->p.lora.dA || (c->p.lora.dA->dtype == RK_DTYPE_F32 && dense(c->p.lora.dA))) &&
+                   (!c->p.lora.dB || (c->p.lora.dB->dtype == RK_DTYPE_F32 && dense(c->p.lora.dB)));
         case RK_OP_COUNT:     break;
     }
     return false;
@@ -236,8 +242,10 @@ static enum rk_status cpu_dispatch(const struct rk_op_call * c) {
             return RK_OK;
         case RK_OP_NF4_MATMUL:
             return rk_cpu_nf4_matmul(c->dst, c->src[0], c->src[1], &c->p.nf4_matmul);
-        case RK_OP_LORA_FWD:
+        case RK_OP_LORA_FWD: /* u (src[3]) is an output */
+            return rk_cpu_lora_fwd_op(c->dst, (struct rk_tensor *) c->src[3], c->src[0], c->src[1], c->src[2], &c->p.lora);
         case RK_OP_LORA_BWD:
+            return rk_cpu_lora_bwd_op(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], c->src[4], &c->p.lora);
         case RK_OP_COUNT: break;
     }
     return rk_set_error(RK_STATUS_UNSUPPORTED, "cpu backend: unknown op %d", (int) c->op);

@@ -31,6 +31,7 @@
 #include "kernels/cuda_ops.h"
 #include "kernels/cuda_train_ops.h"
 #include "quant/nf4_cuda.h"
+#include "lora/lora_cuda.h"
 
 #include <nvtx3/nvToolsExt.h>
 
@@ -168,10 +169,14 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
         case RK_OP_NF4_MATMUL: /* shapes, the weight and the scratch are checked by the launcher (RK_STATUS_ARG) */
             return c->src[0] && c->p.nf4_matmul.w && same_float_rows(c, 2) && tc_dtype_ok(ctx, dt) &&
                    (c->p.nf4_matmul.act == RK_ACT_NONE || c->p.nf4_matmul.act == RK_ACT_GELU);
+        /* 16-bit tensor-core kernels; shapes and ranks they cannot run come back from the launcher as unsupported */
+        case RK_OP_LORA_FWD:  return (dt == RK_DTYPE_F16 || dt == RK_DTYPE_BF16) && tc_dtype_ok(ctx, dt) &&
+                                     c->src[0] && c->src[1] && c->src[2] && same_float_rows(c, 4);
+        case RK_OP_LORA_BWD:  return (dt == RK_DTYPE_F16 || dt == RK_DTYPE_BF16) && tc_dtype_ok(ctx, dt) &&
+                                     c->src[0] && c->src[1] && c->src[2] && c->src[3] && c->src[4] &&
+                                     same_float_rows(c, 5);
         /* no CUDA launcher yet: reported unsupported (listed, so -Wswitch makes each new op a decision here) */
         case RK_OP_ATTN_BWD:
-        case RK_OP_LORA_FWD:
-        case RK_OP_LORA_BWD:
         case RK_OP_COUNT:     break;
     }
     return false;
@@ -200,6 +205,17 @@ static float * cuda_scratch(struct cuda_ctx * ctx, int64_t n) {
 
 /* The loss ops' dlogits multiplier: 0 (a zero-initialised call) means 1. */
 static float loss_grad_scale(const struct rk_loss_params * p) { return p->dlogits_scale == 0.0f ? 1.0f : p->dlogits_scale; }
+
+/* LORA_BWD with the backend's scratch (cuda_scratch) for its partial sums. */
+static enum rk_status lora_bwd(struct cuda_ctx * ctx, const struct rk_op_call * c, cudaStream_t st) {
+    const struct rk_tensor * x = c->src[1], * A = c->src[3], * B = c->src[4];
+    const int64_t K = A->ne[A->ndim - 1], M = K > 0 ? rk_tensor_nelements(x) / K : 0;
+    const size_t  need = rk_cuda_lora_scratch_bytes(RK_LORA_FUSED, true, M, K, B->ne[0], A->ne[0], x->dtype);
+    float *       sc   = cuda_scratch(ctx, (int64_t) ((need + sizeof(float) - 1) / sizeof(float)));
+    if (!sc) return rk_set_error(RK_STATUS_OOM, "LORA_BWD: no device memory for %zu bytes of scratch", need);
+    const struct rk_cuda_lora_ws ws = { RK_LORA_FUSED, NULL, sc, (size_t) ctx->scratch_n * sizeof(float) };
+    return rk_cuda_lora_bwd(c->dst, c->src[0], x, c->src[2], A, B, &c->p.lora, &ws, st);
+}
 
 static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_call * c) {
     struct cuda_ctx * ctx = be->ctx;
@@ -266,6 +282,11 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
         case RK_OP_NF4_MATMUL:
             s = rk_cuda_nf4_matmul(ctx->blas, c->dst, c->src[0], c->src[1], &c->p.nf4_matmul, st);
             break;
+        case RK_OP_LORA_FWD: /* u (src[3]) is an output */
+            s = rk_cuda_lora_fwd(c->dst, (struct rk_tensor *) c->src[3], c->src[0], c->src[1], c->src[2], &c->p.lora,
+                                 NULL, st);
+            break;
+        case RK_OP_LORA_BWD: s = lora_bwd(ctx, c, st); break;
         case RK_OP_COUNT:
         default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;
     }

@@ -10,14 +10,19 @@
  * The adapter parameters live in their own struct (struct rk_lora_adapter): the frozen base is never written,
  * except by the explicit merge/unmerge calls, which a caller makes on a copy it owns (STYLE.md 1.7).
  *
- * Dropout: the ops take a dropout mask (M,K) of already-scaled keep factors (0 or 1/(1-p)); NULL means no
- * dropout (p = 0, PEFT's default and the only setting training uses for now). The counter-based dropout op that
- * makes such masks comes with the training engine.
+ * Dropout: the reference math (rk_cpu_lora_fwd/bwd) takes a dropout mask (M,K) of already-scaled keep factors
+ * (0 or 1/(1-p)); NULL means no dropout (p = 0, PEFT's default). The ops RK_OP_LORA_FWD / RK_OP_LORA_BWD
+ * (rk_cpu_lora_fwd_op / rk_cpu_lora_bwd_op here, rk_cuda_lora_fwd / rk_cuda_lora_bwd in lora/lora_cuda.h) store no
+ * mask: they re-derive it from (p, seed, offset) with the DROPOUT op's Philox rule for flat index m*K + k, so the
+ * forward and its backward, on any backend, drop the same elements.
+ *
+ * A 4-bit base (QLoRA): the base product is a separate NF4 op; rk_cpu_lora_merge_nf4 / rk_cpu_lora_unmerge_nf4
+ * fold the adapter into a quantized weight the way PEFT's lora.bnb.Linear4bit.merge does.
  */
 #ifndef RK_LORA_H
 #define RK_LORA_H
 
-#include "rk.h"
+#include "backend.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -143,8 +148,8 @@ void rk_cpu_lora_fwd(float * y, float * u, const float * x, const float * W, con
 /*
  * Backward, given dy (M,N) and the forward's x, u and mask (same shapes as the forward):
  *   g  = dy B                   (M,r)
- *   dA += s * g^T (x * mask)     (r,K)
- *   dB += s * dy^T u             (N,r)
+ *   dA += s * g^T (x * mask)     (r,K); dA may be NULL (not wanted)
+ *   dB += s * dy^T u             (N,r); dB may be NULL
  *   dx += dy W + s * (g A) * mask (M,K); dx may be NULL (first layer), W NULL skips the frozen-base term
  * Every gradient ACCUMULATES (zero them before the first micro-batch). No dW, no db: the base is frozen.
  * Cannot fail (scratch is allocated with rk_xmalloc, which aborts on OOM).
@@ -160,6 +165,44 @@ void rk_cpu_lora_bwd(float * dx, float * dA, float * dB, const float * dy, const
  */
 void rk_cpu_lora_merge(float * W, const float * A, const float * B, float s, struct rk_lora_shape sh);
 void rk_cpu_lora_unmerge(float * W, const float * A, const float * B, float s, struct rk_lora_shape sh);
+
+/*
+ * RK_OP_LORA_FWD on the CPU (host/backend.h has the op contract): y (M,N) += s * u B^T with u (M,r) =
+ * dropout(x) A^T written to u (u NULL: inference, kept in a scratch). x, y, u, A (r,K), B (N,r) are f32 and
+ * contiguous; x and y may have any number of outer dims (M = their element count / K, / N). The dropout keep mask
+ * comes from (p->dropout, p->seed, p->offset) as the DROPOUT op draws it for flat index m*K + k (rk_cpu_dropout
+ * builds it); the math is rk_cpu_lora_fwd. Returns RK_STATUS_ARG (error set, nothing written) for inconsistent
+ * shapes or p->dropout outside [0,1]; else RK_OK.
+ */
+enum rk_status rk_cpu_lora_fwd_op(struct rk_tensor * y, struct rk_tensor * u, const struct rk_tensor * x,
+                                  const struct rk_tensor * A, const struct rk_tensor * B,
+                                  const struct rk_lora_params * p);
+
+/*
+ * RK_OP_LORA_BWD on the CPU: dx (M,K) += s * ((dy B) A) * keep/(1-p); p->dA (r,K) += s * (dy B)^T dropout(x);
+ * p->dB (N,r) += s * dy^T u, with the forward's mask re-derived from (dropout, seed, offset). dx NULL or with
+ * data NULL: no input gradient; p->dA / p->dB NULL: that gradient is not computed. Every gradient ACCUMULATES.
+ * Same layout rules and errors as rk_cpu_lora_fwd_op; the math is rk_cpu_lora_bwd (with W NULL).
+ */
+enum rk_status rk_cpu_lora_bwd_op(struct rk_tensor * dx, const struct rk_tensor * dy, const struct rk_tensor * x,
+                                  const struct rk_tensor * u, const struct rk_tensor * A, const struct rk_tensor * B,
+                                  const struct rk_lora_params * p);
+
+/*
+ * Merge into a 4-bit base, as PEFT's lora.bnb.Linear4bit.merge does: W4 (N,K) <- quantize(dequantize(W4) + s B A),
+ * re-quantized with W4's own kind, blocksize and double quantization by rk_cpu_nf4_quantize (bitsandbytes' CPU
+ * quantizer, bit for bit), so the result is what bnb's Params4bit stores. Unmerge subtracts s B A the same way;
+ * both round through 4 bits, so merge then unmerge does NOT give back the original W4 exactly (as in PEFT).
+ * A (r,K), B (N,r) f32 with K = w->n_cols, N = w->n_rows. The tables in w are replaced by the built-in ones
+ * (a checkpoint's quant_map is the same NF4/FP4 code). The sum differs from PEFT's by the order of B A's fp32
+ * terms and one fused rounding at most (1 ulp, which can move a value sitting on a code midpoint).
+ * On success w's old buffers are freed and replaced. Returns RK_STATUS_OOM (w unchanged) when memory runs out,
+ * RK_STATUS_ARG for r < 1.
+ */
+struct rk_nf4_tensor;
+enum rk_status rk_cpu_lora_merge_nf4(struct rk_nf4_tensor * w, const float * A, const float * B, float s, int64_t r);
+enum rk_status rk_cpu_lora_unmerge_nf4(struct rk_nf4_tensor * w, const float * A, const float * B, float s,
+                                       int64_t r);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,8 @@
 #include "lora/lora.h"
 
 #include "check.h"
+#include "kernels/dropout.h"
+#include "quant/nf4.h"
 #include "rng.h"
 
 #include <cblas.h>
@@ -192,12 +194,14 @@ void rk_cpu_lora_bwd(float * dx, float * dA, float * dB, const float * dy, const
     float * g = rk_xmalloc(sizeof(float) * (size_t) (sh.M * sh.r));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, r, N, 1.0f, dy, N, B, r, 0.0f, g, r);
     /* dA += s g^T (x * mask) */
-    float *       tmp;
-    const float * xm = masked_input(x, mask, sh.M * sh.K, &tmp);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, K, M, s, g, r, xm, K, 1.0f, dA, K);
-    free(tmp);
+    if (dA) {
+        float *       tmp;
+        const float * xm = masked_input(x, mask, sh.M * sh.K, &tmp);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, K, M, s, g, r, xm, K, 1.0f, dA, K);
+        free(tmp);
+    }
     /* dB += s dy^T u */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, M, s, dy, N, u, r, 1.0f, dB, r);
+    if (dB) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, M, s, dy, N, u, r, 1.0f, dB, r);
     if (dx) {
         if (W) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dy, N, W, K, 1.0f, dx, K);
         if (!mask) {
@@ -222,4 +226,108 @@ void rk_cpu_lora_merge(float * W, const float * A, const float * B, float s, str
 
 void rk_cpu_lora_unmerge(float * W, const float * A, const float * B, float s, struct rk_lora_shape sh) {
     rk_cpu_lora_merge(W, A, B, -s, sh);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * the ops RK_OP_LORA_FWD / RK_OP_LORA_BWD (host/backend.h) over the reference math */
+
+/* Rows of t seen as (rows, cols) with contiguous rows: its element count / cols, or -1 when t is not that. */
+static int64_t op_rows(const struct rk_tensor * t, int64_t cols) {
+    if (!t || !rk_tensor_is_contiguous(t) || t->ne[t->ndim - 1] != cols) return -1;
+    return rk_tensor_nelements(t) / cols;
+}
+
+/* The shape of an op call from A (r,K), B (N,r), x (M,K) and an (M,N) tensor mn; RK_STATUS_ARG when they disagree. */
+static enum rk_status op_shape(const char * op, const struct rk_tensor * x, const struct rk_tensor * A,
+                               const struct rk_tensor * B, const struct rk_tensor * mn, const struct rk_lora_params * p,
+                               struct rk_lora_shape * sh) {
+    if (A->ndim != 2 || B->ndim != 2 || !rk_tensor_is_contiguous(A) || !rk_tensor_is_contiguous(B))
+        return rk_set_error(RK_STATUS_ARG, "%s: A and B must be contiguous 2-D tensors", op);
+    sh->r = A->ne[0];
+    sh->K = A->ne[1];
+    sh->N = B->ne[0];
+    sh->M = op_rows(x, sh->K);
+    if (B->ne[1] != sh->r || sh->r < 1 || sh->M < 0 || op_rows(mn, sh->N) != sh->M)
+        return rk_set_error(RK_STATUS_ARG, "%s: shapes disagree: A (%lld,%lld), B (%lld,%lld), x %lld rows", op,
+                            (long long) A->ne[0], (long long) A->ne[1], (long long) B->ne[0], (long long) B->ne[1],
+                            (long long) sh->M);
+    if (!(p->dropout >= 0.0f && p->dropout <= 1.0f))
+        return rk_set_error(RK_STATUS_ARG, "%s: dropout p = %g outside [0, 1]", op, (double) p->dropout);
+    return RK_OK;
+}
+
+/* The scaled keep factors (M,K) of the DROPOUT op's rule for (p, seed, offset): DROPOUT applied to ones. NULL when
+ * p = 0 (no dropout). free() the result. */
+static float * dropout_mask(const struct rk_lora_params * p, int64_t M, int64_t K) {
+    if (p->dropout == 0.0f) return NULL;
+    float * mask = rk_xmalloc(sizeof(float) * (size_t) (M * K > 0 ? M * K : 1));
+    for (int64_t i = 0; i < M * K; i++) mask[i] = 1.0f;
+    struct rk_tensor               t  = rk_tensor_host(mask, RK_DTYPE_F32, 1, (int64_t[]) { M * K > 0 ? M * K : 1 });
+    const struct rk_dropout_params dp = { .p = p->dropout, .seed = p->seed, .offset = p->offset };
+    if (M * K > 0) rk_cpu_dropout(&t, &t, &dp);
+    return mask;
+}
+
+enum rk_status rk_cpu_lora_fwd_op(struct rk_tensor * y, struct rk_tensor * u, const struct rk_tensor * x,
+                                  const struct rk_tensor * A, const struct rk_tensor * B,
+                                  const struct rk_lora_params * p) {
+    /* x (M,K), A (r,K), B (N,r); y (M,N) +=; u (M,r) out or NULL */
+    struct rk_lora_shape sh = { 0 };
+    RK_TRY(op_shape("LORA_FWD", x, A, B, y, p, &sh));
+    if (u && op_rows(u, sh.r) != sh.M)
+        return rk_set_error(RK_STATUS_ARG, "LORA_FWD: u must be contiguous (%lld, %lld)", (long long) sh.M,
+                            (long long) sh.r);
+    float * mask = dropout_mask(p, sh.M, sh.K);
+    float * ub   = u ? u->data : rk_xmalloc(sizeof(float) * (size_t) (sh.M * sh.r > 0 ? sh.M * sh.r : 1));
+    rk_cpu_lora_fwd(y->data, ub, x->data, NULL, NULL, A->data, B->data, p->scale, mask, sh);
+    if (!u) free(ub);
+    free(mask);
+    return RK_OK;
+}
+
+enum rk_status rk_cpu_lora_bwd_op(struct rk_tensor * dx, const struct rk_tensor * dy, const struct rk_tensor * x,
+                                  const struct rk_tensor * u, const struct rk_tensor * A, const struct rk_tensor * B,
+                                  const struct rk_lora_params * p) {
+    /* dy (M,N), x (M,K), u (M,r), A (r,K), B (N,r); dx (M,K) +=, dA (r,K) +=, dB (N,r) += */
+    struct rk_lora_shape sh = { 0 };
+    RK_TRY(op_shape("LORA_BWD", x, A, B, dy, p, &sh));
+    if (dx && !dx->data) dx = NULL;
+    if (op_rows(u, sh.r) != sh.M || (dx && op_rows(dx, sh.K) != sh.M) ||
+        (p->dA && (!rk_tensor_is_contiguous(p->dA) || rk_tensor_nelements(p->dA) != sh.r * sh.K)) ||
+        (p->dB && (!rk_tensor_is_contiguous(p->dB) || rk_tensor_nelements(p->dB) != sh.N * sh.r)))
+        return rk_set_error(RK_STATUS_ARG, "LORA_BWD: u (%lld,%lld), dx (%lld,%lld), dA, dB must be contiguous and "
+                            "match", (long long) sh.M, (long long) sh.r, (long long) sh.M, (long long) sh.K);
+    float * mask = dropout_mask(p, sh.M, sh.K);
+    rk_cpu_lora_bwd(dx ? dx->data : NULL, p->dA ? p->dA->data : NULL, p->dB ? p->dB->data : NULL, dy->data, x->data,
+                    u->data, NULL, A->data, B->data, p->scale, mask, sh);
+    free(mask);
+    return RK_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * merge into a 4-bit base */
+
+/* W4 <- quantize(dequantize(W4) + s B A), with W4's own format. */
+static enum rk_status merge_nf4(struct rk_nf4_tensor * w, const float * A, const float * B, float s, int64_t r) {
+    if (r < 1) return rk_set_error(RK_STATUS_ARG, "lora merge_nf4: rank r = %lld", (long long) r);
+    float * deq = malloc(sizeof(float) * (size_t) w->n);
+    if (!deq) return rk_set_error(RK_STATUS_OOM, "lora merge_nf4: no memory for a %lld-value weight", (long long) w->n);
+    rk_cpu_nf4_dequantize(w, deq);
+    rk_cpu_lora_merge(deq, A, B, s, (struct rk_lora_shape) { .M = 0, .K = w->n_cols, .N = w->n_rows, .r = r });
+    struct rk_nf4_tensor q;
+    enum rk_status       st = rk_cpu_nf4_quantize(deq, w->n_rows, w->n_cols, w->blocksize, w->kind, w->double_quant, &q);
+    free(deq);
+    if (st != RK_OK) return st;
+    rk_nf4_tensor_free(w);
+    *w = q;
+    return RK_OK;
+}
+
+enum rk_status rk_cpu_lora_merge_nf4(struct rk_nf4_tensor * w, const float * A, const float * B, float s, int64_t r) {
+    return merge_nf4(w, A, B, s, r);
+}
+
+enum rk_status rk_cpu_lora_unmerge_nf4(struct rk_nf4_tensor * w, const float * A, const float * B, float s,
+                                       int64_t r) {
+    return merge_nf4(w, A, B, -s, r);
 }

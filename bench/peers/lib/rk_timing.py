@@ -15,13 +15,18 @@ def l2_flush_buffer(device="cuda"):
     return torch.empty(2 * l2, dtype=torch.uint8, device=device)
 
 
-def times_ms(fn, flush, reps):
+def times_ms(fn, flush, reps, before=None):
     """The sorted milliseconds of `reps` calls of fn, each after writing `flush`; 3 warm-up calls first.
+    before(), when given, runs untimed before every call (e.g. a forward whose backward is timed).
     The median is times[len(times) // 2], the fastest times[0]."""
     for _ in range(3):
+        if before:
+            before()
         fn()
     ts = []
     for r in range(reps):
+        if before:
+            before()
         flush.fill_(r & 0xFF)
         s = torch.cuda.Event(enable_timing=True)
         e = torch.cuda.Event(enable_timing=True)
