@@ -90,7 +90,7 @@ $(BUILD_DIR)/rk-%: host/drivers/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-$(BUILD_DIR)/tests/%: tests/%.c tests/test_util.h $(LIB)
+$(BUILD_DIR)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests $< $(LIB) $(LDLIBS) -lcriterion -o $@
 
