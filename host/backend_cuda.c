@@ -44,6 +44,8 @@ struct cuda_ctx {
     bool                  sync_debug;  /* RK_SYNC_DEBUG=1 */
     cudaStream_t          stream;
     struct rk_cuda_blas * blas;
+    void *                attn_scratch;       /* ATTN_BWD's scratch, grown on demand (cuda_attn_bwd) */
+    size_t                attn_scratch_bytes;
     char                  name[320];
 };
 
@@ -122,12 +124,19 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
                    c->src[0]->ndim == 3 && is_i32_or_null(c->src[1]) &&
                    (c->p.pool.mode >= 0 && c->p.pool.mode < RK_POOL_COUNT);
         case RK_OP_L2NORM:    return c->src[0] && same_float_rows(c, 1);
+        case RK_OP_ATTN_BWD: { /* q, k, v, o, dout, dq, dk, dv one 16-bit dtype; lse f32 */
+            const struct rk_attn_bwd_params * ap = &c->p.attn_bwd;
+            bool ok = (dt == RK_DTYPE_F16 || dt == RK_DTYPE_BF16) && ap->dk && ap->dv && ap->dk->dtype == dt &&
+                      ap->dv->dtype == dt && attn_view_ok(c->dst) && attn_view_ok(ap->dk) && attn_view_ok(ap->dv) &&
+                      c->src[5] && c->src[5]->dtype == RK_DTYPE_F32 && is_i32_or_null(ap->mask);
+            for (int i = 0; i < 5; i++) ok = ok && c->src[i] && c->src[i]->dtype == dt && attn_view_ok(c->src[i]);
+            return ok;
+        }
         /* no CUDA launcher yet: reported unsupported (listed, so -Wswitch makes each new op a decision here) */
         case RK_OP_MATMUL_BWD:
         case RK_OP_GELU_BWD:
         case RK_OP_LAYERNORM_BWD:
         case RK_OP_SOFTMAX_BWD:
-        case RK_OP_ATTN_BWD:
         case RK_OP_EMBED_BWD:
         case RK_OP_POOL_BWD:
         case RK_OP_BCE_LOGITS:
@@ -146,6 +155,27 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
 
 /* ------------------------------------------------------------------------------------------------
  * compute: one switch, one launcher per op */
+
+/* ATTN_BWD with the context's scratch. Growing it waits for the stream first: work enqueued earlier may still
+ * read the old buffer. */
+static enum rk_status cuda_attn_bwd(struct cuda_ctx * ctx, const struct rk_op_call * c) {
+    const struct rk_attn_bwd_params * ap   = &c->p.attn_bwd;
+    const size_t                      need = rk_cuda_attn_bwd_scratch_bytes(c->src[0], c->src[1]);
+    if (need > ctx->attn_scratch_bytes) {
+        RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+        RK_CUDA_FREE(ctx->attn_scratch);
+        ctx->attn_scratch_bytes = 0;
+        if (cudaMalloc(&ctx->attn_scratch, need) != cudaSuccess) {
+            (void) cudaGetLastError(); /* out of memory is not sticky */
+            ctx->attn_scratch = NULL;
+            return rk_set_error(RK_STATUS_OOM, "ATTN_BWD: cannot allocate %zu bytes of scratch", need);
+        }
+        ctx->attn_scratch_bytes = need;
+    }
+    return rk_cuda_attn_bwd(c->dst, ap->dk, ap->dv, c->src[0], c->src[1], c->src[2], c->src[3], c->src[4], c->src[5],
+                            ap->mask, &ap->attn, ctx->attn_scratch, ctx->attn_scratch_bytes, ctx->force_sm75,
+                            ctx->stream);
+}
 
 static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_call * c) {
     struct cuda_ctx * ctx = be->ctx;
@@ -175,6 +205,7 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
             break;
         case RK_OP_POOL:   s = rk_cuda_pool(c->dst, c->src[0], c->src[1], &c->p.pool, st); break;
         case RK_OP_L2NORM: s = rk_cuda_l2norm(c->dst, c->src[0], &c->p.l2norm, st); break;
+        case RK_OP_ATTN_BWD: s = cuda_attn_bwd(ctx, c); break;
         case RK_OP_COUNT:
         default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;
     }
@@ -241,6 +272,7 @@ static void cuda_destroy(struct rk_backend * be) {
     struct cuda_ctx * ctx = be->ctx;
     RK_CUDA_CHECK(cudaSetDevice(ctx->device));
     RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    RK_CUDA_FREE(ctx->attn_scratch);
     rk_cuda_blas_free(ctx->blas);
     RK_CUDA_CHECK(cudaStreamDestroy(ctx->stream));
     free(ctx);
