@@ -3,6 +3,7 @@
  * CPU reference, then timed.
  *
  *   build/bench/bench_attn_bwd [--variant N|all] [--shape NAME] [--reps 30] [--seed S]
+ *   build/bench/bench_attn_bwd --check [--variant N|all]      the small-shape checks only, no timing
  *
  * --variant picks the backward variant (kernels/attn_cuda.h: 0 auto, 1 plain, 2 tensor cores); the forward always
  * runs its automatic choice. First, every chosen variant is checked on small awkward shapes (grouped-query heads
@@ -300,7 +301,9 @@ static double median(double * x, int n) {
     return x[n / 2];
 }
 
-static int run_bench(const char * only, int v_lo, int v_hi, int reps) {
+/* Checks every variant in [v_lo, v_hi] on the small shapes, then (unless check_only) checks and times the timed
+ * shapes (only: just that one). Returns the exit status: 1 when a check failed. */
+static int run_bench(const char * only, int v_lo, int v_hi, int reps, bool check_only) {
     cudaStream_t stream;
     RK_CUDA_CHECK(cudaStreamCreate(&stream));
     int  fails = 0;
@@ -308,6 +311,11 @@ static int run_bench(const char * only, int v_lo, int v_hi, int reps) {
     for (int variant = v_lo; variant <= v_hi; variant++) {
         ok_variant[variant] = check_variant(variant, stream);
         fails += !ok_variant[variant];
+    }
+    if (check_only) {
+        RK_CUDA_CHECK(cudaStreamDestroy(stream));
+        printf("check: %d variant(s) failed\n", fails);
+        return fails ? 1 : 0;
     }
     const size_t flush_bytes = (size_t) 256 << 20;
     void *       flush;
@@ -382,33 +390,9 @@ static int run_bench(const char * only, int v_lo, int v_hi, int reps) {
 }
 
 int main(int argc, char ** argv) {
-    int          v_lo = 0, v_hi = 0, reps = 30;
-    const char * only = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--variant") && i + 1 < argc) {
-            i++;
-            if (!strcmp(argv[i], "all")) {
-                v_lo = 0;
-                v_hi = RK_ATTN_BWD_N_VARIANTS - 1;
-            } else {
-                v_lo = v_hi = atoi(argv[i]);
-            }
-        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
-            only = argv[++i];
-        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-            reps = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            rng_state = strtoull(argv[++i], NULL, 0);
-        } else {
-            fprintf(stderr, "usage: %s [--variant N|all] [--shape NAME] [--reps N] [--seed S]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (v_lo < 0 || v_hi >= RK_ATTN_BWD_N_VARIANTS || reps < 1 || rng_state == 0) {
-        fprintf(stderr, "bench_attn_bwd: variant must be 0..%d or all, reps >= 1, seed != 0\n",
-                RK_ATTN_BWD_N_VARIANTS - 1);
-        return 2;
-    }
+    struct rk_bench_args args;
+    if (!rk_bench_parse_args(argc, argv, RK_ATTN_BWD_N_VARIANTS, &args)) return 2;
+    if (args.seed) rng_state = args.seed;
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("no CUDA device: nothing to do\n");
@@ -416,6 +400,6 @@ int main(int argc, char ** argv) {
     }
     rk_bench_print_device("");
     printf("seed=0x%llx\n", (unsigned long long) rng_state);
-    return run_bench(only, v_lo, v_hi, reps);
+    return run_bench(args.shape, args.v_lo, args.v_hi, args.reps, args.check);
 }
 #endif

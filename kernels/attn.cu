@@ -228,17 +228,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, V,
     auto load_v = [&](int t, int st) {
         const int n0 = t * BN;
         attn_load_tile<BN, CPR, SM75>(sKV + st * 2 * BN * ROWB + BN * ROWB, vg, a.v_st, n0, a.Tk, tid);
-        if (mg) {
-            int * sm = sMask + st * BN;
-            for (int jj = tid; jj < BN; jj += RK_ATTN_TC_THREADS) {
-                const bool ok = n0 + jj < a.Tk;
-                if constexpr (SM75) {
-                    sm[jj] = ok ? __ldg(mg + n0 + jj) : 0;
-                } else {
-                    attn_cp_async_4(attn_smem_u32(sm + jj), ok ? mg + n0 + jj : mg, ok);
-                }
-            }
-        }
+        if (mg) attn_load_words<BN, SM75>(sMask + st * BN, mg, n0, a.Tk, tid);
     };
 
     /* prologue: Q (group 0); K (two stages: and V) of the first tile (group 1) */

@@ -405,13 +405,64 @@ static __device__ __forceinline__ void attn_bwd_store_rows(const float (&acc)[CP
 }
 
 /*
+ * The skeleton both tensor-core kernels share. Shared memory starts with the two stationary tiles (BS rows of ga
+ * and gb from row0, at 0 and BS * ROWB; cp.async group 0), then the streamed stages. n_iter iterations: with two
+ * stages (sm_80+), wait for iteration it; barrier (every thread sees it, and all are done with it-1, whose stage is
+ * refilled next); start it+1 with load(it + 1, st ^ 1); compute: one barrier per iteration, a whole iteration of
+ * compute to hide each load. With one stage (the sm_75 path, synchronous loads): barrier; load(it, 0); barrier;
+ * compute. The barrier after the data arrives is __syncthreads_and(pred(st)), and its result goes to
+ * body(it, st, all, ra, rb, sw, s0): ra, rb the A fragments of the warp's stationary rows, s0 the ldmatrix address
+ * of this thread's row in stage 0 of the streamed tiles. Returns with every copy landed and a barrier passed, so
+ * the epilogue may reuse the stationary tiles.
+ */
+template <int BS, int CPR, int KSTEPS, bool IN_REGS, int STAGES, bool SM75, class Load, class Pred, class Body>
+static __device__ __forceinline__ void attn_bwd_pipeline(unsigned char * smem, const char * ga, int64_t sa,
+                                                         const char * gb, int64_t sb, int row0, int n_valid,
+                                                         int n_iter, Load && load, Pred && pred, Body && body) {
+    constexpr int ROWB = CPR * 16;
+    const int     tid = threadIdx.x, lane = tid & 31, wrow = (tid >> 5) * 16;
+    attn_load_tile<BS, CPR, SM75>(smem, ga, sa, row0, n_valid, tid);
+    attn_load_tile<BS, CPR, SM75>(smem + BS * ROWB, gb, sb, row0, n_valid, tid);
+    attn_cp_async_commit<SM75>();
+    if (STAGES == 2 && n_iter > 0) load(0, 0);
+    attn_cp_async_commit<SM75>();
+
+    const attn_ldsm_offs<CPR> sw(lane);
+    const uint32_t            row_base = attn_smem_u32(smem) + ((lane & 7) + ((lane >> 3) & 1) * 8) * ROWB;
+    if constexpr (IN_REGS) {
+        attn_cp_async_wait<1, SM75>(); /* the stationary tiles landed */
+        __syncthreads();
+    }
+    attn_bwd_rows<CPR, KSTEPS, IN_REGS> ra, rb;
+    ra.init(row_base + wrow * ROWB, sw);
+    rb.init(row_base + (BS + wrow) * ROWB, sw);
+
+    for (int it = 0; it < n_iter; it++) {
+        const int st = STAGES == 2 ? (it & 1) : 0;
+        bool      all;
+        if constexpr (STAGES == 2) {
+            attn_cp_async_wait<0, SM75>(); /* iteration it landed (and the stationary tiles) */
+            all = __syncthreads_and(pred(st));
+            if (it + 1 < n_iter) load(it + 1, st ^ 1);
+            attn_cp_async_commit<SM75>();
+        } else {
+            __syncthreads(); /* everyone is done with iteration it-1 */
+            load(it, 0);     /* synchronous */
+            all = __syncthreads_and(pred(0));
+        }
+        body(it, st, all, ra, rb, sw, row_base + 2 * BS * ROWB);
+    }
+    attn_cp_async_wait<0, SM75>(); /* nothing may still be landing (no iteration at all) */
+    __syncthreads();
+}
+
+/*
  * dq. grid (ceil(Tq / 64), NH, B), query blocks taken last-first (under a causal mask the last blocks see the most
  * keys), block 128 threads; warp w owns query rows [16 w, 16 w + 16) of the CTA's 64, and each thread the rows g
  * and g + 8 of its quad. Dynamic shared memory: sQ, sdO (64 rows each), then per stage sK, sV (BT rows each), then
- * per stage the key mask (BT i32); rows swizzled (attn_swz).
- * Per key tile (two stages on sm_80+: wait for tile t; barrier, which also tells whether the tile's padding mask
- * is all 1; start tile t+1; compute; one barrier per tile): dP = dO V^T; S = Q K^T; P = exp2(S scale log2e - L2),
- * 0 where masked; dS = P (dP - D), packed to 16 bits; dQ += dS K. dq = scale dQ.
+ * per stage the key mask (BT i32); rows swizzled (attn_swz). Per key tile (attn_bwd_pipeline; its barrier also
+ * tells whether the tile's padding mask is all 1): dP = dO V^T; S = Q K^T; P = exp2(S scale log2e - L2), 0 where
+ * masked; dS = P (dP - D), packed to 16 bits; dQ += dS K. dq = scale dQ.
  */
 template <int HS, bool BF16, bool SM75>
 static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dq_kernel_tc(const struct attn_bwd_args a) {
@@ -421,8 +472,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dq_kernel_
     constexpr bool IN_REGS = C::DQ_IN_REGS;
     extern __shared__ __align__(128) unsigned char attn_bwd_smem[];
     unsigned char * sQ    = attn_bwd_smem;
-    unsigned char * sG    = sQ + BM * ROWB;
-    unsigned char * sKV   = sG + BM * ROWB; /* stage s: K at sKV + s * 2 * BN * ROWB, V right after it */
+    unsigned char * sKV   = sQ + 2 * BM * ROWB; /* stage s: K at sKV + s * 2 * BN * ROWB, V right after it */
     int *           sMask = reinterpret_cast<int *>(sKV + STAGES * 2 * BN * ROWB); /* stage s at sMask + s * BN */
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
@@ -430,8 +480,6 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dq_kernel_
     const int h = blockIdx.y, b = blockIdx.z, hk = h / a.group;
     const int m0 = mb * BM, wrow = warp * 16;
 
-    const char * qg = a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh;
-    const char * gg = a.dout + (int64_t) b * a.g_sb + (int64_t) h * a.g_sh;
     const char * kg = a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh;
     const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
     const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
@@ -464,42 +512,6 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dq_kernel_
         }
     }
 
-    /* K, V and the mask of key tile t into stage st */
-    auto load_kv = [&](int t, int st) {
-        const int       n0 = kbeg + t * BN;
-        unsigned char * sk = sKV + st * 2 * BN * ROWB;
-        attn_load_tile<BN, CPR, SM75>(sk, kg, a.k_st, n0, a.Tk, tid);
-        attn_load_tile<BN, CPR, SM75>(sk + BN * ROWB, vg, a.v_st, n0, a.Tk, tid);
-        if (mg) {
-            int * sm = sMask + st * BN;
-            for (int jj = tid; jj < BN; jj += RK_ATTN_TC_THREADS) {
-                const bool ok = n0 + jj < a.Tk;
-                if constexpr (SM75) {
-                    sm[jj] = ok ? __ldg(mg + n0 + jj) : 0;
-                } else {
-                    attn_cp_async_4(attn_smem_u32(sm + jj), ok ? mg + n0 + jj : mg, ok);
-                }
-            }
-        }
-    };
-
-    /* prologue: Q and dO (group 0); with two stages, key tile 0 (group 1) */
-    attn_load_tile<BM, CPR, SM75>(sQ, qg, a.q_st, m0, a.Tq, tid);
-    attn_load_tile<BM, CPR, SM75>(sG, gg, a.g_st, m0, a.Tq, tid);
-    attn_cp_async_commit<SM75>();
-    if (STAGES == 2 && n_tiles > 0) load_kv(0, 0);
-    attn_cp_async_commit<SM75>();
-
-    const attn_ldsm_offs<CPR> sw(lane);
-    const uint32_t            row_base = attn_smem_u32(attn_bwd_smem) + ((lane & 7) + ((lane >> 3) & 1) * 8) * ROWB;
-    if constexpr (IN_REGS) {
-        attn_cp_async_wait<1, SM75>(); /* Q and dO landed */
-        __syncthreads();
-    }
-    attn_bwd_rows<CPR, KSTEPS, IN_REGS> qa, ga;
-    qa.init(row_base + wrow * ROWB, sw);
-    ga.init(row_base + (BM + wrow) * ROWB, sw);
-
     float acc[CPR][4];
 #pragma unroll
     for (int d = 0; d < CPR; d++) {
@@ -508,23 +520,21 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dq_kernel_
     }
     const float sl2 = a.scale_log2;
 
-    for (int t = 0; t < n_tiles; t++) {
-        const int   n0 = kbeg + t * BN;
-        const int   st = STAGES == 2 ? (t & 1) : 0;
-        const int * sm = sMask + st * BN;
-        bool        tile_valid;
-        if constexpr (STAGES == 2) {
-            attn_cp_async_wait<0, SM75>(); /* tile t landed (and Q, dO) */
-            /* ... for all threads; everyone is done with tile t-1, whose stage is overwritten next */
-            tile_valid = __syncthreads_and(!mg || tid >= BN || sm[tid] != 0);
-            if (t + 1 < n_tiles) load_kv(t + 1, st ^ 1);
-            attn_cp_async_commit<SM75>();
-        } else {
-            __syncthreads(); /* everyone is done with tile t-1 */
-            load_kv(t, 0);   /* synchronous */
-            tile_valid = __syncthreads_and(!mg || tid >= BN || sm[tid] != 0);
-        }
-        const uint32_t k_base = row_base + 2 * BM * ROWB + st * 2 * BN * ROWB;
+    /* K, V and the mask of key tile t into stage st */
+    auto load_kv = [&](int t, int st) {
+        const int       n0 = kbeg + t * BN;
+        unsigned char * sk = sKV + st * 2 * BN * ROWB;
+        attn_load_tile<BN, CPR, SM75>(sk, kg, a.k_st, n0, a.Tk, tid);
+        attn_load_tile<BN, CPR, SM75>(sk + BN * ROWB, vg, a.v_st, n0, a.Tk, tid);
+        if (mg) attn_load_words<BN, SM75>(sMask + st * BN, mg, n0, a.Tk, tid);
+    };
+    /* mask element j of a tile is loaded by thread j: after its own wait it may read it */
+    auto mask_ok = [&](int st) { return !mg || tid >= BN || sMask[st * BN + tid] != 0; };
+    auto tile = [&](int t, int st, bool tile_valid, const attn_bwd_rows<CPR, KSTEPS, IN_REGS> & qa,
+                    const attn_bwd_rows<CPR, KSTEPS, IN_REGS> & ga, const attn_ldsm_offs<CPR> & sw, uint32_t s0) {
+        const int      n0     = kbeg + t * BN;
+        const int *    sm     = sMask + st * BN;
+        const uint32_t k_base = s0 + st * 2 * BN * ROWB;
         const uint32_t v_base = k_base + BN * ROWB;
 
         float dp[NT][4], s[NT][4];
@@ -543,20 +553,20 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dq_kernel_
                 float x[2];
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
-                    const int c  = j * 8 + 2 * tig + e;
-                    const bool ok = !need_mask || (n0 + c >= lo[r] && n0 + c <= hi[r] && (!mg || sm[c] != 0));
-                    const float p = ok ? attn_exp2(fmaf(s[j][2 * r + e], sl2, -l2[r])) : 0.f;
-                    x[e]          = p * (dp[j][2 * r + e] - dd[r]);
+                    const int   c  = j * 8 + 2 * tig + e;
+                    const bool  ok = !need_mask || (n0 + c >= lo[r] && n0 + c <= hi[r] && (!mg || sm[c] != 0));
+                    const float p  = ok ? attn_exp2(fmaf(s[j][2 * r + e], sl2, -l2[r])) : 0.f;
+                    x[e]           = p * (dp[j][2 * r + e] - dd[r]);
                 }
                 dsa[j / 2][(j % 2) * 2 + r] = attn_pack2<BF16>(x[0], x[1]);
             }
         }
         attn_bwd_mm_pb<CPR, BN / 16, BF16, SM75>(acc, dsa, k_base, sw); /* dQ += dS K */
-    }
+    };
+    attn_bwd_pipeline<BM, CPR, KSTEPS, IN_REGS, STAGES, SM75>(
+        attn_bwd_smem, a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh, a.q_st,
+        a.dout + (int64_t) b * a.g_sb + (int64_t) h * a.g_sh, a.g_st, m0, a.Tq, n_tiles, load_kv, mask_ok, tile);
 
-    /* epilogue: nothing may still be landing in sQ (no key tile at all) */
-    attn_cp_async_wait<0, SM75>();
-    __syncthreads();
     attn_bwd_store_rows<CPR, BF16>(acc, a.scale, sQ, wrow, a.dq + (int64_t) b * a.dq_sb + (int64_t) h * a.dq_sh,
                                    a.dq_st, m0, a.Tq, lane);
 }
@@ -567,7 +577,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dq_kernel_
  * tiles of BT query rows that may attend its keys (one flat loop, so the pipeline runs across heads). Dynamic
  * shared memory: sK, sV (64 rows each), then per stage sQ, sdO (BT rows each), then per stage L2 and D of the
  * tile's rows (BT f32 each). Per tile: dP^T = V dO^T; S^T = K Q^T; P^T = exp2(S^T scale log2e - L2), 0 where masked;
- * dS^T = P^T (dP^T - D); dV += P^T dO; dK += dS^T Q. dk = scale dK. Same two-stage pipeline as the dq kernel.
+ * dS^T = P^T (dP^T - D); dV += P^T dO; dK += dS^T Q. dk = scale dK.
  */
 template <int HS, bool BF16, bool SM75>
 static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dkv_kernel_tc(const struct attn_bwd_args a) {
@@ -585,10 +595,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dkv_kernel
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
     const int hk = blockIdx.y, b = blockIdx.z;
     const int n0 = blockIdx.x * BK, wrow = warp * 16;
-
-    const char * kg = a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh;
-    const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
-    const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
+    const int * mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
 
     /* this thread's two key rows: the query rows that may attend them (empty for a padded key or one past Tk) */
     int ilo[2], ihi[2];
@@ -608,45 +615,6 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dkv_kernel
     const int nqt    = iend > ibeg ? (iend - ibeg + BQ - 1) / BQ : 0;
     const int n_iter = a.group * nqt;
 
-    /* Q, dO, L2 and D of iteration it (head hk * group + it / nqt, tile it % nqt) into stage st */
-    auto load_q = [&](int it, int st) {
-        const int       h  = hk * a.group + it / nqt;
-        const int       m0 = ibeg + (it % nqt) * BQ;
-        unsigned char * sq = sQG + st * 2 * BQ * ROWB;
-        attn_load_tile<BQ, CPR, SM75>(sq, a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh, a.q_st, m0, a.Tq, tid);
-        attn_load_tile<BQ, CPR, SM75>(sq + BQ * ROWB, a.dout + (int64_t) b * a.g_sb + (int64_t) h * a.g_sh, a.g_st, m0,
-                                      a.Tq, tid);
-        const int64_t row0 = attn_bwd_row(a, b, h, 0);
-        for (int jj = tid; jj < 2 * BQ; jj += RK_ATTN_TC_THREADS) {
-            const int     c   = jj % BQ;
-            const bool    ok  = m0 + c < a.Tq;
-            const float * src = (jj < BQ ? a.L2 : a.D) + row0;
-            float *       dst = (jj < BQ ? sL2 : sD) + st * BQ + c;
-            if constexpr (SM75) {
-                *dst = ok ? src[m0 + c] : 0.f;
-            } else {
-                attn_cp_async_4(attn_smem_u32(dst), ok ? src + m0 + c : src, ok);
-            }
-        }
-    };
-
-    /* prologue: K and V (group 0); with two stages, iteration 0 (group 1) */
-    attn_load_tile<BK, CPR, SM75>(sK, kg, a.k_st, n0, a.Tk, tid);
-    attn_load_tile<BK, CPR, SM75>(sV, vg, a.v_st, n0, a.Tk, tid);
-    attn_cp_async_commit<SM75>();
-    if (STAGES == 2 && n_iter > 0) load_q(0, 0);
-    attn_cp_async_commit<SM75>();
-
-    const attn_ldsm_offs<CPR> sw(lane);
-    const uint32_t            row_base = attn_smem_u32(attn_bwd_smem) + ((lane & 7) + ((lane >> 3) & 1) * 8) * ROWB;
-    if constexpr (IN_REGS) {
-        attn_cp_async_wait<1, SM75>(); /* K and V landed */
-        __syncthreads();
-    }
-    attn_bwd_rows<CPR, KSTEPS, IN_REGS> ka, va;
-    ka.init(row_base + wrow * ROWB, sw);
-    va.init(row_base + (BK + wrow) * ROWB, sw);
-
     float acc_k[CPR][4], acc_v[CPR][4];
 #pragma unroll
     for (int d = 0; d < CPR; d++) {
@@ -655,20 +623,23 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dkv_kernel
     }
     const float sl2 = a.scale_log2;
 
-    for (int it = 0; it < n_iter; it++) {
-        const int st = STAGES == 2 ? (it & 1) : 0;
-        const int m0 = ibeg + (it % nqt) * BQ;
-        if constexpr (STAGES == 2) {
-            attn_cp_async_wait<0, SM75>(); /* iteration it landed (and K, V) */
-            __syncthreads();               /* ... for all threads; everyone is done with iteration it-1 */
-            if (it + 1 < n_iter) load_q(it + 1, st ^ 1);
-            attn_cp_async_commit<SM75>();
-        } else {
-            __syncthreads(); /* everyone is done with iteration it-1 */
-            load_q(it, 0);   /* synchronous */
-            __syncthreads();
-        }
-        const uint32_t q_base = row_base + 2 * BK * ROWB + st * 2 * BQ * ROWB;
+    /* Q, dO, L2 and D of iteration it (head hk * group + it / nqt, tile it % nqt) into stage st */
+    auto load_q = [&](int it, int st) {
+        const int       h    = hk * a.group + it / nqt;
+        const int       m0   = ibeg + (it % nqt) * BQ;
+        const int64_t   row0 = attn_bwd_row(a, b, h, 0);
+        unsigned char * sq   = sQG + st * 2 * BQ * ROWB;
+        attn_load_tile<BQ, CPR, SM75>(sq, a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh, a.q_st, m0, a.Tq, tid);
+        attn_load_tile<BQ, CPR, SM75>(sq + BQ * ROWB, a.dout + (int64_t) b * a.g_sb + (int64_t) h * a.g_sh, a.g_st, m0,
+                                      a.Tq, tid);
+        attn_load_words<BQ, SM75>(sL2 + st * BQ, a.L2 + row0, m0, a.Tq, tid);
+        attn_load_words<BQ, SM75>(sD + st * BQ, a.D + row0, m0, a.Tq, tid);
+    };
+    auto all_true = [](int) { return true; };
+    auto tile = [&](int it, int st, bool, const attn_bwd_rows<CPR, KSTEPS, IN_REGS> & ka,
+                    const attn_bwd_rows<CPR, KSTEPS, IN_REGS> & va, const attn_ldsm_offs<CPR> & sw, uint32_t s0) {
+        const int      m0     = ibeg + (it % nqt) * BQ;
+        const uint32_t q_base = s0 + st * 2 * BQ * ROWB;
         const uint32_t g_base = q_base + BQ * ROWB;
         const float *  l2s    = sL2 + st * BQ;
         const float *  dsm    = sD + st * BQ;
@@ -706,11 +677,11 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dkv_kernel
         }
         attn_bwd_mm_pb<CPR, BQ / 16, BF16, SM75>(acc_v, pa, g_base, sw);  /* dV += P^T dO */
         attn_bwd_mm_pb<CPR, BQ / 16, BF16, SM75>(acc_k, dsa, q_base, sw); /* dK += dS^T Q */
-    }
+    };
+    attn_bwd_pipeline<BK, CPR, KSTEPS, IN_REGS, STAGES, SM75>(
+        attn_bwd_smem, a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh, a.k_st,
+        a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh, a.v_st, n0, a.Tk, n_iter, load_q, all_true, tile);
 
-    /* epilogue: nothing may still be landing in sK, sV (no query tile at all) */
-    attn_cp_async_wait<0, SM75>();
-    __syncthreads();
     attn_bwd_store_rows<CPR, BF16>(acc_k, a.scale, sK, wrow, a.dk + (int64_t) b * a.dk_sb + (int64_t) hk * a.dk_sh,
                                    a.dk_st, n0, a.Tk, lane);
     attn_bwd_store_rows<CPR, BF16>(acc_v, 1.f, sV, wrow, a.dv + (int64_t) b * a.dv_sb + (int64_t) hk * a.dv_sh,

@@ -210,6 +210,23 @@ static __device__ __forceinline__ float attn_exp2(float x) {
 }
 
 /*
+ * 4-byte words [n0, n0 + COUNT) of src (an i32 mask, f32 row statistics) into shared dst, one per thread; words at
+ * n_valid and past are zero-filled (nothing is read there). cp.async on sm_80+, synchronous on the sm_75 path.
+ */
+template <int COUNT, bool SM75, class T>
+static __device__ __forceinline__ void attn_load_words(T * dst, const T * src, int n0, int n_valid, int tid) {
+    static_assert(sizeof(T) == 4, "4-byte words");
+    for (int jj = tid; jj < COUNT; jj += RK_ATTN_TC_THREADS) {
+        const bool ok = n0 + jj < n_valid;
+        if constexpr (SM75) {
+            dst[jj] = ok ? __ldg(src + n0 + jj) : (T) 0;
+        } else {
+            attn_cp_async_4(attn_smem_u32(dst + jj), ok ? src + n0 + jj : src, ok);
+        }
+    }
+}
+
+/*
  * Rows [row0, row0 + ROWS) of a strided (n_valid, HS) matrix into a swizzled shared tile; rows >= n_valid are
  * zero-filled (a zero V row times p = 0 keeps NaN-free sums). cp.async on sm_80+, synchronous on the sm_75 path.
  */

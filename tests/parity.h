@@ -12,6 +12,9 @@
 
 #include "backend.h"
 #include "check.h"
+#ifdef RK_HAVE_CUDA
+#include "kernels/cuda_ops.h"
+#endif
 
 #include <math.h>
 #include <stdint.h>
@@ -345,6 +348,23 @@ static inline struct rk_backend * cuda_or_skip(const char * test) {
     if (!be) cr_skip_test("no CUDA device (%s)", rk_last_error());
     fprintf(stderr, "%s on %s, seed %llu (RK_TEST_SEED overrides), activations %s\n", test, be->name,
             (unsigned long long) run_seed(), dtn(be->act_dtype));
+    return be;
+}
+
+/*
+ * cuda_or_skip for a test of the forced sm_75 path (sm75) or of the normal one: RK_CUDA_FORCE_SM75=1 is set while the
+ * backend is created (this process only: Criterion runs each test in its own), then checked to have taken.
+ */
+static inline struct rk_backend * cuda_or_skip_path(const char * test, bool sm75) {
+    if (sm75) setenv("RK_CUDA_FORCE_SM75", "1", 1);
+    struct rk_backend * be = cuda_or_skip(test);
+    if (sm75 && be->device == RK_DEVICE_CUDA) {
+        unsetenv("RK_CUDA_FORCE_SM75");
+#ifdef RK_HAVE_CUDA
+        cr_assert(rk_backend_cuda_forced_sm75(be), "RK_CUDA_FORCE_SM75=1 did not force the sm_75 path");
+#endif
+        cr_assert(be->act_dtype == RK_DTYPE_F16, "the forced sm_75 path must use f16 activations");
+    }
     return be;
 }
 

@@ -29,7 +29,6 @@
 #include "kernels/attn.h"
 #ifdef RK_HAVE_CUDA
 #include "kernels/attn_cuda.h"
-#include "kernels/cuda_ops.h"
 #endif
 
 /* dense rows; rows padded by 16 elements (still 16-byte aligned); rows 2 bytes off 16-byte alignment (the tensor-core
@@ -310,15 +309,8 @@ static void run_bwd(struct rk_backend * be, const struct bwd_case * c, const cha
 }
 
 static void bwd_test(bool sm75) {
-    const char * test = sm75 ? "ATTN_BWD (forced sm_75 path)" : "ATTN_BWD";
-    if (sm75) setenv("RK_CUDA_FORCE_SM75", "1", 1); /* this process only: Criterion runs each test in its own */
-    struct rk_backend * be = cuda_or_skip(test);
-    if (sm75 && be->device == RK_DEVICE_CUDA) {
-        unsetenv("RK_CUDA_FORCE_SM75");
-#ifdef RK_HAVE_CUDA
-        cr_assert(rk_backend_cuda_forced_sm75(be), "RK_CUDA_FORCE_SM75=1 did not force the sm_75 path");
-#endif
-    }
+    const char *        test = sm75 ? "ATTN_BWD (forced sm_75 path)" : "ATTN_BWD";
+    struct rk_backend * be   = cuda_or_skip_path(test, sm75);
     struct tally t = { 0 };
     for (size_t i = 0; i < sizeof(bwd_cases) / sizeof(bwd_cases[0]); i++) {
         const struct bwd_case * c = &bwd_cases[i];

@@ -1,10 +1,10 @@
 """Peer for bench/bench_attn_bwd.c: torch scaled_dot_product_attention forward + backward, per back-end, same shapes.
 
-    python3 bench/peers/attn_bwd_sdpa.py [--reps 30]
+    python3 bench/peers/attn_bwd_sdpa.py [--reps 30]          (torch with cuda; .ci/device_check.sh runs it)
 
-Same method as bench_attn_bwd (and attn_sdpa.py, whose timing loop this reuses): bf16 (B, NH, T, HS) inputs uniform
-in [-1, 1], CUDA events around the timed call only, 5 warm-ups, the median of --reps runs, the L2 flushed by writing
-a 256 MB buffer before each run. Two timings per shape and back-end:
+Same method as bench_attn_bwd (and attn_sdpa.py, whose setup and timing loop this reuses): bf16 (B, NH, T, HS)
+inputs uniform in [-1, 1], CUDA events around the timed call only, 5 warm-ups, the median of --reps runs, the L2
+flushed by writing a 256 MB buffer before each run. Two timings per shape and back-end:
     fwdbwd  o = sdpa(q, k, v); dq, dk, dv = autograd.grad(o, (q, k, v), dout)
     bwd     the autograd.grad call alone, on a kept graph (retain_graph=True)
 autograd.grad returns the gradients without accumulating them into .grad, as our backward overwrites dq, dk, dv.
@@ -12,31 +12,17 @@ Prints  attn_bwd <shape> peer=<backend> fwd_ms=... bwd_ms=... fwdbwd_ms=... tflo
 and for the flash back-end `RESULT attn_fwdbwd_<shape>_B.._T.._H.._D.. <ms> ms` and `RESULT attn_bwd_<shape>_... <ms> ms`,
 the keys bench_attn_bwd prints (.ci/device_check.sh joins them).
 """
-import argparse
-import subprocess
-
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import sdpa_kernel
 
-from attn_sdpa import BACKENDS, SHAPES, time_ms
+from attn_sdpa import BACKENDS, SHAPES, setup, time_ms
 
 BWD_SHAPES = ("bert_base", "bert_large", "llama7b_causal")  # bench_shapes in bench_attn_bwd.c
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=30)
-    args = ap.parse_args()
-    dev = torch.device("cuda")
-    p = torch.cuda.get_device_properties(0)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "unknown"
-    print(f"device {p.name} sm_{p.major}{p.minor} SMs={p.multi_processor_count} commit={commit or 'unknown'} "
-          f"torch={torch.__version__}")
-    flush = torch.empty(256 << 20, dtype=torch.uint8, device=dev)
+    args, dev, flush = setup()
     gen = torch.Generator(device=dev).manual_seed(2)
     for name, B, NH, T, HS, causal in SHAPES:
         if name not in BWD_SHAPES:
