@@ -211,15 +211,10 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, V,
     const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
     const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
 
-    /* keys any row of this CTA may see: [kbeg, kend); tiles [t_begin, t_end) */
-    const int last_row = min(a.Tq, m0 + BM) - 1;
-    int       lo_first, hi_first, lo_last, hi_last;
-    attn_row_range(a, m0, lo_first, hi_first);
-    attn_row_range(a, last_row, lo_last, hi_last);
-    const int kbeg    = lo_first;    /* the window's lower bound grows with the row */
-    const int kend    = hi_last + 1; /* the causal upper bound grows with the row */
-    const int t_begin = kbeg / BN;
-    const int t_end   = kend > kbeg ? (kend + BN - 1) / BN : t_begin;
+    /* keys any row of this CTA may see: [ck.kbeg, ck.kend); tiles [t_begin, t_end) */
+    const attn_cta_keys ck      = attn_cta_key_range(a, m0, BM);
+    const int           t_begin = ck.kbeg / BN;
+    const int           t_end   = ck.kend > ck.kbeg ? (ck.kend + BN - 1) / BN : t_begin;
 
     /* K of tile t into stage st; V and the mask of tile t into stage st */
     auto load_k = [&](int t, int st) {
@@ -340,7 +335,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, V,
         }
 
         /* masking: only tiles with padding, or that cross Tk, the diagonal or the window edge */
-        const bool need_mask = !tile_valid || n0 + BN > hi_first + 1 || n0 < lo_last;
+        const bool need_mask = !tile_valid || n0 + BN > ck.hi_first + 1 || n0 < ck.lo_last;
         if (need_mask) {
 #pragma unroll
             for (int mi = 0; mi < WM; mi++) {

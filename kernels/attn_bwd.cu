@@ -485,13 +485,9 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dq_kernel_
     const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
 
     /* keys any row of this CTA may see: [kbeg, kend), in n_tiles tiles of BN from kbeg */
-    const int last_row = min(a.Tq, m0 + BM) - 1;
-    int       lo_first, hi_first, lo_last, hi_last;
-    attn_row_range(a, m0, lo_first, hi_first);
-    attn_row_range(a, last_row, lo_last, hi_last);
-    const int kbeg    = lo_first;
-    const int kend    = hi_last + 1;
-    const int n_tiles = kend > kbeg ? (kend - kbeg + BN - 1) / BN : 0;
+    const attn_cta_keys ck      = attn_cta_key_range(a, m0, BM);
+    const int           kbeg    = ck.kbeg;
+    const int           n_tiles = ck.kend > kbeg ? (ck.kend - kbeg + BN - 1) / BN : 0;
 
     /* this thread's two rows: key range, L2, D (a row past Tq: empty range, P = 0) */
     int   lo[2], hi[2];
@@ -543,7 +539,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS) attn_bwd_dq_kernel_
 
         /* masking only where a tile has padding or crosses Tk, the diagonal of the first row or the window edge of
            the last row; rows past Tq have L2 = +inf (P = 0) */
-        const bool need_mask = !tile_valid || n0 + BN > hi_first + 1 || n0 < lo_last;
+        const bool need_mask = !tile_valid || n0 + BN > ck.hi_first + 1 || n0 < ck.lo_last;
         /* dS packed as the A fragments of dQ += dS K: ds[kk] = {(g, tile 2kk), (g+8, 2kk), (g, 2kk+1), (g+8, 2kk+1)} */
         uint32_t dsa[BN / 16][4];
 #pragma unroll

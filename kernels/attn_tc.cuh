@@ -35,6 +35,23 @@ template <class A> static __device__ __forceinline__ void attn_row_range(const A
     hi = (int) h64;
 }
 
+/*
+ * The keys a CTA owning query rows [m0, min(Tq, m0 + BM)) must visit: [kbeg, kend) (the window's lower bound and the
+ * causal upper bound both grow with the row). hi_first (the last key the first row may see) and lo_last (the first
+ * key the last row may see) tell which key tiles are visible to every row, i.e. need no element-wise mask beyond
+ * the padding: those with n0 >= lo_last and n0 + BN <= hi_first + 1.
+ */
+struct attn_cta_keys {
+    int kbeg, kend, hi_first, lo_last;
+};
+
+template <class A> static __device__ __forceinline__ attn_cta_keys attn_cta_key_range(const A & a, int m0, int BM) {
+    int lo_first, hi_first, lo_last, hi_last;
+    attn_row_range(a, m0, lo_first, hi_first);
+    attn_row_range(a, min(a.Tq, m0 + BM) - 1, lo_last, hi_last);
+    return { lo_first, hi_last + 1, hi_first, lo_last };
+}
+
 /* ---- plain kernels: 2-byte elements as f32 ----------------------------------------------------- */
 
 template <bool BF16> static __device__ __forceinline__ float attn_load(const char * p) {
