@@ -2,7 +2,7 @@
  * attn_bwd.cu: attention backward (RK_OP_ATTN_BWD) on CUDA, FlashAttention-2 style (Dao 2023, Algorithm 2): P is
  * recomputed from the forward's logsumexp, so no (Tq, Tk) matrix is ever stored. Same views, masks (key padding,
  * causal with a query offset, sliding window), grouped-query heads and lse semantics as the CPU reference
- * rk_cpu_attn_bwd (kernels/attn_bwd_cpu.c). Design notes: docs/ATTN.md, "Backward".
+ * rk_cpu_attn_bwd (kernels/attn_bwd_cpu.c). Design notes: docs/ATTN.md, "Attention backward on CUDA".
  *
  * Every variant runs three steps, all deterministic (no atomics):
  *   pre  attn_bwd_pre_kernel: per query row, D = rowsum(dout * o) and L2 = lse * log2(e) (+inf for a row with no
@@ -21,7 +21,7 @@
  *       Any HS <= 256, any 2-byte alignment, any scale. The fallback and a second reference.
  *   v2  attn_bwd_{dq,dkv}_kernel_tc<HS, BF16, SM75>: tensor cores. 4 warps, each owning 16 stationary rows (dq:
  *       q and dout rows; dkv: k and v rows) whose fragments stay in registers at HS <= 64 and are re-read from
- *       shared memory at HS = 128; the streamed operand (dq: k, v; dkv: q, dout, with their D and L2) goes through
+ *       shared memory at HS = 128 (attn_bwd_cfg); the streamed operand (dq: k, v; dkv: q, dout, with their D and L2) goes through
  *       XOR-swizzled shared memory with cp.async, two stages; ldmatrix fragments; mma.sync m16n8k16 bf16/f16 with
  *       fp32 accumulators. The accumulator layout of S and dP is the A-operand layout of the next product, so P
  *       and dS go from registers to the tensor cores as packed 16-bit pairs. HS in {32, 64, 128}.
