@@ -466,36 +466,9 @@ static void print_header(void) {
 }
 
 int main(int argc, char ** argv) {
-    int          v_lo = 0, v_hi = 0, reps = 30;
-    bool         check = false, show_variant = false;
-    const char * only  = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--variant") && i + 1 < argc) {
-            i++;
-            show_variant = true;
-            if (!strcmp(argv[i], "all")) {
-                v_lo = 0;
-                v_hi = RK_ATTN_FWD_N_VARIANTS - 1;
-            } else {
-                v_lo = v_hi = atoi(argv[i]);
-            }
-        } else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
-            only = argv[++i];
-        } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-            reps = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            rng_state = strtoull(argv[++i], NULL, 0);
-        } else if (!strcmp(argv[i], "--check")) {
-            check = true;
-        } else {
-            fprintf(stderr, "usage: %s [--check] [--variant N|all] [--shape NAME] [--reps N] [--seed S]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (v_lo < 0 || v_hi >= RK_ATTN_FWD_N_VARIANTS || reps < 1) {
-        fprintf(stderr, "bench_attn: variant must be 0..%d or all, reps >= 1\n", RK_ATTN_FWD_N_VARIANTS - 1);
-        return 2;
-    }
+    struct rk_bench_args args;
+    if (!rk_bench_parse_args(argc, argv, RK_ATTN_FWD_N_VARIANTS, &args)) return 2;
+    if (args.seed) rng_state = args.seed;
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("no CUDA device: nothing to do\n");
@@ -503,6 +476,7 @@ int main(int argc, char ** argv) {
     }
     print_header();
     printf("seed=0x%llx\n", (unsigned long long) rng_state);
-    return check ? run_check(v_lo, v_hi) : run_bench(only, v_lo, v_hi, reps, show_variant);
+    return args.check ? run_check(args.v_lo, args.v_hi)
+                      : run_bench(args.shape, args.v_lo, args.v_hi, args.reps, args.variant_given);
 }
 #endif

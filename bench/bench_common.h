@@ -136,6 +136,48 @@ static inline bool rk_bench_parse_reps(int argc, char ** argv, int * reps) {
     return true;
 }
 
+/* The command line of the per-op kernel benches: [--check] [--variant N|all] [--shape NAME] [--reps N] [--seed S]. */
+struct rk_bench_args {
+    int          v_lo, v_hi;    /* the variants to run, 0 (automatic) unless --variant */
+    bool         variant_given; /* --variant was on the command line */
+    bool         check;         /* --check: correctness checks only, no timing */
+    const char * shape;         /* --shape: the one shape to time, or NULL for all */
+    int          reps;          /* --reps, 30 by default */
+    uint64_t     seed;          /* --seed, or 0: the bench's default */
+};
+
+/* Parses argv for a bench with n_variants variants; prints the usage and returns false on a bad command line. */
+static inline bool rk_bench_parse_args(int argc, char ** argv, int n_variants, struct rk_bench_args * a) {
+    memset(a, 0, sizeof(*a));
+    a->reps = 30;
+    for (int i = 1; i < argc; i++) {
+        const bool has_value = i + 1 < argc;
+        if (!strcmp(argv[i], "--variant") && has_value) {
+            i++;
+            a->variant_given = true;
+            a->v_lo          = !strcmp(argv[i], "all") ? 0 : atoi(argv[i]);
+            a->v_hi          = !strcmp(argv[i], "all") ? n_variants - 1 : a->v_lo;
+        } else if (!strcmp(argv[i], "--shape") && has_value) {
+            a->shape = argv[++i];
+        } else if (!strcmp(argv[i], "--reps") && has_value) {
+            a->reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--seed") && has_value) {
+            a->seed = strtoull(argv[++i], NULL, 0);
+        } else if (!strcmp(argv[i], "--check")) {
+            a->check = true;
+        } else {
+            a->reps = 0; /* usage below */
+            break;
+        }
+    }
+    if (a->v_lo < 0 || a->v_hi >= n_variants || a->reps < 1) {
+        fprintf(stderr, "usage: %s [--check] [--variant N|all] [--shape NAME] [--reps N] [--seed S]\n"
+                        "  variant 0..%d or all, reps >= 1\n", argv[0], n_variants - 1);
+        return false;
+    }
+    return true;
+}
+
 #ifdef RK_HAVE_CUDA
 /* "device <name> sm_XY SMs=N L2=M MiB commit=<c> <extra>" for the current device. */
 static inline void rk_bench_print_device(const char * extra) {

@@ -150,6 +150,14 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
                    (!c->src[2] || (c->src[2]->dtype == c->src[0]->dtype && rk_tensor_is_contiguous(c->src[2])));
         case RK_OP_SOFTMAX_XENT: /* src: logits, targets i32, dlogits */
             return loss_call_ok(c, 2) && c->src[1]->dtype == RK_DTYPE_I32 && rk_tensor_is_contiguous(c->src[1]);
+        case RK_OP_ATTN_BWD: { /* q, k, v, o, dout, dq, dk, dv one 16-bit dtype; lse f32 */
+            const struct rk_attn_bwd_params * ap = &c->p.attn_bwd;
+            bool ok = (dt == RK_DTYPE_F16 || dt == RK_DTYPE_BF16) && ap->dk && ap->dv && ap->dk->dtype == dt &&
+                      ap->dv->dtype == dt && attn_view_ok(c->dst) && attn_view_ok(ap->dk) && attn_view_ok(ap->dv) &&
+                      c->src[5] && c->src[5]->dtype == RK_DTYPE_F32 && is_i32_or_null(ap->mask);
+            for (int i = 0; i < 5; i++) ok = ok && c->src[i] && c->src[i]->dtype == dt && attn_view_ok(c->src[i]);
+            return ok;
+        }
         case RK_OP_DROPOUT:
             return c->src[0] && same_float_rows(c, 1) && c->p.dropout.p >= 0.0f && c->p.dropout.p <= 1.0f;
         case RK_OP_MATMUL_BWD: /* dtype from dout: dx (dst) is ignored with skip_dx */
@@ -175,8 +183,6 @@ static bool cuda_supports_op(struct rk_backend * be, const struct rk_op_call * c
         case RK_OP_LORA_BWD:  return (dt == RK_DTYPE_F16 || dt == RK_DTYPE_BF16) && tc_dtype_ok(ctx, dt) &&
                                      c->src[0] && c->src[1] && c->src[2] && c->src[3] && c->src[4] &&
                                      same_float_rows(c, 5);
-        /* no CUDA launcher yet: reported unsupported (listed, so -Wswitch makes each new op a decision here) */
-        case RK_OP_ATTN_BWD:
         case RK_OP_COUNT:     break;
     }
     return false;
@@ -215,6 +221,17 @@ static enum rk_status lora_bwd(struct cuda_ctx * ctx, const struct rk_op_call * 
     if (!sc) return rk_set_error(RK_STATUS_OOM, "LORA_BWD: no device memory for %zu bytes of scratch", need);
     const struct rk_cuda_lora_ws ws = { RK_LORA_FUSED, NULL, sc, (size_t) ctx->scratch_n * sizeof(float) };
     return rk_cuda_lora_bwd(c->dst, c->src[0], x, c->src[2], A, B, &c->p.lora, &ws, st);
+}
+
+/* ATTN_BWD with the backend's scratch (cuda_scratch: D and the log2 lse per query row). */
+static enum rk_status cuda_attn_bwd(struct cuda_ctx * ctx, const struct rk_op_call * c) {
+    const struct rk_attn_bwd_params * ap   = &c->p.attn_bwd;
+    const size_t                      need = rk_cuda_attn_bwd_scratch_bytes(c->src[0], c->src[1]);
+    float * sc = cuda_scratch(ctx, (int64_t) ((need + sizeof(float) - 1) / sizeof(float)));
+    if (!sc) return rk_set_error(RK_STATUS_OOM, "ATTN_BWD: cannot allocate %zu bytes of scratch", need);
+    return rk_cuda_attn_bwd(c->dst, ap->dk, ap->dv, c->src[0], c->src[1], c->src[2], c->src[3], c->src[4], c->src[5],
+                            ap->mask, &ap->attn, sc, (size_t) ctx->scratch_n * sizeof(float), ctx->force_sm75,
+                            ctx->stream);
 }
 
 static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_call * c) {
@@ -287,6 +304,7 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
                                  NULL, st);
             break;
         case RK_OP_LORA_BWD: s = lora_bwd(ctx, c, st); break;
+        case RK_OP_ATTN_BWD: s = cuda_attn_bwd(ctx, c); break;
         case RK_OP_COUNT:
         default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;
     }

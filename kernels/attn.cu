@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "attn_cuda.h"
+#include "attn_tc.cuh"
 #include "cuda_check.h"
 
 /* Everything a kernel needs, by value. Strides are in bytes; pointers are already offset to element 0. */
@@ -58,22 +59,6 @@ struct attn_args {
     float           scale_log2;         /* scale * log2(e): exp(scale * x) = exp2(scale_log2 * x) */
 };
 
-/*
- * Key range [lo, hi] that query row i may attend (before the padding mask), clamped to [0, Tk): causal keeps
- * j <= q_offset + i, the window keeps j > q_offset + i - window. An empty range has lo > hi.
- */
-static __device__ __forceinline__ void attn_row_range(const struct attn_args & a, int i, int & lo, int & hi) {
-    const int64_t pos = a.q_offset + (int64_t) i;
-    int64_t h64 = a.Tk - 1;
-    int64_t l64 = 0;
-    if (a.causal && pos < h64) h64 = pos;
-    if (a.window > 0 && pos - a.window + 1 > l64) l64 = pos - a.window + 1;
-    if (h64 < -1) h64 = -1;
-    if (l64 > a.Tk) l64 = a.Tk;
-    lo = (int) l64;
-    hi = (int) h64;
-}
-
 // ------------------------------------------------------------------------------------------------
 // CUDA kernels
 
@@ -81,25 +66,6 @@ static __device__ __forceinline__ void attn_row_range(const struct attn_args & a
 
 #define RK_ATTN_V1_WARPS 4
 #define RK_ATTN_V1_MAX_HS 256
-
-template <bool BF16> static __device__ __forceinline__ float attn_load(const char * p) {
-    const unsigned short u = *reinterpret_cast<const unsigned short *>(p);
-    if constexpr (BF16) {
-        return __uint_as_float((uint32_t) u << 16);
-    } else {
-        return __half2float(__ushort_as_half(u));
-    }
-}
-
-template <bool BF16> static __device__ __forceinline__ void attn_store(char * p, float x) {
-    unsigned short u;
-    if constexpr (BF16) {
-        u = __bfloat16_as_ushort(__float2bfloat16_rn(x));
-    } else {
-        u = __half_as_ushort(__float2half_rn(x));
-    }
-    *reinterpret_cast<unsigned short *>(p) = u;
-}
 
 /*
  * One warp per query row. Lane l scores key j0 + l against the row (q staged in shared memory as f32), the warp
@@ -180,9 +146,6 @@ static __global__ void __launch_bounds__(RK_ATTN_V1_WARPS * 32) attn_fwd_kernel_
 
 /* ---- v2..v5: tensor-core kernel -------------------------------------------------------------- */
 
-#define RK_ATTN_TC_WARPS   4
-#define RK_ATTN_TC_THREADS (RK_ATTN_TC_WARPS * 32)
-
 /*
  * Tile configuration of tensor-core variant V (2..5, see the file header) at head size HS. Chosen on an H200
  * (docs/ATTN.md has the measurements): two K/V stages pay at HS <= 64, one stage (the FA2 split: V(t) loads
@@ -209,181 +172,6 @@ template <int HS, int V, bool SM75> struct attn_tc_cfg {
     static_assert(BN % 16 == 0 && BN <= RK_ATTN_TC_THREADS && (BN * CPR) % RK_ATTN_TC_THREADS == 0, "BN");
     static_assert((BM * CPR) % RK_ATTN_TC_THREADS == 0, "BM");
 };
-
-/*
- * Byte offset of 16-byte chunk c of row r in a tile of rows of CPR chunks. The chunk index is XOR-swizzled with
- * the row so that 8 consecutive rows at the same logical chunk (one ldmatrix 8x8 matrix, or one column of
- * cp.async writes) fall in 8 different 16-byte bank groups: conflict-free without padding.
- */
-template <int CPR> static __device__ __forceinline__ int attn_swz(int r, int c) {
-    if constexpr (CPR >= 8) {
-        return r * CPR * 16 + ((c ^ (r & 7)) << 4);
-    } else { /* CPR == 4: two rows per 128-byte line */
-        static_assert(CPR == 4, "CPR");
-        return r * 64 + ((c ^ ((r >> 1) & 3)) << 4);
-    }
-}
-
-static __device__ __forceinline__ uint32_t attn_smem_u32(const void * p) {
-    return (uint32_t) __cvta_generic_to_shared(p);
-}
-
-/*
- * Per-thread part of the shared-memory addresses that ldmatrix.x4 reads. Every tile is read the same way: lane
- * gives the row r_thread = (lane & 7) + 8 * ((lane >> 3) & 1) of a 16-row block and the chunk c_const + (lane >> 4)
- * (c_const even), i.e. the four 8x8 matrices are (rows 0-7, chunk c), (rows 8-15, c), (rows 0-7, c+1),
- * (rows 8-15, c+1). The swizzle key of the row does not change between 16-row blocks (r & 7 and (r >> 1) & 3 stay),
- * and c_const ^ y = hi(c_const) + (lo(c_const) ^ y) for y below the XOR span, so the only per-thread values are
- * the NX offsets (lo ^ y) << 4: an address is tile base + 16-row block + off(c_const), all but offs[] known at
- * compile time once the loops are unrolled.
- */
-template <int CPR> struct attn_ldsm_offs {
-    static constexpr int SPAN = CPR >= 8 ? 8 : 4; /* chunks the XOR can touch */
-    static constexpr int NX   = SPAN / 2;
-    uint32_t offs[NX];
-
-    __device__ __forceinline__ explicit attn_ldsm_offs(int lane) {
-        const int r   = (lane & 7) + ((lane >> 3) & 1) * 8;
-        const int key = CPR >= 8 ? (r & 7) : ((r >> 1) & 3);
-        const int y   = (lane >> 4) ^ key;
-#pragma unroll
-        for (int x = 0; x < NX; x++) offs[x] = (uint32_t) (((2 * x) ^ y) << 4);
-    }
-    /* byte offset, inside the thread's row, of chunk c_const + (lane >> 4) after the swizzle */
-    __device__ __forceinline__ uint32_t off(int c_const) const {
-        return offs[(c_const % SPAN) / 2] + (uint32_t) ((c_const / SPAN) * SPAN * 16);
-    }
-};
-
-/* 16-byte global -> shared copy; zero-fills the destination when !full (no bytes are read then). */
-static __device__ __forceinline__ void attn_cp_async_16(uint32_t dst, const void * src, bool full) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const int n = full ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
-#else
-    (void) dst; (void) src; (void) full;
-    __trap();
-#endif
-}
-
-static __device__ __forceinline__ void attn_cp_async_4(uint32_t dst, const void * src, bool full) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    const int n = full ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(n) : "memory");
-#else
-    (void) dst; (void) src; (void) full;
-    __trap();
-#endif
-}
-
-template <bool SM75> static __device__ __forceinline__ void attn_cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if constexpr (!SM75) asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-
-/* Waits until at most N of this thread's cp.async groups are pending (a barrier must follow). */
-template <int N, bool SM75> static __device__ __forceinline__ void attn_cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if constexpr (!SM75) asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
-
-static __device__ __forceinline__ void attn_ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void attn_ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr)
-                 : "memory");
-}
-
-/*
- * c(16x8, f32) += a(16x16, row) * b(16x8, col). Fragment layout (PTX ISA, mma.m16n8k16), g = lane / 4,
- * t = lane % 4: a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 8+2t..), a3 (g+8, 8+2t..); b0 (k 2t..2t+1, n g),
- * b1 (k 8+2t.., n g); c0,c1 (g, 2t..2t+1), c2,c3 (g+8, 2t..). The sm_75 path issues it as two m16n8k8 fp16
- * products (a0,a1 with b0, then a2,a3 with b1), the same layout split along k.
- */
-template <bool BF16, bool SM75>
-static __device__ __forceinline__ void attn_mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    if constexpr (SM75) {
-        static_assert(!BF16, "no bf16 mma on sm_75");
-        asm("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(b0));
-        asm("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[2]), "r"(a[3]), "r"(b1));
-    } else {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-        if constexpr (BF16) {
-            asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                "{%0, %1, %2, %3};\n"
-                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-        } else {
-            asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                "{%0, %1, %2, %3};\n"
-                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-        }
-#else
-        (void) c; (void) a; (void) b0; (void) b1;
-        __trap();
-#endif
-    }
-}
-
-/* Two floats to a packed pair (lo in the low half), round to nearest even. */
-template <bool BF16> static __device__ __forceinline__ uint32_t attn_pack2(float lo, float hi) {
-    uint32_t u;
-    if constexpr (BF16) {
-        const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-        memcpy(&u, &v, 4);
-    } else {
-        const __half2 v = __floats2half2_rn(lo, hi);
-        memcpy(&u, &v, 4);
-    }
-    return u;
-}
-
-static __device__ __forceinline__ float attn_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x)); /* ex2(-inf) = +0 */
-    return y;
-}
-
-/*
- * Rows [row0, row0 + ROWS) of a strided (n_valid, HS) matrix into a swizzled shared tile; rows >= n_valid are
- * zero-filled (a zero V row times p = 0 keeps NaN-free sums). cp.async on sm_80+, synchronous on the sm_75 path.
- */
-template <int ROWS, int CPR, bool SM75>
-static __device__ __forceinline__ void attn_load_tile(unsigned char * s, const char * g, int64_t stride, int row0,
-                                                      int n_valid, int tid) {
-    constexpr int RSTEP = RK_ATTN_TC_THREADS / CPR; /* rows per pass of the block: a multiple of 8 */
-    static_assert(RSTEP % 8 == 0, "RSTEP");
-    const int       r   = tid / CPR, c = tid % CPR;
-    unsigned char * dst = s + attn_swz<CPR>(r, c); /* + it * RSTEP rows: same swizzle */
-    const char *    src = g + (int64_t) (row0 + r) * stride + c * 16;
-    const int64_t   adv = (int64_t) RSTEP * stride;
-#pragma unroll
-    for (int it = 0; it < ROWS / RSTEP; it++) {
-        const bool   ok = row0 + r + it * RSTEP < n_valid;
-        const char * sp = ok ? src + it * adv : g;
-        unsigned char * dp = dst + it * RSTEP * CPR * 16;
-        if constexpr (SM75) {
-            const uint4 val = ok ? __ldg(reinterpret_cast<const uint4 *>(sp)) : make_uint4(0, 0, 0, 0);
-            *reinterpret_cast<uint4 *>(dp) = val;
-        } else {
-            attn_cp_async_16(attn_smem_u32(dp), sp, ok);
-        }
-    }
-}
 
 /*
  * FlashAttention-2 forward. grid (ceil(Tq / BM), NH, B) with the query blocks taken last-first (under a causal
@@ -423,15 +211,10 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, V,
     const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
     const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
 
-    /* keys any row of this CTA may see: [kbeg, kend); tiles [t_begin, t_end) */
-    const int last_row = min(a.Tq, m0 + BM) - 1;
-    int       lo_first, hi_first, lo_last, hi_last;
-    attn_row_range(a, m0, lo_first, hi_first);
-    attn_row_range(a, last_row, lo_last, hi_last);
-    const int kbeg    = lo_first;    /* the window's lower bound grows with the row */
-    const int kend    = hi_last + 1; /* the causal upper bound grows with the row */
-    const int t_begin = kbeg / BN;
-    const int t_end   = kend > kbeg ? (kend + BN - 1) / BN : t_begin;
+    /* keys any row of this CTA may see: [ck.kbeg, ck.kend); tiles [t_begin, t_end) */
+    const attn_cta_keys ck      = attn_cta_key_range(a, m0, BM);
+    const int           t_begin = ck.kbeg / BN;
+    const int           t_end   = ck.kend > ck.kbeg ? (ck.kend + BN - 1) / BN : t_begin;
 
     /* K of tile t into stage st; V and the mask of tile t into stage st */
     auto load_k = [&](int t, int st) {
@@ -440,17 +223,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, V,
     auto load_v = [&](int t, int st) {
         const int n0 = t * BN;
         attn_load_tile<BN, CPR, SM75>(sKV + st * 2 * BN * ROWB + BN * ROWB, vg, a.v_st, n0, a.Tk, tid);
-        if (mg) {
-            int * sm = sMask + st * BN;
-            for (int jj = tid; jj < BN; jj += RK_ATTN_TC_THREADS) {
-                const bool ok = n0 + jj < a.Tk;
-                if constexpr (SM75) {
-                    sm[jj] = ok ? __ldg(mg + n0 + jj) : 0;
-                } else {
-                    attn_cp_async_4(attn_smem_u32(sm + jj), ok ? mg + n0 + jj : mg, ok);
-                }
-            }
-        }
+        if (mg) attn_load_words<BN, SM75>(sMask + st * BN, mg, n0, a.Tk, tid);
     };
 
     /* prologue: Q (group 0); K (two stages: and V) of the first tile (group 1) */
@@ -562,7 +335,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, V,
         }
 
         /* masking: only tiles with padding, or that cross Tk, the diagonal or the window edge */
-        const bool need_mask = !tile_valid || n0 + BN > hi_first + 1 || n0 < lo_last;
+        const bool need_mask = !tile_valid || n0 + BN > ck.hi_first + 1 || n0 < ck.lo_last;
         if (need_mask) {
 #pragma unroll
             for (int mi = 0; mi < WM; mi++) {
@@ -762,17 +535,6 @@ static int attn_auto_variant(int hs) {
     return hs == 32 ? 5 : (hs == 64 ? 3 : 4);
 }
 
-/* 16-byte aligned rows: the data pointer and the strides of the outer dims (those of size 1 do not matter) */
-static bool attn_aligned16(const struct rk_tensor * t) {
-    bool ok = ((uintptr_t) t->data % 16) == 0;
-    for (int i = 0; i < 3; i++) ok = ok && (t->ne[i] == 1 || t->nb[i] % 16 == 0);
-    return ok;
-}
-
-static bool attn_shape_is(const struct rk_tensor * t, int64_t n0, int64_t n1, int64_t n2, int64_t n3) {
-    return t->ne[0] == n0 && t->ne[1] == n1 && t->ne[2] == n2 && t->ne[3] == n3;
-}
-
 extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const struct rk_tensor * q,
                                                    const struct rk_tensor * k, const struct rk_tensor * v,
                                                    const struct rk_tensor * mask, struct rk_tensor * lse,
@@ -818,12 +580,8 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
     }
     if (B == 0 || NH == 0 || Tq == 0) return RK_OK;
 
-    int dev = 0, cc_major = 0, cc_minor = 0, smem_optin = 0;
-    RK_CUDA_CHECK(cudaGetDevice(&dev));
-    RK_CUDA_CHECK(cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev));
-    RK_CUDA_CHECK(cudaDeviceGetAttribute(&cc_minor, cudaDevAttrComputeCapabilityMinor, dev));
-    RK_CUDA_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    const int cc = cc_major * 10 + cc_minor;
+    int cc = 0, smem_optin = 0;
+    attn_device_caps(&cc, &smem_optin);
     if (cc < 75) return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: needs sm_75 or newer (device is sm_%d)", cc);
     const bool sm75 = force_sm75 || cc < 80;
     const bool bf16 = dt == RK_DTYPE_BF16;

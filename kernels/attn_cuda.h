@@ -1,13 +1,15 @@
 /*
- * attn_cuda.h: C ABI of the CUDA attention forward launchers (kernels/attn.cu). Only translation units built
- * with CUDA include it (the CUDA backend's dispatcher, bench/bench_attn.c, the parity tests).
- * Shapes and semantics: see RK_OP_ATTN_FWD in host/backend.h; the design is described in docs/ATTN.md.
+ * attn_cuda.h: C ABI of the CUDA attention launchers, forward (kernels/attn.cu) and backward (kernels/attn_bwd.cu).
+ * Only translation units built with CUDA include it (the CUDA backend's dispatcher, bench/bench_attn.c,
+ * bench/bench_attn_bwd.c, the parity tests). Shapes and semantics: see RK_OP_ATTN_FWD and RK_OP_ATTN_BWD in
+ * host/backend.h; the design is described in docs/ATTN.md.
  */
 #ifndef RK_KERNELS_ATTN_CUDA_H
 #define RK_KERNELS_ATTN_CUDA_H
 
 #include <cuda_runtime_api.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "backend.h"
 
@@ -53,6 +55,57 @@ enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const struct rk_
 
 /* A short name for a variant ("plain", "tc64x64", ...); "?" when out of range. Cannot fail. */
 const char * rk_cuda_attn_fwd_variant_name(int variant);
+
+/*
+ * Attention backward on the GPU, the same op as rk_cpu_attn_bwd (kernels/attn.h; RK_OP_ATTN_BWD in host/backend.h):
+ *   q, o, dout, dq (B, NH, Tq, HS)   k, v, dk, dv (B, NKV, Tk, HS)   strided views as for the forward
+ *   (device pointers, byte strides, innermost stride the element size); all eight bf16, or all eight f16.
+ *   lse (B, NH, Tq) f32 device, strided, from the forward (rk_cuda_attn_fwd or rk_cpu_attn_fwd: -inf for a row
+ *   with no key); mask (B, Tk) i32 device or NULL; p: exactly the forward's params.
+ *   dq, dk, dv are overwritten; with grouped-query heads dk, dv hold the sum over the NH/NKV query heads that read
+ *   each kv head. A query row with lse = -inf gets dq = 0; a key no query may attend gets dk = dv = 0.
+ *   scratch: device memory of at least rk_cuda_attn_bwd_scratch_bytes(q, k) bytes, 16-byte aligned (NULL is
+ *   fine when that is 0), owned by the caller, in use until the enqueued work has run.
+ * Deterministic: no atomics; the same inputs give the same bits. Enqueues the work on `stream` and returns
+ * without synchronizing. force_sm75: as for rk_cuda_attn_fwd (fp16 m16n8k8 tensor-core path; bf16 takes the plain
+ * kernels there). Returns RK_OK once launched; RK_STATUS_ARG for shapes that do not match or a missing or too
+ * small scratch; RK_STATUS_UNSUPPORTED (nothing launched, message set) for f32 or mixed dtypes, an inner stride
+ * other than the element size, HS > 256, a device older than sm_75, dimensions past the grid limits. A CUDA launch
+ * error aborts (RK_CUDA_CHECK).
+ */
+enum rk_status rk_cuda_attn_bwd(struct rk_tensor * dq, struct rk_tensor * dk, struct rk_tensor * dv,
+                                const struct rk_tensor * q, const struct rk_tensor * k, const struct rk_tensor * v,
+                                const struct rk_tensor * o, const struct rk_tensor * dout, const struct rk_tensor * lse,
+                                const struct rk_tensor * mask, const struct rk_attn_params * p, void * scratch,
+                                size_t scratch_bytes, bool force_sm75, cudaStream_t stream);
+
+/*
+ * Bytes of device scratch rk_cuda_attn_bwd needs for these q (B, NH, Tq, HS) and k (B, NKV, Tk, HS): two fp32
+ * values per query row (D = rowsum(dout * o) and lse * log2(e)), rounded up to 256 bytes; 0 when Tq is 0. The same
+ * for every variant. k is not used today (kept so a later variant can size per-kv-head partials). Cannot fail.
+ */
+size_t rk_cuda_attn_bwd_scratch_bytes(const struct rk_tensor * q, const struct rk_tensor * k);
+
+/*
+ * Backward kernel variants (see the header of attn_bwd.cu):
+ *   0  automatic (what rk_cuda_attn_bwd uses): 2 when HS is 32, 64 or 128, every row 16-byte aligned and the
+ *      scale finite (f16 only on the sm_75 path); 1 otherwise
+ *   1  plain kernels: one warp per query row (dq) and per key row (dk, dv), fp32 math, any HS <= 256, any 2-byte
+ *      alignment
+ *   2  tensor cores: dq kernel over 64-row query blocks, dk/dv kernel over 64-row key blocks
+ * Same contract as rk_cuda_attn_bwd otherwise; a variant that cannot take the call returns RK_STATUS_UNSUPPORTED.
+ */
+#define RK_ATTN_BWD_N_VARIANTS 3
+
+enum rk_status rk_cuda_attn_bwd_variant(struct rk_tensor * dq, struct rk_tensor * dk, struct rk_tensor * dv,
+                                        const struct rk_tensor * q, const struct rk_tensor * k,
+                                        const struct rk_tensor * v, const struct rk_tensor * o,
+                                        const struct rk_tensor * dout, const struct rk_tensor * lse,
+                                        const struct rk_tensor * mask, const struct rk_attn_params * p, void * scratch,
+                                        size_t scratch_bytes, bool force_sm75, int variant, cudaStream_t stream);
+
+/* A short name for a backward variant ("auto", "plain", "tc64"); "?" when out of range. Cannot fail. */
+const char * rk_cuda_attn_bwd_variant_name(int variant);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 /*
- * ops_harness.h: the parity harness shared by tests/test_ops.c (forward ops) and tests/test_ops_bwd.c (backward and
- * training ops): every backend op is compared against its CPU reference (STYLE.md 6, after [G] test-backend-ops).
+ * ops_harness.h: the parity harness shared by tests/test_ops.c (forward ops), tests/test_ops_bwd.c (backward ops),
+ * tests/test_ops_train.c (losses, dropout, embedding backward, optimizer kernels) and tests/test_attn_bwd.c
+ * (attention backward): every backend op is compared against its CPU reference (STYLE.md 6, after [G] test-backend-ops).
  *
  * Each Criterion test covers one op and walks a table of cases. A case has a case string such as
  *     ATTN_FWD(dtype=bf16,B=2,T=77,Tk=77,NH=12,NKV=12,HS=64,causal=1,...)[variant=auto]
@@ -30,6 +31,10 @@
 
 #include "backend.h"
 #include "check.h"
+
+#ifdef RK_HAVE_CUDA
+#include "kernels/cuda_ops.h"
+#endif
 
 #include <math.h>
 #include <stdint.h>
@@ -363,6 +368,23 @@ static inline struct rk_backend * cuda_or_skip(const char * test) {
     if (!be) cr_skip_test("no CUDA device (%s)", rk_last_error());
     fprintf(stderr, "%s on %s, seed %llu (RK_TEST_SEED overrides), activations %s\n", test, be->name,
             (unsigned long long) run_seed(), dtn(be->act_dtype));
+    return be;
+}
+
+/*
+ * cuda_or_skip for a test of the forced sm_75 path (sm75) or of the normal one: RK_CUDA_FORCE_SM75=1 is set while the
+ * backend is created (this process only: Criterion runs each test in its own), then checked to have taken.
+ */
+static inline struct rk_backend * cuda_or_skip_path(const char * test, bool sm75) {
+    if (sm75) setenv("RK_CUDA_FORCE_SM75", "1", 1);
+    struct rk_backend * be = cuda_or_skip(test);
+    if (sm75 && be->device == RK_DEVICE_CUDA) {
+        unsetenv("RK_CUDA_FORCE_SM75");
+#ifdef RK_HAVE_CUDA
+        cr_assert(rk_backend_cuda_forced_sm75(be), "RK_CUDA_FORCE_SM75=1 did not force the sm_75 path");
+#endif
+        cr_assert(be->act_dtype == RK_DTYPE_F16, "the forced sm_75 path must use f16 activations");
+    }
     return be;
 }
 

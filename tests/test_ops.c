@@ -868,16 +868,8 @@ static void run_attn(struct rk_backend * be, const struct attn_case * c, const c
 }
 
 static void attn_test(bool sm75) {
-    const char * test = sm75 ? "ATTN_FWD (forced sm_75 path)" : "ATTN_FWD";
-    if (sm75) setenv("RK_CUDA_FORCE_SM75", "1", 1); /* this process only: Criterion runs each test in its own */
-    struct rk_backend * be = cuda_or_skip(test);
-    if (sm75 && be->device == RK_DEVICE_CUDA) {
-        unsetenv("RK_CUDA_FORCE_SM75");
-#ifdef RK_HAVE_CUDA
-        cr_assert(rk_backend_cuda_forced_sm75(be), "RK_CUDA_FORCE_SM75=1 did not force the sm_75 path");
-#endif
-        cr_assert(be->act_dtype == RK_DTYPE_F16, "the forced sm_75 path must use f16 activations");
-    }
+    const char *        test = sm75 ? "ATTN_FWD (forced sm_75 path)" : "ATTN_FWD";
+    struct rk_backend * be   = cuda_or_skip_path(test, sm75);
     struct tally t = { 0 };
     for (size_t i = 0; i < sizeof(attn_cases) / sizeof(attn_cases[0]); i++) {
         const struct attn_case * c = &attn_cases[i];

@@ -41,7 +41,8 @@ def time_ms(fn, reps, flush):
     return ts[len(ts) // 2]
 
 
-def main():
+def setup():
+    """Parses --reps, prints the device line; returns (args, device, the L2 flush buffer). Shared with attn_bwd_sdpa.py."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=30)
     args = ap.parse_args()
@@ -53,7 +54,11 @@ def main():
         commit = "unknown"
     print(f"device {p.name} sm_{p.major}{p.minor} SMs={p.multi_processor_count} commit={commit or 'unknown'} "
           f"torch={torch.__version__}")
-    flush = torch.empty(256 << 20, dtype=torch.uint8, device=dev)
+    return args, dev, torch.empty(256 << 20, dtype=torch.uint8, device=dev)
+
+
+def main():
+    args, dev, flush = setup()
     gen = torch.Generator(device=dev).manual_seed(1)
     for name, B, NH, T, HS, causal in SHAPES:
         q, k, v = (torch.rand(B, NH, T, HS, device=dev, generator=gen).mul_(2).sub_(1).to(torch.bfloat16)
