@@ -9,7 +9,8 @@
 #   1. nvidia-smi -L;  2. build (unless RK_PREBUILT=1; a failed build falls back to existing binaries);
 #   3. the CUDA test suites: build/tests/test_ops, then test_ops_bwd, test_ops_train, test_attn_bwd, test_quant,
 #      test_lora, test_train and test_models (those present);
-#   4. compute-sanitizer memcheck and racecheck over a few small attention and layernorm cases (RK_TEST_FILTER);
+#   4. compute-sanitizer memcheck and racecheck over a few small cases of each hand-written kernel family
+#      (attention forward and backward, layernorm forward and backward, embedding backward, LoRA; SAN_TARGETS);
 #      a sanitizer that cannot start on the machine is reported and skipped;
 #   5. every bench program build/bench/bench_*, then the peer scripts bench/peers/*.py (and ../shared/peers/*.py if
 #      that folder exists: it does not travel to the device machine).
@@ -123,28 +124,39 @@ fi
 
 # ---- 4. compute-sanitizer ---------------------------------------------------------------------------------------
 SAN_ROWS=()
-SAN_FILTER='ATTN_FWD(dtype=bf16,B=2,T=77,Tk=77,NH=12,NKV=12,HS=64,causal=1|ATTN_FWD(dtype=f16,B=3,T=128,Tk=128,NH=12,NKV=12,HS=64,causal=0,window=0,q_offset=0,mask=right_padded,fused_qkv=1|ATTN_FWD(dtype=bf16,B=3,T=1,|LAYERNORM(dtype=bf16,N=77,C=768,residual=1|LAYERNORM(dtype=bf16,N=5,C=4103|LAYERNORM(dtype=bf16,N=33,C=768'
+# name | suite binary | Criterion filter | RK_TEST_FILTER (a few small cases of each hand-written kernel family)
+SAN_TARGETS=(
+    "attn_fwd|build/tests/test_ops|cuda_ops/attn_fwd*|ATTN_FWD(dtype=bf16,B=2,T=77,Tk=77,NH=12,NKV=12,HS=64,causal=1|ATTN_FWD(dtype=f16,B=3,T=128,Tk=128,NH=12,NKV=12,HS=64,causal=0,window=0,q_offset=0,mask=right_padded,fused_qkv=1|ATTN_FWD(dtype=bf16,B=3,T=1,"
+    "layernorm|build/tests/test_ops|cuda_ops/layernorm*|LAYERNORM(dtype=bf16,N=77,C=768,residual=1|LAYERNORM(dtype=bf16,N=5,C=4103|LAYERNORM(dtype=bf16,N=33,C=768"
+    "attn_bwd|build/tests/test_attn_bwd|cuda_ops/attn_bwd|ATTN_BWD(dtype=bf16,B=2,T=77,|ATTN_BWD(dtype=bf16,B=1,T=1,|ATTN_BWD(dtype=bf16,B=3,T=130,Tk=130,NH=4,NKV=4,HS=64"
+    "ln_bwd|build/tests/test_ops_bwd|cuda_ops_bwd/layernorm_bwd|LAYERNORM_BWD(dtype=bf16,N=77,C=768|LAYERNORM_BWD(dtype=bf16,N=5,C=4103"
+    "embed_bwd|build/tests/test_ops_train|cuda_train_ops/embed_bwd|B=2,T=77,C=768|B=1,T=1,C=5"
+    "lora|build/tests/test_lora|lora_cuda/parity|LORA_FWD(dtype=bf16,M=64|LORA_BWD(dtype=bf16,M=64"
+)
 SAN=$(command -v compute-sanitizer 2>/dev/null)
 for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
     [ -z "$SAN" ] && [ -x "$c" ] && SAN=$c
 done
 if [ -z "$SAN" ]; then
     SAN_ROWS+=("compute-sanitizer: not installed on this machine (skipped)")
-elif [ ! -x build/tests/test_ops ]; then
-    SAN_ROWS+=("compute-sanitizer: no build/tests/test_ops (skipped)")
 else
     for tool in memcheck racecheck; do
-        for t in attn_fwd layernorm; do
+        for entry in "${SAN_TARGETS[@]}"; do
+            IFS='|' read -r t bin crit filt <<<"$entry"
+            if [ ! -x "$bin" ]; then
+                SAN_ROWS+=("$(printf '%-9s %-10s not built' "$tool" "$t")")
+                continue
+            fi
             if out_of_time; then
                 SAN_ROWS+=("$(printf '%-9s %-10s not run: out of time' "$tool" "$t")")
                 continue
             fi
-            say "== compute-sanitizer --tool $tool: cuda_ops/$t*"
+            say "== compute-sanitizer --tool $tool: $crit"
             tmp=$(mktemp)
-            RK_TEST_FILTER=$SAN_FILTER timeout "$(tmo 30)" "$SAN" --tool "$tool" --error-exitcode 86 \
-                --target-processes all build/tests/test_ops --filter "cuda_ops/$t*" >"$tmp" 2>&1
+            RK_TEST_FILTER=$filt timeout "$(tmo 30)" "$SAN" --tool "$tool" --error-exitcode 86 \
+                --target-processes all "$bin" --filter "$crit" >"$tmp" 2>&1
             rc=$?
-            { echo "===== $tool cuda_ops/$t (exit $rc)"; cat "$tmp"; } >>"$L_SAN"
+            { echo "===== $tool $crit (exit $rc)"; cat "$tmp"; } >>"$L_SAN"
             # memcheck ends with "ERROR SUMMARY: N errors", racecheck with "RACECHECK SUMMARY: H hazards displayed
             # (E errors, W warnings)"; only processes that used CUDA print one (Criterion's parent does not)
             nsum=$(grep -acE '(ERROR|RACECHECK) SUMMARY' "$tmp")
@@ -205,7 +217,7 @@ done
     echo "================================ rk device check: $(nvidia-smi -L 2>/dev/null | head -n 1 | cut -c1-60), commit $RK_COMMIT, $(elapsed)s"
     echo "-- test suites"
     for r in "${SUITE_ROWS[@]}"; do echo "  $r"; done
-    echo "-- compute-sanitizer (small attention and layernorm cases)"
+    echo "-- compute-sanitizer (a few small cases per kernel family)"
     for r in "${SAN_ROWS[@]}"; do echo "  $r"; done
     echo "-- benches: ours vs peer (ratio > 1: ours better; throughput ours/peer, times peer/ours)"
     awk '
