@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds what `make device-check` runs on a lent GPU machine, here, and packs it into .devbundle/ (ignored by git):
-# the test and bench binaries built for one architecture (CUDA_ARCH, default 90) and stripped, and the shared
-# libraries from Debian packages that the GPU machine's image lacks (.devbundle/devlibs). The machine then runs
-#   rm -rf build && cp -r .devbundle/build build && RK_PREBUILT=1 RK_DEVLIBS=.devbundle/devlibs make device-check
+# Builds what `make device-check` runs on a lent GPU machine, here, and packs it into .devbundle/bundle.tar.xz
+# (ignored by git): the test and bench binaries built for one architecture (CUDA_ARCH, default 90) and stripped, and
+# the shared libraries from Debian packages that the GPU machine's image lacks (devlibs/). Every binary links the
+# whole kernel library (~18 MB each), so the tree is ~290 MB; one solid xz archive keeps it near 6 MB, under what a
+# lent machine takes (64 MiB). The machine then runs
+#   bash .ci/device_unbundle.sh && RK_PREBUILT=1 RK_DEVLIBS=.devbundle/devlibs make device-check
 # Usage: .ci/device_bundle.sh   (then carry .devbundle)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +32,7 @@ ldd .devbundle/build/tests/* .devbundle/build/bench/* 2>/dev/null | awk '/=>/ {p
 gcc -O3 -march=x86-64-v3 -fopenmp -shared -fPIC -Wl,-soname,libopenblas.so.0 -o .devbundle/devlibs/libopenblas.so.0 \
     .ci/blas_shim.c
 du -sh .devbundle .devbundle/build .devbundle/devlibs
+# one solid archive (the binaries share most of their bytes); the unpacked tree is removed so only it travels
+tar -C .devbundle -cf - build devlibs | xz -9 -T2 >.devbundle/bundle.tar.xz
+rm -rf .devbundle/build .devbundle/devlibs
+ls -la .devbundle/bundle.tar.xz
