@@ -713,6 +713,7 @@ static const struct attn_case attn_cases[] = {
     { BF, 1, 16, 200, 8, 2, 128, true, 16, 184, MASK_NONE, false, false, true, 1.0f, false }, /* chunk + window */
     { BF, 1, 77, 77, 12, 12, 32, true, 0, 0, MASK_NONE, true, false, true, 1.0f, false },
     { BF, 3, 77, 77, 8, 2, 80, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },     /* fused GQA */
+    { BF, 4, 19, 19, 3, 3, 16, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },     /* the tiny BERT (golden) */
     /* f32: the CUDA kernels take 16-bit inputs (these report skipped there); they check this harness on the CPU */
     { RK_DTYPE_F32, 3, 77, 77, 8, 2, 64, true, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },
     { RK_DTYPE_F32, 2, 1, 77, 12, 12, 32, true, 16, 76, MASK_HOLES, false, false, true, 1.0f, false },
