@@ -23,7 +23,8 @@ EMU_CU_OBJ   := $(patsubst %.cu,$(EMU_DIR)/%.cu.o,$(EMU_CU_SRC))
 EMU_RT_OBJ   := $(patsubst %.cpp,$(EMU_DIR)/%.o,$(wildcard tests/emu/emu_*.cpp))
 EMU_C_OBJ    := $(patsubst %.c,$(EMU_DIR)/%.o,$(LIB_SRC))
 EMU_LIB      := $(EMU_DIR)/librk.a
-EMU_TESTS    := $(patsubst %,$(EMU_DIR)/tests/%,test_ops_bwd test_ops_train test_ops test_train test_attn_bwd)
+EMU_TESTS    := $(patsubst %,$(EMU_DIR)/tests/%,test_ops_bwd test_ops_train test_ops test_train test_attn_bwd \
+                                                   test_quant test_lora)
 
 emu-build: $(EMU_LIB) $(EMU_TESTS)
 

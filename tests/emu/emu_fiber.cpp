@@ -465,13 +465,19 @@ void launch(const char * name, const void * key, dim3 grid, dim3 block, size_t s
     smem_top    = smem_bytes;
     smem_statics.clear();
     if (fibers.size() < (size_t) nthreads) fibers.resize((size_t) nthreads);
-    for (unsigned z = 0; z < grid.z; z++) {
-        for (unsigned y = 0; y < grid.y; y++) {
-            for (unsigned x = 0; x < grid.x; x++) {
-                block_idx = { x, y, z };
-                run_block();
-            }
-        }
+    /* blocks one after another: x fastest, or (EMU_SCHED) in reverse or shuffled order, since real blocks run in
+     * any order and concurrently */
+    const uint64_t nb = (uint64_t) grid.x * grid.y * grid.z;
+    std::vector<uint64_t> perm;
+    if (cfg().sched == 2) {
+        perm.resize((size_t) nb);
+        for (uint64_t i = 0; i < nb; i++) perm[(size_t) i] = i;
+        std::shuffle(perm.begin(), perm.end(), shuffle_rng);
+    }
+    for (uint64_t i = 0; i < nb; i++) {
+        const uint64_t b = cfg().sched == 1 ? nb - 1 - i : cfg().sched == 2 ? perm[(size_t) i] : i;
+        block_idx = { (unsigned) (b % grid.x), (unsigned) (b / grid.x % grid.y), (unsigned) (b / ((uint64_t) grid.x * grid.y)) };
+        run_block();
     }
     kernel_name = nullptr;
 }

@@ -2,17 +2,19 @@
  * emu_runtime.cpp: the CUDA runtime API of the host emulation (tests/emu/README.md): one emulated device whose
  * global memory is an arena of host memory, synchronous streams and events, device properties, error codes.
  *
- * Device memory is one reserved range of address space. Allocations are 256-byte aligned (as cudaMalloc's) and
- * filled with 0xFF bytes (a NaN in every float dtype), so a kernel that reads memory nobody wrote sees NaN. With
- * EMU_PROTECT=1 (the default) the range is inaccessible (PROT_NONE) while host code runs and opened only for the
- * duration of a kernel, a copy, a memset or a cuBLAS call: host code that dereferences a device pointer crashes
- * with a message naming the allocation, as it would fault (or read garbage) with a real GPU.
+ * Device memory is one reserved range of address space. Allocations are 256-byte aligned (as cudaMalloc's), end at
+ * a guard page (an access past the end faults, used or not) and are filled with 0xFF bytes (a NaN in every float
+ * dtype), so a kernel that reads memory nobody wrote sees NaN. With EMU_PROTECT=1 (the default) allocations are
+ * inaccessible (PROT_NONE) while host code runs and opened only for the duration of a kernel, a copy, a memset or a
+ * cuBLAS call: host code that dereferences a device pointer crashes with a message naming the allocation, as it
+ * would fault (or read garbage) with a real GPU.
  */
 #include "emu_internal.h"
 
 #include <csignal>
 #include <ctime>
 #include <execinfo.h>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sys/mman.h>
@@ -33,16 +35,24 @@ const settings & cfg() {
     return g_cfg;
 }
 
-/* ---- device memory arena --------------------------------------------------------------------------------------- */
+/* ---- device memory arena ---------------------------------------------------------------------------------------
+ * Every allocation gets its own whole pages, followed by a guard page that is never accessible: the allocation ends
+ * where the guard begins (its start is 256-byte aligned, as cudaMalloc's), so a kernel access past the end faults
+ * even when the value read is never used. Pages of freed allocations are released and reused. */
 
-static unsigned char *           g_base;      /* reserved range */
-static size_t                    g_reserved;
-static size_t                    g_hwm;       /* bytes from g_base that ever held an allocation (page-rounded) */
-static size_t                    g_top;       /* bump pointer */
-static std::map<size_t, size_t>  g_live;      /* offset -> size of live allocations */
-static std::map<size_t, size_t>  g_free;      /* offset -> size of free holes below g_top */
-static int                       g_open;      /* device_access nesting */
-static size_t                    g_page;
+struct alloc_rec {
+    size_t size;   /* bytes handed out (the request rounded up to 256) */
+    size_t region; /* offset of its first page */
+    size_t pages;  /* its pages, not counting the guard page after them */
+};
+
+static unsigned char *              g_base;     /* reserved range */
+static size_t                       g_reserved;
+static size_t                       g_page;
+static size_t                       g_top = 1;  /* next unused page (page 0 stays a guard) */
+static std::map<size_t, alloc_rec>  g_live;     /* allocation offset -> record */
+static std::map<size_t, size_t>     g_free;     /* page -> free pages from there (guards included) */
+static int                          g_open;     /* device_access nesting */
 
 bool in_arena(const void * p) {
     return g_base && (const unsigned char *) p >= g_base && (const unsigned char *) p < g_base + g_reserved;
@@ -55,9 +65,9 @@ static bool find_alloc(const void * p, size_t * off, size_t * size) {
     auto         it = g_live.upper_bound(o);
     if (it == g_live.begin()) return false;
     --it;
-    if (o >= it->first + it->second) return false;
+    if (o >= it->first + it->second.size) return false;
     *off  = it->first;
-    *size = it->second;
+    *size = it->second.size;
     return true;
 }
 
@@ -67,73 +77,69 @@ bool is_device(const void * p, size_t n) {
     return (size_t) ((const unsigned char *) p - g_base) + n <= off + size;
 }
 
-static void protect(bool open) {
-    if (!g_cfg.protect || g_hwm == 0) return;
-    if (mprotect(g_base, g_hwm, open ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) {
+static void set_prot(const alloc_rec & a, bool open) {
+    if (mprotect(g_base + a.region * g_page, a.pages * g_page, open ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) {
         perror("emu: mprotect");
         abort();
     }
 }
 
 void device_access(bool open) {
-    if (open) {
-        if (g_open++ == 0) protect(true);
-    } else {
-        if (--g_open == 0) protect(false);
+    if (!g_cfg.protect) return; /* allocations stay open; guard pages stay closed */
+    if (open ? g_open++ == 0 : --g_open == 0) {
+        for (const auto & kv : g_live) set_prot(kv.second, open);
     }
 }
 
 static void * arena_alloc(size_t n) {
     n = (n + 255) & ~(size_t) 255;
     if (n == 0) n = 256;
-    size_t off = SIZE_MAX;
+    const size_t pages = (n + g_page - 1) / g_page, need = pages + 1; /* + the guard page */
+    size_t       region = SIZE_MAX;
     for (auto it = g_free.begin(); it != g_free.end(); ++it) { /* first fit */
-        if (it->second >= n) {
-            off = it->first;
-            if (it->second > n) g_free[off + n] = it->second - n;
+        if (it->second >= need) {
+            region = it->first;
+            if (it->second > need) g_free[region + need] = it->second - need;
             g_free.erase(it);
             break;
         }
     }
-    if (off == SIZE_MAX) {
-        if (g_top + n > g_reserved) return nullptr;
-        off = g_top;
-        g_top += n;
-        const size_t hwm = (g_top + g_page - 1) & ~(g_page - 1);
-        if (hwm > g_hwm) {
-            if (g_cfg.protect) { /* the new pages take the arena's current state */
-                if (mprotect(g_base + g_hwm, hwm - g_hwm, g_open ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) {
-                    perror("emu: mprotect");
-                    abort();
-                }
-            }
-            g_hwm = hwm;
-        }
+    if (region == SIZE_MAX) {
+        if ((g_top + need) * g_page > g_reserved) return nullptr;
+        region = g_top;
+        g_top += need;
     }
-    g_live[off] = n;
-    device_scope ds;
+    const alloc_rec a   = { n, region, pages };
+    const size_t    off = (region + pages) * g_page - n;
+    g_live[off]         = a;
+    set_prot(a, true);
     memset(g_base + off, 0xff, n);
+    if (g_cfg.protect && g_open == 0) set_prot(a, false);
     return g_base + off;
 }
 
 static bool arena_free(void * p) {
     size_t off, size;
     if (!find_alloc(p, &off, &size) || g_base + off != p) return false;
+    const alloc_rec a = g_live[off];
     g_live.erase(off);
-    auto nx = g_free.lower_bound(off);
-    if (nx != g_free.end() && nx->first == off + size) { /* merge with the next hole */
-        size += nx->second;
+    set_prot(a, false);
+    madvise(g_base + a.region * g_page, a.pages * g_page, MADV_DONTNEED); /* give the memory back */
+    size_t page = a.region, count = a.pages + 1;
+    auto   nx   = g_free.find(page + count);
+    if (nx != g_free.end()) { /* merge with the next hole */
+        count += nx->second;
         g_free.erase(nx);
     }
-    auto pv = g_free.lower_bound(off);
+    auto pv = g_free.lower_bound(page);
     if (pv != g_free.begin()) {
         --pv;
-        if (pv->first + pv->second == off) {
-            pv->second += size;
+        if (pv->first + pv->second == page) {
+            pv->second += count;
             return true;
         }
     }
-    g_free[off] = size;
+    g_free[page] = count;
     return true;
 }
 
@@ -144,11 +150,19 @@ static void segv_handler(int sig, siginfo_t * si, void *) {
     char                  msg[512];
     int                   n = 0;
     if (in_arena(a)) {
-        size_t off, size;
-        if (g_open == 0 && find_alloc(a, &off, &size)) {
+        size_t       off, size;
+        const size_t o  = (size_t) (a - g_base);
+        auto         it = g_live.upper_bound(o);
+        if (g_open == 0 && g_cfg.protect && find_alloc(a, &off, &size)) {
             n = snprintf(msg, sizeof(msg), "emu: host code touched device memory at %p (byte %zu of a %zu-byte "
                          "cudaMalloc allocation): a host dereference of a device pointer\n", (const void *) a,
-                         (size_t) (a - g_base) - off, size);
+                         o - off, size);
+        } else if (it != g_live.begin() && o >= std::prev(it)->first + std::prev(it)->second.size &&
+                   o < std::prev(it)->first + std::prev(it)->second.size + g_page) {
+            const auto & pv = *std::prev(it);
+            n = snprintf(msg, sizeof(msg), "emu: access %zu bytes past the end of a %zu-byte cudaMalloc allocation "
+                         "(address %p)%s\n", o - (pv.first + pv.second.size), pv.second.size, (const void *) a,
+                         g_open ? "" : " from host code");
         } else {
             n = snprintf(msg, sizeof(msg), "emu: access to device address %p outside every live allocation%s\n",
                          (const void *) a, g_open ? " (inside a device call)" : "");
@@ -396,7 +410,7 @@ cudaError_t cudaFree(void * ptr) {
 cudaError_t cudaMemGetInfo(size_t * free_bytes, size_t * total_bytes) {
     init();
     *total_bytes = g_reserved;
-    *free_bytes  = g_reserved - g_top;
+    *free_bytes  = g_reserved - g_top * g_page;
     return cudaSuccess;
 }
 

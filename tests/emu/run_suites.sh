@@ -25,6 +25,9 @@ run test_ops "$dir/tests/test_ops" --jobs "$jobs"
 run "test_ops matmul, no cuBLASLt algorithm" env EMU_LT_HEURISTIC=0 "$dir/tests/test_ops" --jobs "$jobs" \
     --filter 'cuda_ops/matmul'
 run test_attn_bwd "$dir/tests/test_attn_bwd" --jobs "$jobs"
+# NF4 dequant/GEMV (mma, ld.shared) and the LoRA adapter kernels (mma), with their CPU suites
+run test_quant "$dir/tests/test_quant" --jobs "$jobs"
+run test_lora "$dir/tests/test_lora" --jobs "$jobs"
 # the whole BERT classifier training step on the CUDA backend: every forward, backward and optimizer kernel
 run "test_train (CUDA)" "$dir/tests/test_train" --jobs "$jobs" --filter 'train/three_adamw_steps_cuda*'
 if [ $fail -ne 0 ]; then
