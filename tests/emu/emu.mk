@@ -4,7 +4,8 @@
 #
 #   make emu-test                 build-emu/: sm_90 emulated; runs tests/emu/run_suites.sh
 #   make emu-test EMU_ARCH=75     build-emu-sm75/: the kernels compiled for sm_75 (__CUDA_ARCH__ 750)
-#   make emu-build                only build (then run one suite by hand, e.g. build-emu/tests/test_ops_bwd)
+#   make emu-build                only build (then run one suite by hand, e.g. build-emu/tests/test_ops_bwd, or a
+#                                 driver with --device cuda, e.g. build-emu/rk-finetune)
 
 EMU_ARCH     ?= 90
 EMU_DIR      ?= build-emu$(if $(filter-out 90,$(EMU_ARCH)),-sm$(EMU_ARCH))
@@ -26,7 +27,9 @@ EMU_LIB      := $(EMU_DIR)/librk.a
 EMU_TESTS    := $(patsubst %,$(EMU_DIR)/tests/%,test_ops_bwd test_ops_train test_ops test_train test_attn_bwd \
                                                    test_quant test_lora)
 
-emu-build: $(EMU_LIB) $(EMU_TESTS)
+EMU_DRIVERS  := $(patsubst host/drivers/%.c,$(EMU_DIR)/rk-%,$(DRV_SRC))
+
+emu-build: $(EMU_LIB) $(EMU_TESTS) $(EMU_DRIVERS)
 
 emu-test: emu-build
 	RK_ROOT=$(CURDIR) bash tests/emu/run_suites.sh $(EMU_DIR)
@@ -52,6 +55,10 @@ $(EMU_DIR)/tests/emu/%.o: tests/emu/%.cpp
 
 $(EMU_LIB): $(EMU_C_OBJ) $(EMU_CU_OBJ) $(EMU_RT_OBJ)
 	rm -f $@ && ar rcs $@ $^
+
+# the drivers, for end-to-end runs with --device cuda (e.g. build-emu/rk-finetune)
+$(EMU_DIR)/rk-%: host/drivers/%.c $(EMU_LIB)
+	$(CC) $(EMU_CFLAGS) $< $(EMU_LIB) $(HOST_LDLIBS) -lstdc++ -o $@
 
 $(EMU_DIR)/tests/%: tests/%.c $(wildcard tests/*.h) $(EMU_LIB)
 	@mkdir -p $(dir $@)
