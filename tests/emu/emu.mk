@@ -16,6 +16,10 @@ EMU_CFLAGS   := $(EMU_INC) $(HOST_CFLAGS) -DRK_HAVE_CUDA
 # reproduced), no strict aliasing (kernels reinterpret bytes as vectors, as CUDA allows)
 EMU_CXXFLAGS := -std=c++17 -O2 -g -fno-strict-aliasing -ffp-contract=off -Wall -Wextra -Wno-unknown-pragmas \
                 -Wno-unused-parameter -Wno-unused-function -DRK_EMU_CC=$(EMU_ARCH) -I. -Ihost $(EMU_INC) $(PKG_CFLAGS)
+# the kernels also run under UBSan: a misaligned vector access (a fault on the GPU, silent on x86), an index outside a
+# fixed-size array (shared or local), signed overflow, bad shifts abort with the source line
+EMU_SAN      ?= -fsanitize=alignment,bounds,shift,signed-integer-overflow,integer-divide-by-zero,null,return,vla-bound \
+                -fno-sanitize-recover=all
 EMU_CPPFLAGS := -std=c++17 -D__CUDACC__ -D__CUDA_ARCH__=$(EMU_ARCH)0 -DRK_HAVE_CUDA \
                 -include tests/emu/inc/emu_device.h -I. -Ihost $(EMU_INC) $(PKG_CFLAGS)
 
@@ -47,7 +51,7 @@ $(EMU_DIR)/%.cu.cpp: $(EMU_DIR)/%.cu.ii tests/emu/cu2cpp.py
 	python3 tests/emu/cu2cpp.py $< $@ $(CURDIR)
 
 $(EMU_DIR)/%.cu.o: $(EMU_DIR)/%.cu.cpp
-	$(EMU_CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+	$(EMU_CXX) $(EMU_CXXFLAGS) $(EMU_SAN) -x c++ -c $< -o $@
 
 $(EMU_DIR)/tests/emu/%.o: tests/emu/%.cpp
 	@mkdir -p $(dir $@)
@@ -58,11 +62,11 @@ $(EMU_LIB): $(EMU_C_OBJ) $(EMU_CU_OBJ) $(EMU_RT_OBJ)
 
 # the drivers, for end-to-end runs with --device cuda (e.g. build-emu/rk-finetune)
 $(EMU_DIR)/rk-%: host/drivers/%.c $(EMU_LIB)
-	$(CC) $(EMU_CFLAGS) $< $(EMU_LIB) $(HOST_LDLIBS) -lstdc++ -o $@
+	$(CC) $(EMU_CFLAGS) $< $(EMU_LIB) $(HOST_LDLIBS) $(EMU_SAN) -lstdc++ -o $@
 
 $(EMU_DIR)/tests/%: tests/%.c $(wildcard tests/*.h) $(EMU_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(EMU_CFLAGS) -Itests $< $(EMU_LIB) $(HOST_LDLIBS) -lcriterion -lstdc++ -o $@
+	$(CC) $(EMU_CFLAGS) -Itests $< $(EMU_LIB) $(HOST_LDLIBS) $(EMU_SAN) -lcriterion -lstdc++ -o $@
 
 .PRECIOUS: $(EMU_DIR)/%.cu.ii $(EMU_DIR)/%.cu.cpp
 
