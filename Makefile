@@ -63,7 +63,7 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCHES   := $(patsubst bench/%.c,$(BUILD_DIR)/bench/%,$(BENCH_SRC))
 
 .DEFAULT_GOAL := all
-.PHONY: all drivers test test-cpu bench clean models device-check info run emu-build emu-test
+.PHONY: all drivers test test-cpu bench clean models device-check info run emu-build emu-test emu-clean
 
 # The main job: technique 1 on the Reuters training file with all-MiniLM-L6-v2 (README, first command).
 DATA  ?= ../shared/datasets/reuters21578/train.csv.gz

@@ -4,6 +4,7 @@
 #
 #   make emu-test                 build-emu/: sm_90 emulated; runs tests/emu/run_suites.sh
 #   make emu-test EMU_ARCH=75     build-emu-sm75/: the kernels compiled for sm_75 (__CUDA_ARCH__ 750)
+#   make emu-clean                removes build-emu*/ (flags are not tracked: clean after changing EMU_SAN)
 #   make emu-build                only build (then run one suite by hand, e.g. build-emu/tests/test_ops_bwd, or a
 #                                 driver with --device cuda, e.g. build-emu/rk-finetune)
 
@@ -37,6 +38,9 @@ emu-build: $(EMU_LIB) $(EMU_TESTS) $(EMU_DRIVERS)
 
 emu-test: emu-build
 	RK_ROOT=$(CURDIR) bash tests/emu/run_suites.sh $(EMU_DIR)
+
+emu-clean:
+	rm -rf build-emu build-emu-sm*
 
 $(EMU_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
