@@ -28,7 +28,9 @@ run test_attn_bwd "$dir/tests/test_attn_bwd" --jobs "$jobs"
 # NF4 dequant/GEMV (mma, ld.shared) and the LoRA adapter kernels (mma), with their CPU suites
 run test_quant "$dir/tests/test_quant" --jobs "$jobs"
 run test_lora "$dir/tests/test_lora" --jobs "$jobs"
-# the whole BERT classifier training step on the CUDA backend: every forward, backward and optimizer kernel
+# the whole BERT classifier on the CUDA backend: every parameter's gradient against the CPU's, then three training
+# steps (every forward, backward and optimizer kernel) against PyTorch
+run "test_train_model (CUDA gradients)" "$dir/tests/test_train_model" --jobs "$jobs" --filter 'bert_cls/cuda_*'
 run "test_train (CUDA)" "$dir/tests/test_train" --jobs "$jobs" --filter 'train/three_adamw_steps_cuda*'
 if [ $fail -ne 0 ]; then
     echo "emu: some suites FAILED"
