@@ -25,6 +25,9 @@ CFLAGS   ?= $(OPT) -g
 # let GCC vectorize the select-heavy loops (fast exp/erf, masks). No reassociation: results stay reproducible.
 CFLAGS   += -std=c11 -Wall -Wextra -Werror -fno-trapping-math -fno-math-errno -fopenmp -D_GNU_SOURCE -I. -Ihost $(PKG_CFLAGS)
 LDLIBS   += $(PKG_LIBS) -lm -fopenmp -lpthread
+# the host flags without CUDA, for the emulated build (tests/emu/emu.mk)
+HOST_CFLAGS := $(CFLAGS)
+HOST_LDLIBS := $(LDLIBS)
 
 # ---- CUDA detection ---------------------------------------------------------------------------------
 NVCC       ?= $(shell command -v nvcc 2>/dev/null)
@@ -60,7 +63,7 @@ BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCHES   := $(patsubst bench/%.c,$(BUILD_DIR)/bench/%,$(BENCH_SRC))
 
 .DEFAULT_GOAL := all
-.PHONY: all drivers test test-cpu bench clean models device-check info run
+.PHONY: all drivers test test-cpu bench clean models device-check info run emu-build emu-test emu-clean
 
 # The main job: technique 1 on the Reuters training file with all-MiniLM-L6-v2 (README, first command).
 DATA  ?= ../shared/datasets/reuters21578/train.csv.gz
@@ -115,5 +118,8 @@ device-check:
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# CUDA kernels on the CPU under emulation (tests/emu/README.md): `make emu-test`, its own build folder build-emu
+include tests/emu/emu.mk
 
 -include $(LIB_OBJ:.o=.d)

@@ -316,9 +316,18 @@ struct tally {
     int pass, fail, skip;
 };
 
-static inline void tally_add(struct tally * t, const char * cs, int r, double ms) {
+static inline double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
+}
+
+/* Counts case result r and prints it with the time since t0 (now_ms() when the case started). Taking the start
+ * rather than the elapsed time matters: in tally_add(&t, cs, run(...), now_ms() - t0) the compiler may evaluate
+ * now_ms() before run(), and every case printed 0 ms. */
+static inline void tally_add(struct tally * t, const char * cs, int r, double t0) {
     const char * tag = r == CASE_PASS ? "ok  " : r == CASE_FAIL ? "FAIL" : "skip";
-    fprintf(stderr, "  %s %s (%.0f ms)\n", tag, cs, ms);
+    fprintf(stderr, "  %s %s (%.0f ms)\n", tag, cs, now_ms() - t0);
     if (r == CASE_PASS) t->pass++;
     if (r == CASE_FAIL) t->fail++;
     if (r == CASE_SKIP) t->skip++;
@@ -328,12 +337,6 @@ static inline void tally_finish(const char * test, const struct tally * t) {
     fprintf(stderr, "%s: %d passed, %d failed, %d skipped as unsupported (seed %llu)\n", test, t->pass, t->fail,
             t->skip, (unsigned long long) run_seed());
     cr_assert(t->fail == 0, "%s: %d case(s) failed (see the lines above)", test, t->fail);
-}
-
-static inline double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec * 1e-6;
 }
 
 /* Runs one op on the device; CASE_SKIP when unsupported, CASE_FAIL on another error. */
@@ -459,7 +462,7 @@ static inline void run_case_table(const struct case_table * t) {
         if (!case_selected(cs)) continue;
         struct rng   r  = { run_seed() ^ fnv1a(cs) };
         const double t0 = now_ms();
-        tally_add(&ta, cs, t->run(be, c, cs, &r), now_ms() - t0);
+        tally_add(&ta, cs, t->run(be, c, cs, &r), t0);
     }
     rk_backend_free(be);
     tally_finish(t->test, &ta);

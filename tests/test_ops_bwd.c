@@ -240,11 +240,16 @@ static int lnb_run(struct rk_backend * be, const void * cv, const char * cs, str
     if (res) tr = tensor_in(&m[2], be, c->dt, 2, ne, c->pad, "residual", res);
     struct rk_tensor tw = tensor_in(&m[3], be, c->dt, 1, nc, 0, "w", w);
     struct out_check oc[3];
-    int              no = 0;
+    int              no  = 0;
+    struct tol       tdl = tol_red(c->dt, C);
+    /* C = 2: xhat = +-1 whatever the row, so dx is 0 in exact arithmetic and both sides hold rounding noise of the
+     * cancellation g - mean(g) - xhat mean(g xhat) (|dx| ~ 1e-7 against 1e-2 gradients); a normalized error of noise
+     * against noise means nothing, the element-wise bound still applies. */
+    if (C == 2) tdl.nmse = INFINITY;
     if (c->alias) {
-        tdx = alias_checked(oc, &no, &m[0], tg, "dx", dx_ref, tol_red(c->dt, C));
+        tdx = alias_checked(oc, &no, &m[0], tg, "dx", dx_ref, tdl);
     } else {
-        tdx = out_checked(oc, &no, &m[4], be, c->dt, 2, ne, c->pad, "dx", NULL, dx_ref, tol_red(c->dt, C));
+        tdx = out_checked(oc, &no, &m[4], be, c->dt, 2, ne, c->pad, "dx", NULL, dx_ref, tdl);
     }
     if (c->dw) tdw = out_checked(oc, &no, &m[5], be, c->dt, 1, nc, 0, "dw", dw_init, dw_ref, tol_red(c->dt, N));
     if (c->db) tdb = out_checked(oc, &no, &m[6], be, c->dt, 1, nc, 0, "db", db_init, db_ref, tol_red(c->dt, N));

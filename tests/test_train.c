@@ -18,6 +18,10 @@
 struct tol {
     double loss, norm;         /* relative */
     double param_abs, param_rel;
+    /* 16-bit runs: the fraction of a tensor's elements allowed outside param_abs + param_rel |ref|, and the relative
+     * rounding of the starting weights (the fp32 master copy starts from the model's 16-bit weights); 0 on the CPU.
+     * Such an element must still be within what AdamW can move a weight in these steps (see three_steps). */
+    double param_out_frac, param_init_rel;
 };
 
 /*
@@ -66,8 +70,19 @@ static void three_steps(struct rk_backend * be, struct tol tl, float init_scale)
     cr_assert_eq(rk_trainer_export(&t, out), RK_OK, "%s", rk_last_error());
     struct rk_safetensors * st = NULL;
     cr_assert_eq(rk_safetensors_open(out, &st), RK_OK, "%s", rk_last_error());
-    double       worst      = 0.0;
-    const char * worst_name = "";
+    /* AdamW moves a weight by at most lr * |m_hat| / sqrt(v_hat) per step, and with betas (0.9, 0.999) that ratio is
+     * at most 1.004 over three steps (Cauchy-Schwarz on the bias-corrected averages): two runs whose gradients
+     * disagree in sign differ by at most ~2 * sum(lr). A 16-bit run has such elements: gradients at the noise floor
+     * (key biases, whose gradient is exactly 0 in exact arithmetic by softmax shift invariance, get rounding noise
+     * above Adam's eps and take full steps torch does not take; small gradients take the sign of their noise), and
+     * gradients rounded to 0 (bf16 tanh(x) rounds to 1 for |x| >~ 3.8, so the pooler's 1 - y^2 is 0). A bounded
+     * fraction of each tensor may sit there; a wrong kernel moves many more elements off, and the losses and norms
+     * above catch it too. */
+    double lr_sum = 0.0;
+    for (int k = 0; k < 3; k++) lr_sum += glr[k];
+    const double step_bound = 2.05 * lr_sum;
+    double       worst      = 0.0, worst_frac = 0.0;
+    const char * worst_name = "", * worst_frac_name = "";
     for (int i = 0; i < t.n_params; i++) {
         char n[160];
         snprintf(n, sizeof(n), "param.%s", t.named[i].name);
@@ -76,19 +91,34 @@ static void three_steps(struct rk_backend * be, struct tol tl, float init_scale)
         cr_assert(e != NULL, "%s not exported", t.named[i].name);
         float * w = malloc(sizeof(float) * (size_t) ref->n);
         cr_assert_eq(rk_safetensors_read_f32(st, e, w, ref->n), RK_OK, "%s", rk_last_error());
-        const float * r = ref->data;
+        const float * r   = ref->data;
+        int64_t       out = 0;
         for (int64_t j = 0; j < ref->n; j++) {
             const double d = fabs((double) w[j] - r[j]);
-            cr_assert(d <= tl.param_abs + tl.param_rel * fabs(r[j]), "%s[%lld]: %.8f, torch %.8f", t.named[i].name,
-                      (long long) j, w[j], r[j]);
+            if (d > tl.param_abs + tl.param_rel * fabs(r[j])) {
+                cr_assert(tl.param_out_frac > 0.0, "%s[%lld]: %.8f, torch %.8f", t.named[i].name, (long long) j, w[j],
+                          r[j]);
+                cr_assert(d <= tl.param_abs + step_bound + tl.param_init_rel * fabs(r[j]),
+                          "%s[%lld]: %.8f, torch %.8f: further than AdamW can move a weight in 3 steps (%.3g)",
+                          t.named[i].name, (long long) j, w[j], r[j], step_bound);
+                out++;
+            }
             if (d > worst) {
                 worst      = d;
                 worst_name = t.named[i].name;
             }
         }
+        const double frac = (double) out / (double) ref->n;
+        cr_assert(frac <= tl.param_out_frac, "%s: %lld of %lld elements (%.1f%%) outside %.0e + %.0e |torch|",
+                  t.named[i].name, (long long) out, (long long) ref->n, 100.0 * frac, tl.param_abs, tl.param_rel);
+        if (frac > worst_frac) {
+            worst_frac      = frac;
+            worst_frac_name = t.named[i].name;
+        }
         free(w);
     }
-    cr_log_info("%s: parameters after 3 steps: worst |diff| %.3g (%s)", be->name, worst, worst_name);
+    cr_log_info("%s: parameters after 3 steps: worst |diff| %.3g (%s); most elements outside the tight bound: "
+                "%.1f%% (%s)", be->name, worst, worst_name, 100.0 * worst_frac, worst_frac_name);
     rk_safetensors_close(st);
     rk_trainer_free(&t);
     rk_bert_cls_free(m);
@@ -97,14 +127,16 @@ static void three_steps(struct rk_backend * be, struct tol tl, float init_scale)
 
 Test(train, three_adamw_steps_match_pytorch, .timeout = 60) {
     struct rk_backend * be = rk_backend_cpu_init(2);
-    three_steps(be, (struct tol) { .loss = 1e-5, .norm = 1e-5, .param_abs = 1e-5, .param_rel = 1e-4 }, 0.0f);
+    three_steps(be, (struct tol) { .loss = 1e-5, .norm = 1e-5, .param_abs = 1e-5, .param_rel = 1e-4 }, 0.0f); /* all */
     rk_backend_free(be);
 }
 
 /*
  * The same three steps on CUDA: 16-bit compute (bf16, and f16 with dynamic loss scaling), fp32 master weights.
  * Tolerances: the forward and backward run in 16-bit (8 mantissa bits in bf16), so losses and norms agree to
- * about 1 %; the master weights move by lr-sized AdamW steps whose direction is the sign of a 16-bit gradient.
+ * about 1 %; the master weights move by lr-sized AdamW steps whose direction is the sign of a 16-bit gradient, which
+ * is noise where the gradient is near 0: up to 10 % of a tensor's elements may differ by up to two steps (three_steps;
+ * under emulation, tests/emu: bf16 6.7 % of bert.pooler.dense.weight and 3 of the 48 elements of a key bias, f16 2.1 %).
  */
 static void three_steps_cuda(enum rk_dtype dt) {
     struct rk_backend * be = rk_backend_cuda_init(0);
@@ -115,7 +147,8 @@ static void three_steps_cuda(enum rk_dtype dt) {
     }
     be->act_dtype = dt;
     /* f16: a start scale of 2^10 instead of GradScaler's 2^16, so that none of the three steps is skipped */
-    three_steps(be, (struct tol) { .loss = 2e-2, .norm = 5e-2, .param_abs = 2e-4, .param_rel = 2e-2 }, 1024.0f);
+    three_steps(be, (struct tol) { .loss = 2e-2, .norm = 5e-2, .param_abs = 2e-4, .param_rel = 2e-2, .param_out_frac = 0.10,
+                                   .param_init_rel = 1.0 / 128 }, 1024.0f);
     rk_backend_free(be);
 }
 

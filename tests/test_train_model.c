@@ -7,7 +7,9 @@
  *   - gradients accumulate over two backwards, and zero_grad clears them;
  *   - dropout > 0 changes the loss, is reproducible for a given step, and gives finite gradients;
  *   - gradient checkpointing (recompute each layer in the backward) gives bit-identical losses and gradients,
- *     dropout on, over two steps with a batch shape change in between.
+ *     dropout on, over two steps with a batch shape change in between;
+ *   - on CUDA (skipped without a device), bf16 and f16: every parameter's gradient against the CPU's on the same
+ *     rounded weights (cuda_gradients).
  */
 #include "golden.h"
 #include "test_util.h"
@@ -358,3 +360,96 @@ Test(bert_cls, missing_head_is_initialised) {
     rk_bert_cls_free(m);
     rk_backend_free(be);
 }
+
+/*
+ * The CUDA backward, whole model: gradients of the golden batch on CUDA (bf16, f16) against the CPU's f32 gradients
+ * of the same model with its weights rounded to that dtype (so both differentiate the same function, and what is
+ * left is 16-bit arithmetic in the activations). Per tensor, the normalized squared error must stay under nmse_max,
+ * which a kernel computing a wrong gradient exceeds by orders of magnitude. Expected levels (tests/emu, emulated
+ * device): ~1e-4 bf16 and ~1e-6 f16 for most tensors; the attention query weights are noisier (bf16 2e-3, f16 3e-4)
+ * because dq = scale dS k sums terms that cancel (each row of dS sums to 0, and the keys share a large component).
+ * The key biases have gradient 0 in exact arithmetic (softmax shift invariance): only their size is checked.
+ * Skipped without a CUDA device.
+ */
+static void cuda_gradients(enum rk_dtype dt, double nmse_max) {
+    char dir[4096], gpath[4096];
+    struct rk_backend * dev = rk_backend_cuda_init(0);
+    if (!dev) cr_skip_test("no CUDA device: %s", rk_last_error());
+    if (dt == RK_DTYPE_BF16 && dev->act_dtype != RK_DTYPE_BF16) {
+        rk_backend_free(dev);
+        cr_skip_test("no bf16 on this device");
+    }
+    dev->act_dtype          = dt;
+    struct rk_backend * cpu = rk_backend_cpu_init(2);
+    struct rk_gold      g   = rk_gold_load(rk_test_path(gpath, sizeof(gpath), "tests/golden/bert_cls.rkgd"));
+    rk_test_path(dir, sizeof(dir), "tests/golden/tiny_bert_cls");
+    struct rk_bert_cls * m[2] = { NULL, NULL }; /* CPU, CUDA */
+    cr_assert_eq(rk_bert_cls_load(dir, 0, 1, cpu, &m[0]), RK_OK, "%s", rk_last_error());
+    cr_assert_eq(rk_bert_cls_load(dir, 0, 1, dev, &m[1]), RK_OK, "%s", rk_last_error());
+    struct rk_named_param * ps[2];
+    const int64_t           n = rk_bert_cls_params(m[0], &ps[0]);
+    cr_assert_eq(rk_bert_cls_params(m[1], &ps[1]), n);
+    for (int64_t p = 0; p < n; p++) { /* the CPU model's weights, rounded as the device holds them */
+        float * w = get_f32(&ps[0][p].param);
+        for (int64_t i = 0; i < rk_tensor_nelements(&ps[0][p].param); i++) {
+            w[i] = dt == RK_DTYPE_BF16 ? rk_bf16_to_f32(rk_f32_to_bf16(w[i])) : rk_f16_to_f32(rk_f32_to_f16(w[i]));
+        }
+        cr_assert_eq(rk_tensor_set_f32(&ps[0][p].param, w), RK_OK);
+        free(w);
+    }
+    const struct rk_gold_tensor * ids = rk_gold_get(&g, "ids");
+    float                         loss[2];
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(rk_bert_cls_forward(m[k], ids->data, rk_gold_get(&g, "mask")->data, rk_gold_get(&g, "types")->data,
+                                         ids->dims[0], ids->dims[1], rk_gold_get(&g, "labels")->data, &loss[k], NULL,
+                                         true), RK_OK, "%s", rk_last_error());
+        cr_assert_eq(rk_bert_cls_backward(m[k]), RK_OK, "%s", rk_last_error());
+    }
+    cr_log_info("%s: loss %.7f, CPU on the same weights %.7f", dev->name, (double) loss[1], (double) loss[0]);
+    cr_assert(rel_err(loss[1], loss[0]) <= 1e-2, "loss %.7f, CPU %.7f", (double) loss[1], (double) loss[0]);
+    double gmax_all = 0.0, worst = 0.0, keyb = 0.0;
+    const char * worst_name = "";
+    float *      gr[2][200];
+    cr_assert(n <= 200);
+    for (int64_t p = 0; p < n; p++) {
+        for (int k = 0; k < 2; k++) gr[k][p] = get_f32(&ps[k][p].grad);
+        for (int64_t i = 0; i < rk_tensor_nelements(&ps[0][p].grad); i++) gmax_all = fmax(gmax_all, fabs(gr[0][p][i]));
+    }
+    for (int64_t p = 0; p < n; p++) {
+        const int64_t ne = rk_tensor_nelements(&ps[0][p].grad);
+        double        e2 = 0.0, r2 = 0.0, amax = 0.0;
+        for (int64_t i = 0; i < ne; i++) {
+            const double got = gr[1][p][i], ref = gr[0][p][i];
+            cr_assert(isfinite(got), "%s[%lld] is not finite", ps[1][p].name, (long long) i);
+            e2 += (got - ref) * (got - ref);
+            r2 += ref * ref;
+            amax = fmax(amax, fabs(got));
+        }
+        if (strstr(ps[0][p].name, "attention.self.key.bias")) {
+            keyb = fmax(keyb, amax / gmax_all);
+            cr_assert(amax <= 1e-4 * gmax_all, "%s: |g| up to %.3g, expected ~0 (max |g| of the model %.3g)",
+                      ps[1][p].name, amax, gmax_all);
+        } else {
+            const double nmse = e2 / r2;
+            cr_assert(nmse <= nmse_max, "%s: nmse %.3g against the CPU (limit %.1g)", ps[1][p].name, nmse, nmse_max);
+            if (nmse > worst) {
+                worst      = nmse;
+                worst_name = ps[1][p].name;
+            }
+        }
+        free(gr[0][p]);
+        free(gr[1][p]);
+    }
+    cr_log_info("%s: worst gradient nmse %.3g (%s), key biases up to %.2g of the largest gradient", dev->name, worst,
+                worst_name, keyb);
+    free(ps[0]);
+    free(ps[1]);
+    rk_bert_cls_free(m[0]);
+    rk_bert_cls_free(m[1]);
+    rk_gold_free(&g);
+    rk_backend_free(cpu);
+    rk_backend_free(dev);
+}
+
+Test(bert_cls, cuda_gradients_bf16) { cuda_gradients(RK_DTYPE_BF16, 1e-2); }
+Test(bert_cls, cuda_gradients_f16) { cuda_gradients(RK_DTYPE_F16, 2e-3); }

@@ -1,0 +1,485 @@
+/*
+ * emu_fiber.cpp: kernel launches of the host emulation (tests/emu/README.md). A launch runs its blocks one after
+ * another; a block's threads are fibers (own stacks, switched by a few instructions of x86-64 assembly) driven by a
+ * round-robin scheduler. A fiber runs until it blocks in a barrier or warp collective or returns. Collectives are
+ * real rendezvous:
+ *   - __syncthreads*: every live thread of the block; all must arrive at the same source site (EMU_STRICT);
+ *     threads that returned count as arrived (as on Volta and later).
+ *   - warp collectives (shuffles, ballots, __syncwarp, ldmatrix, mma): every lane named in the mask, same mask,
+ *     same intrinsic at the same site (__syncwarp may differ in site). A mask naming a lane that has returned, a
+ *     shuffle reading a lane outside the mask, or two partial-warp collectives at once are reported as errors.
+ * When no fiber can run the block is deadlocked: reported with where each warp waits. Shared memory (static
+ * __shared__ variables and the dynamic extern array) lives in one arena per block, filled with 0xFF bytes (NaN) when
+ * each block starts, so a read of shared memory no thread of this block wrote shows up.
+ */
+#include "emu_internal.h"
+
+#include <cstdint>
+#include <random>
+#include <sys/mman.h>
+#include <vector>
+
+/* ---- context switch (System V x86-64): callee-saved registers, MXCSR and the x87 control word ------------------ */
+extern "C" void emu_ctx_switch(void ** save_sp, void * load_sp);
+__asm__(R"(
+    .pushsection .text
+    .globl emu_ctx_switch
+    .type emu_ctx_switch, @function
+emu_ctx_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_ctx_switch, .-emu_ctx_switch
+    .popsection
+)");
+
+namespace emu {
+
+uint3 block_idx;
+dim3  grid_dim, block_dim;
+
+namespace {
+
+constexpr size_t STACK_BYTES = 256 * 1024;
+constexpr size_t SMEM_ARENA  = 256 * 1024;
+
+struct cp_req {
+    uint32_t     dst;
+    const void * src;
+    int          bytes, src_bytes, group;
+};
+
+struct fiber {
+    void *              sp;
+    unsigned char *     stack; /* mapping with a guard page at the bottom */
+    uint3               tid;
+    int                 linear;
+    bool                done;
+    const unsigned *    wait_gen_ptr; /* blocked until *wait_gen_ptr != wait_gen */
+    unsigned            wait_gen;
+    const char *        wait_kind;
+    const char *        wait_file;
+    int                 wait_line;
+    uint64_t            xch[2][8]; /* published words, double-buffered by collective parity */
+    std::vector<cp_req> cp;
+    int                 cp_groups;
+};
+
+struct warp_state {
+    unsigned     gen;
+    int          count;
+    unsigned     mask, arrived, live;
+    const char * kind;
+    const char * file;
+    int          line;
+};
+
+struct block_state {
+    unsigned     gen;
+    int          count;
+    int          kind, acc;
+    int          result[2];
+    const char * file;
+    int          line;
+};
+
+std::vector<fiber> fibers;
+void *             sched_sp;
+int                cur = -1;
+int                nthreads, live;
+warp_state         warps[32];
+block_state        blk;
+const char *       kernel_name;
+void (*body_fn)(void *);
+void *             body_ctx;
+std::mt19937       shuffle_rng(12345);
+
+alignas(1024) unsigned char smem[SMEM_ARENA];
+size_t smem_dyn, smem_top; /* dynamic bytes; end of the static allocations */
+std::vector<std::pair<const void *, size_t>> smem_statics;
+
+[[noreturn]] void faultf(const char * fmt, ...) __attribute__((format(printf, 1, 2)));
+void faultf(const char * fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfault(fmt, ap);
+}
+
+fiber & me() { return fibers[(size_t) cur]; }
+
+void yield_to_sched() { emu_ctx_switch(&me().sp, sched_sp); }
+
+/* Blocks the running fiber until *gen changes. */
+void wait_for(const unsigned * gen, const char * kind, const char * file, int line) {
+    fiber & f    = me();
+    f.wait_gen_ptr = gen;
+    f.wait_gen     = *gen;
+    f.wait_kind    = kind;
+    f.wait_file    = file;
+    f.wait_line    = line;
+    while (*gen == f.wait_gen) yield_to_sched();
+    f.wait_gen_ptr = nullptr;
+}
+
+void block_complete() {
+    blk.result[blk.gen & 1] = blk.kind == 2 ? (blk.acc == blk.count) : blk.acc; /* and: all of them voted */
+    blk.count               = 0;
+    blk.gen++;
+}
+
+void fiber_main() {
+    body_fn(body_ctx);
+    fiber & f = me();
+    if (!f.cp.empty()) faultf("thread returns with %zu cp.async copies never waited for", f.cp.size());
+    f.done        = true;
+    const int w   = f.linear / 32;
+    const unsigned bit = 1u << (f.linear % 32);
+    warps[w].live &= ~bit;
+    live--;
+    warp_state & ws = warps[w];
+    if (ws.count > 0 && (ws.mask & bit) && !(ws.arrived & bit)) {
+        faultf("thread returns while lanes of its warp wait for it in %s at %s:%d (mask 0x%08x)", ws.kind, ws.file,
+               ws.line, ws.mask);
+    }
+    if (blk.count > 0 && blk.count >= live) block_complete(); /* a returned thread counts as arrived */
+    emu_ctx_switch(&f.sp, sched_sp);
+    __builtin_unreachable();
+}
+
+void fiber_prepare(fiber & f) {
+    if (!f.stack) {
+        void * p = mmap(nullptr, STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            perror("emu: fiber stack");
+            abort();
+        }
+        f.stack = (unsigned char *) p;
+        mprotect(f.stack, 4096, PROT_NONE); /* guard page */
+    }
+    /* initial frame as emu_ctx_switch leaves it: control words, six registers, the entry as return address, then a
+     * fake return address for the entry (so that it starts with the stack aligned as after a call) */
+    uint64_t * top = (uint64_t *) (f.stack + STACK_BYTES);
+    uint32_t   csr[2];
+    __asm__ volatile("stmxcsr %0" : "=m"(csr[0]));
+    __asm__ volatile("fnstcw %0" : "=m"(csr[1]));
+    top[-1] = 0;
+    top[-2] = (uint64_t) (uintptr_t) &fiber_main;
+    for (int i = 3; i <= 8; i++) top[-i] = 0;
+    memcpy(&top[-9], csr, 8);
+    f.sp = &top[-9];
+}
+
+void deadlock() {
+    fprintf(stderr, "emu: deadlock in kernel %s, block (%u,%u,%u): no thread can continue\n", kernel_name,
+            block_idx.x, block_idx.y, block_idx.z);
+    for (int w = 0; w * 32 < nthreads; w++) {
+        for (int l = 0; l < 32 && w * 32 + l < nthreads; l++) {
+            const fiber & f = fibers[(size_t) (w * 32 + l)];
+            if (f.done) continue;
+            fprintf(stderr, "  warp %d lane %d waits in %s at %s:%d\n", w, l, f.wait_kind, f.wait_file, f.wait_line);
+            break; /* the first waiting lane of each warp */
+        }
+        if (warps[w].count) {
+            fprintf(stderr, "  warp %d: %s at %s:%d has lanes 0x%08x of mask 0x%08x\n", w, warps[w].kind,
+                    warps[w].file, warps[w].line, warps[w].arrived, warps[w].mask);
+        }
+    }
+    if (blk.count) fprintf(stderr, "  __syncthreads at %s:%d: %d of %d live threads arrived\n", blk.file, blk.line,
+                           blk.count, live);
+    abort();
+}
+
+void run_block() {
+    memset(smem, 0xff, smem_top); /* NaN: a read of shared memory this block never wrote shows up */
+    for (int w = 0; w < 32; w++) warps[w] = warp_state{ 0, 0, 0, 0, 0, nullptr, nullptr, 0 };
+    blk  = block_state{ 0, 0, 0, 0, { 0, 0 }, nullptr, 0 };
+    live = nthreads;
+    for (int t = 0; t < nthreads; t++) {
+        fiber & f = fibers[(size_t) t];
+        f.linear  = t;
+        f.tid     = { (unsigned) t % block_dim.x, (unsigned) (t / block_dim.x) % block_dim.y,
+                      (unsigned) (t / (block_dim.x * block_dim.y)) };
+        f.done         = false;
+        f.wait_gen_ptr = nullptr;
+        f.cp.clear();
+        f.cp_groups = 0;
+        warps[t / 32].live |= 1u << (t % 32);
+        fiber_prepare(f);
+    }
+    std::vector<int> order((size_t) nthreads);
+    for (int t = 0; t < nthreads; t++) order[(size_t) t] = cfg().sched == 1 ? nthreads - 1 - t : t;
+    while (live > 0) {
+        if (cfg().sched == 2) std::shuffle(order.begin(), order.end(), shuffle_rng);
+        bool ran = false;
+        for (int t : order) {
+            fiber & f = fibers[(size_t) t];
+            if (f.done || (f.wait_gen_ptr && *f.wait_gen_ptr == f.wait_gen)) continue;
+            ran = true;
+            cur = t;
+            emu_ctx_switch(&sched_sp, f.sp);
+        }
+        if (!ran) deadlock();
+    }
+    cur = -1;
+}
+
+} // namespace
+
+/* ---- interface for emu_device.h -------------------------------------------------------------------------------- */
+
+const char * current_kernel() { return kernel_name; }
+
+void vfault(const char * fmt, va_list ap) {
+    fflush(stdout);
+    fprintf(stderr, "emu: ");
+    if (kernel_name && cur >= 0) {
+        const fiber & f = fibers[(size_t) cur];
+        fprintf(stderr, "kernel %s, block (%u,%u,%u), thread (%u,%u,%u): ", kernel_name, block_idx.x, block_idx.y,
+                block_idx.z, f.tid.x, f.tid.y, f.tid.z);
+    } else if (kernel_name) {
+        fprintf(stderr, "kernel %s: ", kernel_name);
+    }
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    fflush(stderr);
+    abort();
+}
+
+void fault(const char * fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfault(fmt, ap);
+}
+
+const uint3 & thread_idx() { return me().tid; }
+int           lane() { return me().linear % 32; }
+
+void sync_block(const char * file, int line) { (void) sync_block_reduce(0, 0, file, line); }
+
+int sync_block_reduce(int kind, int pred, const char * file, int line) {
+    if (blk.count == 0) {
+        blk.kind = kind;
+        blk.acc  = 0;
+        blk.file = file;
+        blk.line = line;
+    } else if (blk.kind != kind || (cfg().strict && (blk.line != line || strcmp(blk.file, file) != 0))) {
+        faultf("divergent barrier: this thread is at %s:%d, other threads of the block wait at %s:%d", file, line,
+               blk.file, blk.line);
+    }
+    blk.acc += pred != 0; /* or, and, count: all count the true votes */
+    const unsigned g = blk.gen;
+    if (++blk.count >= live) {
+        block_complete();
+    } else {
+        wait_for(&blk.gen, "__syncthreads", file, line);
+    }
+    const int r = blk.result[g & 1];
+    return kind == 1 ? r != 0 : r;
+}
+
+const uint64_t * warp_gather(unsigned mask, const uint64_t * words, int n, const char * kind, const char * file,
+                             int line) {
+    fiber &        f   = me();
+    const int      w   = f.linear / 32, l = f.linear % 32;
+    const unsigned bit = 1u << l;
+    warp_state &   ws  = warps[w];
+    const bool     syncwarp = strcmp(kind, "__syncwarp") == 0;
+    if (!(mask & bit)) faultf("%s at %s:%d with mask 0x%08x that does not name the calling lane %d", kind, file, line, mask, l);
+    const unsigned exist = (w * 32 + 32 <= nthreads) ? 0xffffffffu : ((1u << (nthreads - w * 32)) - 1u);
+    if (mask & ~exist) faultf("%s at %s:%d: mask 0x%08x names lanes the block does not have", kind, file, line, mask);
+    if (mask & ~ws.live & exist) {
+        faultf("%s at %s:%d: mask 0x%08x names lanes that have returned (live 0x%08x)", kind, file, line, mask, ws.live);
+    }
+    if (ws.count == 0) {
+        ws.mask    = mask;
+        ws.arrived = 0;
+        ws.kind    = kind;
+        ws.file    = file;
+        ws.line    = line;
+    } else if (ws.mask != mask) {
+        faultf("%s at %s:%d with mask 0x%08x while lanes 0x%08x wait in %s at %s:%d with mask 0x%08x (divergent or "
+               "concurrent partial-warp collectives)", kind, file, line, mask, ws.arrived, ws.kind, ws.file, ws.line,
+               ws.mask);
+    } else if (strcmp(ws.kind, kind) != 0 || (!syncwarp && (ws.line != line || strcmp(ws.file, file) != 0))) {
+        faultf("divergent warp collective: this lane is in %s at %s:%d, lanes 0x%08x in %s at %s:%d", kind, file, line,
+               ws.arrived, ws.kind, ws.file, ws.line);
+    }
+    const unsigned g = ws.gen;
+    for (int i = 0; i < n; i++) f.xch[g & 1][i] = words[i];
+    ws.arrived |= bit;
+    if (++ws.count == __builtin_popcount(mask)) {
+        ws.count = 0;
+        ws.gen++;
+    } else {
+        wait_for(&ws.gen, kind, file, line);
+    }
+    /* the lanes' words, read in place: gather into a per-parity table of this warp */
+    static uint64_t table[32][2][32][8];
+    for (int s = 0; s < 32; s++) {
+        if (!(mask & (1u << s))) continue;
+        memcpy(table[w][g & 1][s], fibers[(size_t) (w * 32 + s)].xch[g & 1], sizeof(uint64_t) * (size_t) n);
+    }
+    return &table[w][g & 1][0][0];
+}
+
+void sync_warp(const char * file, int line, unsigned mask) { (void) warp_gather(mask, nullptr, 0, "__syncwarp", file, line); }
+
+uint64_t exchange(unsigned mask, uint64_t v, int src, const char * kind, const char * file, int line) {
+    const uint64_t * t = warp_gather(mask, &v, 1, kind, file, line);
+    if (src < 0 || src > 31 || !(mask & (1u << src))) {
+        faultf("%s at %s:%d reads lane %d, which is not in the mask 0x%08x (undefined value)", kind, file, line, src, mask);
+    }
+    return t[src * 8];
+}
+
+unsigned ballot(unsigned mask, int pred, const char * kind, const char * file, int line) {
+    const uint64_t   v = pred != 0;
+    const uint64_t * t = warp_gather(mask, &v, 1, kind, file, line);
+    unsigned         r = 0;
+    for (int s = 0; s < 32; s++) {
+        if ((mask & (1u << s)) && t[s * 8]) r |= 1u << s;
+    }
+    return r;
+}
+
+/* ---- shared memory --------------------------------------------------------------------------------------------- */
+
+void * smem_static(const void * key, size_t size, size_t align, const char * name) {
+    for (const auto & kv : smem_statics) {
+        if (kv.first == key) return smem + kv.second;
+    }
+    if (align < 16) align = 16;
+    const size_t off = (smem_top + align - 1) & ~(align - 1);
+    size_t       statics = off + size - smem_dyn;
+    if (statics > 48 * 1024) faultf("__shared__ %s: %zu bytes of static shared memory, more than 48 KiB", name, statics);
+    if (off + size > (size_t) cfg().smem_optin) {
+        faultf("__shared__ %s: %zu bytes of dynamic and static shared memory, more than sm_%d's %d", name, off + size,
+               cfg().cc, cfg().smem_optin);
+    }
+    memset(smem + smem_top, 0xff, off + size - smem_top); /* first use in this launch: poison it */
+    smem_top = off + size;
+    smem_statics.emplace_back(key, off);
+    return smem + off;
+}
+
+void * smem_dynamic() { return smem; }
+
+uint32_t cvta_shared(const void * p) {
+    const unsigned char * c = (const unsigned char *) p;
+    if (c < smem || c >= smem + smem_top) faultf("__cvta_generic_to_shared(%p): not a shared-memory address", p);
+    return (uint32_t) (c - smem);
+}
+
+unsigned char * smem_arena() { return smem; }
+size_t          smem_in_use() { return smem_top; }
+
+/* ---- cp.async -------------------------------------------------------------------------------------------------- */
+
+static void cp_do(const cp_req & c) {
+    if (c.src_bytes > 0) memcpy(smem + c.dst, c.src, (size_t) c.src_bytes);
+    if (c.bytes > c.src_bytes) memset(smem + c.dst + c.src_bytes, 0, (size_t) (c.bytes - c.src_bytes));
+}
+
+void cp_async(uint32_t dst, const void * src, int bytes, int src_bytes) {
+    if ((size_t) dst + (size_t) bytes > smem_top) faultf("cp.async to shared bytes [%u, %u) outside the %zu in use", dst, dst + bytes, smem_top);
+    if (src_bytes > 0 && !is_device(src, (size_t) src_bytes)) {
+        faultf("cp.async reads %d bytes at %p, not inside one device allocation", src_bytes, src);
+    }
+    const cp_req c = { dst, src, bytes, src_bytes, me().cp_groups };
+    if (cfg().cp_early) {
+        cp_do(c);
+    } else {
+        me().cp.push_back(c);
+    }
+}
+
+void cp_commit() { me().cp_groups++; }
+
+void cp_wait(int n) {
+    fiber &             f = me();
+    std::vector<cp_req> keep;
+    for (const cp_req & c : f.cp) {
+        if (c.group < f.cp_groups - n) {
+            cp_do(c);
+        } else {
+            keep.push_back(c);
+        }
+    }
+    f.cp.swap(keep);
+}
+
+/* ---- launch ---------------------------------------------------------------------------------------------------- */
+
+void launch(const char * name, const void * key, dim3 grid, dim3 block, size_t smem_bytes, cudaStream_t stream,
+            void (*body)(void *), void * ctx) {
+    init();
+    const uint64_t nt = (uint64_t) block.x * block.y * block.z;
+    if (nt == 0 || nt > 1024 || block.x > 1024 || block.y > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+        grid.z == 0 || grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535) {
+        warn("launch of %s with grid (%u,%u,%u) block (%u,%u,%u): invalid configuration", name, grid.x, grid.y,
+             grid.z, block.x, block.y, block.z);
+        set_last_error(cudaErrorInvalidConfiguration);
+        return;
+    }
+    if (smem_bytes > (size_t) func_max_dynamic_smem(key)) {
+        warn("launch of %s with %zu bytes of dynamic shared memory, above its limit of %d (set "
+             "cudaFuncAttributeMaxDynamicSharedMemorySize first)", name, smem_bytes, func_max_dynamic_smem(key));
+        set_last_error(cudaErrorInvalidValue);
+        return;
+    }
+    if (!stream_valid(stream)) {
+        warn("launch of %s on stream %p, which is not a live stream", name, (void *) stream);
+        set_last_error(cudaErrorInvalidResourceHandle);
+        return;
+    }
+    if (cfg().verbose) {
+        fprintf(stderr, "emu: launch %s grid (%u,%u,%u) block (%u,%u,%u) smem %zu\n", name, grid.x, grid.y, grid.z,
+                block.x, block.y, block.z, smem_bytes);
+    }
+    device_scope ds;
+    kernel_name = name;
+    body_fn     = body;
+    body_ctx    = ctx;
+    grid_dim    = grid;
+    block_dim   = block;
+    nthreads    = (int) nt;
+    smem_dyn    = smem_bytes;
+    smem_top    = smem_bytes;
+    smem_statics.clear();
+    if (fibers.size() < (size_t) nthreads) fibers.resize((size_t) nthreads);
+    /* blocks one after another: x fastest, or (EMU_SCHED) in reverse or shuffled order, since real blocks run in
+     * any order and concurrently */
+    const uint64_t nb = (uint64_t) grid.x * grid.y * grid.z;
+    std::vector<uint64_t> perm;
+    if (cfg().sched == 2) {
+        perm.resize((size_t) nb);
+        for (uint64_t i = 0; i < nb; i++) perm[(size_t) i] = i;
+        std::shuffle(perm.begin(), perm.end(), shuffle_rng);
+    }
+    for (uint64_t i = 0; i < nb; i++) {
+        const uint64_t b = cfg().sched == 1 ? nb - 1 - i : cfg().sched == 2 ? perm[(size_t) i] : i;
+        block_idx = { (unsigned) (b % grid.x), (unsigned) (b / grid.x % grid.y), (unsigned) (b / ((uint64_t) grid.x * grid.y)) };
+        run_block();
+    }
+    kernel_name = nullptr;
+}
+
+} // namespace emu

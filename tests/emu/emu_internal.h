@@ -1,0 +1,70 @@
+/*
+ * emu_internal.h: what the parts of the CUDA host emulation share (tests/emu/README.md): emu_runtime.cpp (device
+ * memory, streams, events, properties, errors), emu_fiber.cpp (launches, fibers, barriers, warp collectives, shared
+ * memory), emu_ptx.cpp (inline PTX) and emu_blas.cpp (cuBLAS / cuBLASLt).
+ */
+#ifndef RK_EMU_INTERNAL_H
+#define RK_EMU_INTERNAL_H
+
+#include "inc/emu_device.h"
+
+#include <cstdarg>
+
+#ifndef RK_EMU_CC
+#define RK_EMU_CC 90 /* the emulated device's compute capability; the kernels were compiled for it (__CUDA_ARCH__) */
+#endif
+
+namespace emu {
+
+/* Settings read once from the environment (README.md lists them). */
+struct settings {
+    int    cc;          /* RK_EMU_CC */
+    int    smem_optin;  /* opt-in shared memory per block, bytes */
+    bool   protect;     /* EMU_PROTECT (default 1): device memory inaccessible to host code between device calls */
+    int    sched;       /* EMU_SCHED: 0 forward (default), 1 reverse, 2 shuffled thread order per pass */
+    bool   cp_early;    /* EMU_CP_ASYNC=early: cp.async copies land at issue instead of at the wait */
+    bool   strict;      /* EMU_STRICT (default 1): a barrier reached from two sites is an error */
+    int    lt_algos;    /* EMU_LT_HEURISTIC: 1 cuBLASLt offers an algorithm (default), 0 never (GemmEx fallbacks) */
+    bool   verbose;     /* EMU_VERBOSE=1: one line per launch */
+};
+const settings & cfg();
+
+/* "emu: <message>" with the running kernel, block and thread when inside one, then abort(). */
+[[noreturn]] void vfault(const char * fmt, va_list ap);
+/* The same message without aborting (for errors returned to the caller, which rk then reports). */
+void warn(const char * fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Device memory: one reserved arena; true when [p, p + n) lies in one live cudaMalloc allocation. */
+bool is_device(const void * p, size_t n);
+bool in_arena(const void * p);
+/* Host code may not touch device memory (EMU_PROTECT): device calls open it for their duration. Nests. */
+void device_access(bool open);
+struct device_scope {
+    device_scope() { device_access(true); }
+    ~device_scope() { device_access(false); }
+    device_scope(const device_scope &)             = delete;
+    device_scope & operator=(const device_scope &) = delete;
+};
+
+void set_last_error(cudaError_t e);
+bool stream_valid(cudaStream_t s); /* 0 (the legacy default stream) or a live stream */
+int  func_max_dynamic_smem(const void * key);
+void init();                       /* idempotent: arena, signal handlers, settings */
+
+/* The kernel running now (for messages); NULL between launches. */
+const char * current_kernel();
+/* Shared memory of the running block: its base and the bytes in use (dynamic + static); for PTX operands. */
+unsigned char * smem_arena();
+size_t          smem_in_use();
+/* Per-thread cp.async queue (emu_fiber.cpp). */
+void cp_async(uint32_t dst, const void * src, int bytes, int src_bytes);
+void cp_commit();
+void cp_wait(int n_pending_allowed);
+/* Warp collective with up to 8 words per lane: returns the 32 x 8 table of what the lanes published (row = lane),
+ * valid until this warp's next-but-one collective. Every lane of mask must call it at the same site. */
+const uint64_t * warp_gather(unsigned mask, const uint64_t * words, int n, const char * kind, const char * file,
+                             int line);
+
+} // namespace emu
+
+#endif

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# run_suites.sh EMU_DIR: the CUDA parity suites and the CUDA golden training test on the emulated device
+# (tests/emu/README.md). Every suite runs even when one fails; the exit status reports any failure.
+# About 4 minutes on 2 cores for the sm_90 build. RK_ROOT must point at the repository (the Makefile sets it).
+set -u
+dir=${1:?usage: run_suites.sh EMU_DIR}
+jobs=${EMU_JOBS:-2}
+fail=0
+run() { # name, then the command
+    local name=$1
+    shift
+    echo "== $name"
+    local t0=$SECONDS
+    if "$@"; then
+        echo "== $name: passed ($((SECONDS - t0)) s)"
+    else
+        echo "== $name: FAILED ($((SECONDS - t0)) s)"
+        fail=1
+    fi
+}
+run test_ops_bwd "$dir/tests/test_ops_bwd" --jobs "$jobs"
+run test_ops_train "$dir/tests/test_ops_train" --jobs "$jobs"
+run test_ops "$dir/tests/test_ops" --jobs "$jobs"
+# the cublasGemmEx fallback of the forward matmul (the emulated cuBLASLt heuristic offers no algorithm)
+run "test_ops matmul, no cuBLASLt algorithm" env EMU_LT_HEURISTIC=0 "$dir/tests/test_ops" --jobs "$jobs" \
+    --filter 'cuda_ops/matmul'
+run test_attn_bwd "$dir/tests/test_attn_bwd" --jobs "$jobs"
+# NF4 dequant/GEMV (mma, ld.shared) and the LoRA adapter kernels (mma), with their CPU suites
+run test_quant "$dir/tests/test_quant" --jobs "$jobs"
+run test_lora "$dir/tests/test_lora" --jobs "$jobs"
+# the whole BERT classifier on the CUDA backend: every parameter's gradient against the CPU's, then three training
+# steps (every forward, backward and optimizer kernel) against PyTorch
+run "test_train_model (CUDA gradients)" "$dir/tests/test_train_model" --jobs "$jobs" --filter 'bert_cls/cuda_*'
+run "test_train (CUDA)" "$dir/tests/test_train" --jobs "$jobs" --filter 'train/three_adamw_steps_cuda*'
+if [ $fail -ne 0 ]; then
+    echo "emu: some suites FAILED"
+    exit 1
+fi
+echo "emu: all suites passed"
