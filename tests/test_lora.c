@@ -823,6 +823,9 @@ Test(lora, nf4_base_peft_golden) {
  * NaN (0xFF bytes) and fails the comparison. Skipped without a CUDA device (STYLE.md 6). RK_TEST_FILTER selects
  * cases by substring of the case string. */
 
+/* Its own suite, so its own seed: without one the xorshift state stays 0 and every input is -1. */
+TestSuite(lora_cuda, .init = seed_rng);
+
 #ifdef RK_HAVE_CUDA
 #include "kernels/cuda_ops.h"
 #include "lora/lora_cuda.h"
