@@ -22,7 +22,7 @@ static void setup(void) {
     rk_test_write_arxiv(p, 240);
 }
 
-TestSuite(finetune, .init = setup, .timeout = 120);
+TestSuite(finetune, .init = setup, .timeout = 300); /* generous: the machine may be shared */
 
 /* Runs rk-finetune in the test folder; stderr into err. */
 static int run_ft(const char * args, char * err, size_t n) {
