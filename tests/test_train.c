@@ -38,6 +38,8 @@ static void three_steps(struct rk_backend * be, struct tol tl, float init_scale)
     struct rk_schedule     sc  = rk_schedule_make(RK_SCHED_LINEAR, 1e-3, 1, 3);
     struct rk_trainer      t;
     cr_assert_eq(rk_trainer_init(&t, m, &cfg, &sc, 1.0), RK_OK, "%s", rk_last_error());
+    /* the device path's fp32 masters from the checkpoint's f32 values (torch starts from them); no-op on the CPU */
+    cr_assert_eq(rk_trainer_master_from_checkpoint(&t, dir), RK_OK, "%s", rk_last_error());
     cr_assert_eq(t.scaler.scale > 0.0f, m->bert->params.wte.dtype == RK_DTYPE_F16); /* loss scaling for f16 only */
     if (t.scaler.scale > 0.0f && init_scale > 0.0f) t.scaler.scale = init_scale;
     const float * gloss = rk_gold_get(&g, "loss")->data, * glr = rk_gold_get(&g, "lr")->data;

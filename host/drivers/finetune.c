@@ -463,6 +463,8 @@ int main(int argc, char ** argv) {
     struct rk_schedule sc     = rk_schedule_make(sk, o.lr, rk_schedule_warmup_steps(o.warmup, sched_total), sched_total);
     struct rk_trainer tr;
     if (rk_trainer_init(&tr, m, &ac, &sc, o.max_grad_norm) != RK_OK) die_status();
+    /* 16-bit compute: the fp32 masters start from the checkpoint's values, not from their 16-bit rounding */
+    if (!o.resume && rk_trainer_master_from_checkpoint(&tr, o.model) != RK_OK) die_status();
     if (make_dirs(o.outdir) != RK_OK) die_status();
     cJSON * run_cfg = cJSON_CreateObject();
     cJSON_AddStringToObject(run_cfg, "model", o.model);

@@ -4,6 +4,7 @@
 #include "train/trainer.h"
 
 #include "check.h"
+#include "io/safetensors.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -184,6 +185,55 @@ void rk_trainer_free(struct rk_trainer * t) {
     free(t->params);
     free(t->named);
     memset(t, 0, sizeof(*t));
+}
+
+/* True when every value of ck (n f32) rounds, in dtype dt, to the value held in cur (the f32 view of the 16-bit
+ * weights): the parameter still holds the checkpoint's weights. */
+static bool rounds_to(const float * ck, const float * cur, int64_t n, enum rk_dtype dt) {
+    const struct rk_dtype_traits * tr = &rk_dtype_traits[dt];
+    uint16_t                       h;
+    float                          back;
+    for (int64_t j = 0; j < n; j++) {
+        tr->from_f32(&ck[j], &h, 1);
+        tr->to_f32(&h, &back, 1);
+        if (memcmp(&back, &cur[j], sizeof(float)) != 0) return false;
+    }
+    return true;
+}
+
+enum rk_status rk_trainer_master_from_checkpoint(struct rk_trainer * t, const char * model_dir) {
+    if (!t->dev) return RK_OK;
+    struct rk_trainer_dev * d  = t->dev;
+    struct rk_backend *     be = t->model->be;
+    struct rk_st_set *      st = NULL;
+    RK_TRY(rk_safetensors_open_dir(model_dir, &st));
+    float *        stage = NULL;
+    enum rk_status s     = dev_download(t, &stage);
+    int            found = 0;
+    for (int i = 0; i < t->n_params && s == RK_OK; i++) {
+        const struct rk_named_param * p    = &t->named[i];
+        const char *                  name = strncmp(p->name, "bert.", 5) == 0 ? p->name + 5 : p->name;
+        const struct rk_st_entry *    e    = rk_st_set_find_any(st, name, NULL);
+        if (!e || e->ndim != p->param.ndim) continue;
+        bool same = true;
+        for (int k = 0; k < e->ndim; k++) same = same && e->shape[k] == p->param.ne[k];
+        if (!same) continue;
+        float * ck = rk_xmalloc(sizeof(float) * (size_t) d->n[i]);
+        s = rk_safetensors_read_f32(NULL, e, ck, d->n[i]);
+        /* only where the model still holds the checkpoint's weights (a caller may have set some, e.g. a bias prior) */
+        if (s == RK_OK && rounds_to(ck, stage + d->offset[i], d->n[i], p->param.dtype)) {
+            memcpy(stage + d->offset[i], ck, sizeof(float) * (size_t) d->n[i]);
+            found++;
+        }
+        free(ck);
+    }
+    if (s == RK_OK) s = be->copy_to_device(be, d->state, stage, sizeof(float) * (size_t) d->n_elems); /* masters */
+    if (s == RK_OK) s = be->synchronize(be);
+    free(stage);
+    rk_st_set_close(st);
+    if (s == RK_OK && found == 0)
+        s = rk_set_error(RK_STATUS_FORMAT, "%s: no tensor of the model found in the checkpoint", model_dir);
+    return s;
 }
 
 enum rk_status rk_trainer_step(struct rk_trainer * t, const struct rk_batch * micro, int n, float * loss,

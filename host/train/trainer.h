@@ -62,6 +62,16 @@ enum rk_status rk_trainer_init(struct rk_trainer * t, struct rk_bert_cls * m, co
 void           rk_trainer_free(struct rk_trainer * t);
 
 /*
+ * Device path: sets the fp32 master weights to the f32 values of the checkpoint in model_dir (each named parameter
+ * found there with its shape, HF names with or without "bert."), instead of the model's 16-bit copies they start
+ * from, so that mixed precision starts from the same weights as an f32 run; the compute copies are unchanged (they
+ * are those values rounded). Parameters absent from the checkpoint (a new head), or whose 16-bit weights are no longer
+ * the rounding of the checkpoint's (set by the caller after loading, e.g. a bias prior), keep their values. Host path: nothing
+ * to do (the f32 weights are the checkpoint's). Errors: the checkpoint cannot be opened or read (naming it).
+ */
+enum rk_status rk_trainer_master_from_checkpoint(struct rk_trainer * t, const char * model_dir);
+
+/*
  * One optimizer step over n micro-batches. *loss gets the mean of the micro-batch losses, *grad_norm the norm
  * before clipping, *lr the learning rate used. A non-finite gradient norm skips the update (RK_OK, *skipped true).
  */
