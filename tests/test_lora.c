@@ -991,6 +991,8 @@ static const struct cuda_case cuda_cases[] = {
     { 64, 1000, 4096, 1, 0.0f, RK_DTYPE_F16, 8, false },    { 1, 4096, 384, 64, 0.1f, RK_DTYPE_F16, 0, true },
     { 33, 384, 384, 20, 0.1f, RK_DTYPE_BF16, 1, true },     { 100, 512, 768, 40, 0.0f, RK_DTYPE_F16, 0, true },
     { 129, 96, 200, 24, 0.5f, RK_DTYPE_BF16, 0, false },    { 16, 64, 64, 8, 1.0f, RK_DTYPE_BF16, 0, true },
+    /* odd K and N with even row strides (the paired y/dx stores at the last column); 33 dy chunks over 17 splits */
+    { 17, 129, 257, 17, 0.1f, RK_DTYPE_F16, 1, true },      { 1000, 64, 2112, 8, 0.1f, RK_DTYPE_BF16, 0, true },
 };
 
 static const char * dtname(enum rk_dtype dt) { return rk_dtype_traits[dt].name; }
