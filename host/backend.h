@@ -206,6 +206,11 @@ struct rk_loss_params {
     float dlogits_scale;
 };
 
+/* The multiplier a backend applies: dlogits_scale, or 1 when it is 0. */
+static inline float rk_loss_dlogits_scale(const struct rk_loss_params * p) {
+    return p->dlogits_scale == 0.0f ? 1.0f : p->dlogits_scale;
+}
+
 /*
  * DROPOUT. src[0] x; dst y (same shape, contiguous, may alias x): y = x * keep / (1 - p), where element i is
  * kept when the uniform drawn for it from Philox4x32-10 (key = seed, counter = (i / 4, offset)) is >= p.

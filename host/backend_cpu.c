@@ -142,18 +142,6 @@ static bool cpu_supports_op(struct rk_backend * be, const struct rk_op_call * c)
 
 static enum rk_status cpu_dispatch(const struct rk_op_call * c);
 
-/* dlogits *= scale (the loss ops' dynamic loss scaling; 0 and 1 leave it as it is). */
-static void scale_dlogits(struct rk_tensor * d, float scale) {
-    if (!d || scale == 0.0f || scale == 1.0f) return;
-    /* BCE's dlogits is dense, XENT's 2-D rows (row stride nb[0]) */
-    const int64_t rows = d->ndim == 2 ? d->ne[0] : 1, cols = d->ne[d->ndim - 1];
-    const int64_t ld   = d->ndim == 2 ? d->nb[0] / 4 : cols;
-    float *       x    = d->data;
-    for (int64_t i = 0; i < rows; i++) {
-        for (int64_t j = 0; j < cols; j++) x[i * ld + j] *= scale;
-    }
-}
-
 static enum rk_status cpu_compute(struct rk_backend * be, const struct rk_op_call * c) {
     struct cpu_ctx * ctx = be->ctx;
     omp_set_num_threads(ctx->threads);
@@ -220,14 +208,12 @@ static enum rk_status cpu_dispatch(const struct rk_op_call * c) {
             rk_cpu_pool_bwd(c->dst, c->src[0], c->src[1], c->src[2], &c->p.pool);
             return RK_OK;
         case RK_OP_BCE_LOGITS:
-            rk_cpu_bce_logits(c->dst, (struct rk_tensor *) c->src[3], c->src[0], c->src[1], c->src[2]);
-            scale_dlogits((struct rk_tensor *) c->src[3], c->p.loss.dlogits_scale);
+            rk_cpu_bce_logits(c->dst, (struct rk_tensor *) c->src[3], c->src[0], c->src[1], c->src[2],
+                              rk_loss_dlogits_scale(&c->p.loss));
             return RK_OK;
-        case RK_OP_SOFTMAX_XENT: {
-            const enum rk_status s = rk_cpu_softmax_xent(c->dst, (struct rk_tensor *) c->src[2], c->src[0], c->src[1]);
-            if (s == RK_OK) scale_dlogits((struct rk_tensor *) c->src[2], c->p.loss.dlogits_scale);
-            return s;
-        }
+        case RK_OP_SOFTMAX_XENT:
+            return rk_cpu_softmax_xent(c->dst, (struct rk_tensor *) c->src[2], c->src[0], c->src[1],
+                                       rk_loss_dlogits_scale(&c->p.loss));
         case RK_OP_DROPOUT:
             rk_cpu_dropout(c->dst, c->src[0], &c->p.dropout);
             return RK_OK;

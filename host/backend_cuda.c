@@ -209,9 +209,6 @@ static float * cuda_scratch(struct cuda_ctx * ctx, int64_t n) {
     return ctx->scratch;
 }
 
-/* The loss ops' dlogits multiplier: 0 (a zero-initialised call) means 1. */
-static float loss_grad_scale(const struct rk_loss_params * p) { return p->dlogits_scale == 0.0f ? 1.0f : p->dlogits_scale; }
-
 /* LORA_BWD with the backend's scratch (cuda_scratch) for its partial sums. */
 static enum rk_status lora_bwd(struct cuda_ctx * ctx, const struct rk_op_call * c, cudaStream_t st) {
     const struct rk_tensor * x = c->src[1], * A = c->src[3], * B = c->src[4];
@@ -269,13 +266,13 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
             break;
         case RK_OP_BCE_LOGITS:
             s = rk_cuda_bce_logits(c->dst, (struct rk_tensor *) c->src[3], c->src[0], c->src[1], c->src[2],
-                                   loss_grad_scale(&c->p.loss), st);
+                                   rk_loss_dlogits_scale(&c->p.loss), st);
             break;
         case RK_OP_SOFTMAX_XENT: {
             const int64_t n  = rk_cuda_softmax_xent_scratch_size(rk_tensor_nelements(c->src[1])); /* N rows */
             float *       sc = cuda_scratch(ctx, n);
             s = sc ? rk_cuda_softmax_xent(c->dst, (struct rk_tensor *) c->src[2], c->src[0], c->src[1],
-                                          loss_grad_scale(&c->p.loss), sc, n, st)
+                                          rk_loss_dlogits_scale(&c->p.loss), sc, n, st)
                    : rk_set_error(RK_STATUS_OOM, "%s: no device memory for %lld floats of scratch", be->name,
                                   (long long) n);
             break;

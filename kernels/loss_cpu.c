@@ -21,7 +21,7 @@
 static double softplus_d(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
 
 void rk_cpu_bce_logits(struct rk_tensor * loss, struct rk_tensor * dlogits, const struct rk_tensor * logits,
-                       const struct rk_tensor * targets, const struct rk_tensor * pos_weight) {
+                       const struct rk_tensor * targets, const struct rk_tensor * pos_weight, float dlogits_scale) {
     const int64_t N = logits->ne[0], L = logits->ndim > 1 ? logits->ne[1] : 1;
     const int64_t n = rk_tensor_nelements(logits);
     RK_ASSERT(rk_tensor_nelements(targets) == n && rk_tensor_nelements(loss) == 1);
@@ -34,7 +34,7 @@ void rk_cpu_bce_logits(struct rk_tensor * loss, struct rk_tensor * dlogits, cons
     float *       D   = dlogits ? dlogits->data : NULL;
     double *      row = malloc(sizeof(double) * (size_t) (N > 0 ? N : 1));
     RK_ASSERT(row != NULL);
-    const double inv = n > 0 ? 1.0 / (double) n : 0.0;
+    const double inv = n > 0 ? 1.0 / (double) n : 0.0, ginv = inv * (double) dlogits_scale;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
         double s = 0.0;
@@ -45,7 +45,7 @@ void rk_cpu_bce_logits(struct rk_tensor * loss, struct rk_tensor * dlogits, cons
             s += pw * y * (sp - x) + (1.0 - y) * sp;            /* softplus(-x) = softplus(x) - x     */
             if (D) {
                 const double sg = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
-                D[i]            = (float) ((pw * y * (sg - 1.0) + (1.0 - y) * sg) * inv);
+                D[i]            = (float) ((pw * y * (sg - 1.0) + (1.0 - y) * sg) * ginv);
             }
         }
         row[r] = s;
@@ -57,7 +57,8 @@ void rk_cpu_bce_logits(struct rk_tensor * loss, struct rk_tensor * dlogits, cons
 }
 
 enum rk_status rk_cpu_softmax_xent(struct rk_tensor * loss, struct rk_tensor * dlogits,
-                                   const struct rk_tensor * logits, const struct rk_tensor * targets) {
+                                   const struct rk_tensor * logits, const struct rk_tensor * targets,
+                                   float dlogits_scale) {
     const int64_t N = logits->ne[0], V = logits->ne[1];
     RK_ASSERT(logits->ndim == 2 && logits->nb[1] == 4 && rk_tensor_nelements(loss) == 1);
     RK_ASSERT(rk_tensor_nelements(targets) == N && rk_tensor_is_contiguous(targets));
@@ -71,7 +72,7 @@ enum rk_status rk_cpu_softmax_xent(struct rk_tensor * loss, struct rk_tensor * d
                                 (long long) r, (long long) V);
         count++;
     }
-    const double inv = count > 0 ? 1.0 / (double) count : 0.0;
+    const double inv = count > 0 ? 1.0 / (double) count : 0.0, ginv = inv * (double) dlogits_scale;
     double *     row = malloc(sizeof(double) * (size_t) (N > 0 ? N : 1));
     RK_ASSERT(row != NULL);
 #pragma omp parallel for schedule(static)
@@ -101,8 +102,8 @@ enum rk_status rk_cpu_softmax_xent(struct rk_tensor * loss, struct rk_tensor * d
         row[r]           = lse - xt;
         if (d) {
             const int64_t t = tg[r];
-            for (int64_t c = 0; c < V; c++) d[c] = (float) (exp((double) x[c] - lse) * inv);
-            d[t] = (float) ((exp(xt - lse) - 1.0) * inv);
+            for (int64_t c = 0; c < V; c++) d[c] = (float) (exp((double) x[c] - lse) * ginv);
+            d[t] = (float) ((exp(xt - lse) - 1.0) * ginv);
         }
     }
     double tot = 0.0;

@@ -391,7 +391,7 @@ struct bce_case {
     bool          soft;    /* soft targets in [0, 1] instead of 0/1 */
     float         xscale;  /* logits uniform in [-xscale, xscale] */
     int64_t       pad;     /* row padding of logits, targets, dlogits */
-    float         gscale;  /* dlogits_scale; not 1: the launcher is called directly (device only) */
+    float         gscale;  /* dlogits_scale (the op's params) */
 };
 
 static const struct bce_case bce_cases[] = {
@@ -419,7 +419,6 @@ static void bce_name(const void * cv, char * cs, size_t n) {
 
 static int run_bce(struct rk_backend * be, const void * cv, const char * cs, struct rng * r) {
     const struct bce_case * c = cv;
-    if (c->gscale != 1.0f && !on_cuda(be)) return skip_case(cs, "dlogits_scale is a launcher argument (device only)");
     const int64_t N = c->N, L = c->L, n = N * L;
     float *       x  = rand_vec(r, c->dt, n, c->xscale);
     float *       y  = rk_xmalloc((size_t) n * sizeof(float));
@@ -433,8 +432,7 @@ static int run_bce(struct rk_backend * be, const void * cv, const char * cs, str
     struct rk_tensor hl = host_t(&lref, 1, (int64_t[]) { 1 }), hd = host_t(dref, 2, (int64_t[]) { N, L });
     struct rk_tensor hx = host_t(x, 2, (int64_t[]) { N, L }), hy = host_t(y, 2, (int64_t[]) { N, L });
     struct rk_tensor hp = host_t(pw, 1, (int64_t[]) { L });
-    rk_cpu_bce_logits(&hl, &hd, &hx, &hy, c->pos_weight ? &hp : NULL);
-    for (int64_t i = 0; i < n; i++) dref[i] *= c->gscale;
+    rk_cpu_bce_logits(&hl, &hd, &hx, &hy, c->pos_weight ? &hp : NULL, c->gscale);
 
     struct loss_bufs b;
     loss_bufs_init(&b, be, c->dt, N, L, c->pad, c->dl, x);
@@ -444,19 +442,10 @@ static int run_bce(struct rk_backend * be, const void * cv, const char * cs, str
     view_set(&my, &ty, y);
     dmem_upload(&my);
     dmem_upload(&mp);
-    int rc;
-    if (c->gscale == 1.0f) {
-        struct rk_op_call call = { .op = RK_OP_BCE_LOGITS, .dst = &b.tl,
-                                   .src = { &b.tx, &ty, c->pos_weight ? &tp : NULL, b.mdl ? &b.td : NULL } };
-        rc = gpu_op(be, &call, cs);
-    } else {
-#ifdef RK_HAVE_CUDA
-        rc = launcher_rc(be, rk_cuda_bce_logits(&b.tl, b.mdl ? &b.td : NULL, &b.tx, &ty, c->pos_weight ? &tp : NULL,
-                                                c->gscale, rk_backend_cuda_stream(be)), cs);
-#else
-        rc = CASE_SKIP;
-#endif
-    }
+    struct rk_op_call call = { .op = RK_OP_BCE_LOGITS, .dst = &b.tl,
+                               .src = { &b.tx, &ty, c->pos_weight ? &tp : NULL, b.mdl ? &b.td : NULL } };
+    call.p.loss.dlogits_scale = c->gscale;
+    int rc                    = gpu_op(be, &call, cs);
     if (rc == CASE_PASS) {
         double pwmax = 1.0;
         for (int64_t j = 0; c->pos_weight && j < L; j++) pwmax = fmax(pwmax, pw[j]);
@@ -487,7 +476,7 @@ struct xent_case {
     float         xscale;
     int64_t       pad;
     bool          bad;     /* one target = V (device: NaN loss and a NaN dlogits row) */
-    float         gscale;  /* dlogits_scale; not 1: the launcher directly (device only) */
+    float         gscale;  /* dlogits_scale; not 1 on CUDA: the launcher directly (its scratch is checked too) */
 };
 
 static const struct xent_case xent_cases[] = {
@@ -550,7 +539,6 @@ static bool xent_check_bad(struct loss_bufs * b, const char * cs, int64_t bad_ro
 
 static int run_xent(struct rk_backend * be, const void * cv, const char * cs, struct rng * r) {
     const struct xent_case * c = cv;
-    if (c->gscale != 1.0f && !on_cuda(be)) return skip_case(cs, "dlogits_scale is a launcher argument (device only)");
     if (c->bad && !on_cuda(be)) return skip_case(cs, "the CPU returns RK_STATUS_ARG for a bad target");
     const int64_t N = c->N, V = c->V;
     float *       x  = rand_vec(r, c->dt, N * V, c->xscale);
@@ -568,8 +556,7 @@ static int run_xent(struct rk_backend * be, const void * cv, const char * cs, st
     struct rk_tensor hl = host_t(&lref, 1, (int64_t[]) { 1 }), hd = host_t(dref, 2, (int64_t[]) { N, V });
     struct rk_tensor hx = host_t(x, 2, (int64_t[]) { N, V });
     struct rk_tensor ht = rk_tensor_host(tg, RK_DTYPE_I32, 1, (int64_t[]) { N });
-    cr_assert(rk_cpu_softmax_xent(&hl, &hd, &hx, &ht) == RK_OK, "CPU reference: %s", rk_last_error());
-    for (int64_t i = 0; i < N * V; i++) dref[i] *= c->gscale;
+    cr_assert(rk_cpu_softmax_xent(&hl, &hd, &hx, &ht, c->gscale) == RK_OK, "CPU reference: %s", rk_last_error());
     if (c->bad) tg[bad_row] = (int32_t) V;
 
     struct loss_bufs b;
@@ -579,9 +566,10 @@ static int run_xent(struct rk_backend * be, const void * cv, const char * cs, st
     view_set_i32(&mt, &tt, tg);
     dmem_upload(&mt);
     int rc;
-    if (c->gscale == 1.0f) {
+    if (c->gscale == 1.0f || !on_cuda(be)) { /* the op (dlogits_scale in its params); else the launcher's scratch */
         struct rk_op_call call = { .op  = RK_OP_SOFTMAX_XENT, .dst = &b.tl,
                                    .src = { &b.tx, &tt, b.mdl ? &b.td : NULL } };
+        call.p.loss.dlogits_scale = c->gscale;
         rc = gpu_op(be, &call, cs);
     } else {
 #ifdef RK_HAVE_CUDA
