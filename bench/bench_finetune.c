@@ -19,23 +19,17 @@
 #include "bench_common.h"
 #include "check.h"
 #include "models/bert_cls.h"
+#include "models/encode.h"
 #include "train/trainer.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static void die(const char * what) {
     fprintf(stderr, "bench_finetune: %s: %s\n", what, rk_last_error());
     exit(1);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
 }
 
 static struct rk_trainer make_trainer(struct rk_bert_cls * m) {
@@ -116,9 +110,9 @@ static void run_one(struct rk_backend * be, const char * cname, int64_t B, int64
         if (rk_trainer_step(&t, &b, 1, &loss, &norm, &lr, &skipped) != RK_OK) die("warm-up step");
     }
     for (int64_t r = 0; r < reps; r++) {
-        const double t0 = now_s();
+        const double t0 = rk_now();
         if (rk_trainer_step(&t, &b, 1, &loss, &norm, &lr, &skipped) != RK_OK) die("step");
-        ms[r] = (now_s() - t0) * 1e3;
+        ms[r] = (rk_now() - t0) * 1e3;
     }
     qsort(ms, (size_t) reps, sizeof(double), rk_bench_cmp_double);
     const double med = ms[reps / 2];
