@@ -36,7 +36,8 @@ ifneq ($(strip $(NVCC)),)
   CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
   CU_SRC     := $(wildcard kernels/*.cu quant/*.cu lora/*.cu)
   CU_OBJ     := $(patsubst %.cu,$(BUILD_DIR)/%.cu.o,$(CU_SRC))
-  GENCODE    := $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a))
+  # 90 builds sm_90a: the same cubin for H100/H200, plus the Hopper-only wgmma instructions (kernels/wgmma.cuh)
+  GENCODE    := $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a)$(if $(filter 90,$(a)),a),code=sm_$(a)$(if $(filter 90,$(a)),a))
   NVCCFLAGS  ?= -O3 -std=c++17 -lineinfo
   NVCCFLAGS  += $(GENCODE) -I. -Ihost -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings --expt-relaxed-constexpr
   CFLAGS     += -DRK_HAVE_CUDA -I$(CUDA_HOME)/include

@@ -13,7 +13,9 @@
 #      (attention forward and backward, layernorm forward and backward, embedding backward, LoRA; SAN_TARGETS);
 #      a sanitizer that cannot start on the machine is reported and skipped;
 #   5. every bench program build/bench/bench_*, then the peer scripts bench/peers/*.py (and ../shared/peers/*.py if
-#      that folder exists: it does not travel to the device machine).
+#      that folder exists: it does not travel to the device machine); then, on an sm_90 card, the attention
+#      kernels that are not the default yet (wgmma variants 6, 7, 8) alone and inside bench_bert, keys "<key>@v6" and
+#      "<key>@attn-v6" joined with the peer line of "<key>".
 # Full logs go to $OUT (or /tmp/rk_device_check): build.log tests.log sanitizer.log bench.log peers.log summary.txt.
 # At the end one compact table: suites (tests and cases passed / failed / skipped) and every `RESULT <key> <value>
 # <unit>` line of our benches beside the peer's line with the same key, with the ratio (>1: ours is better).
@@ -211,6 +213,24 @@ for p in $PEERS; do
     [ "$rc" != 0 ] && NOTES+=("peer $(basename "$p") exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
 done
 
+# the attention kernels that are not the default yet (the wgmma variants 6, 7 and 8, sm_90 only): alone, and inside the
+# BERT forward (RK_ATTN_FWD_VARIANT), after the peers so that a short budget still gets the default comparisons
+if [ -x build/bench/bench_attn ] && nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | grep -q '^9\.0'; then
+    for v in 6 7 8; do
+        for cmd in "build/bench/bench_attn --variant $v" "env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert"; do
+            if out_of_time; then
+                NOTES+=("$cmd: not run (out of time)")
+                continue
+            fi
+            say "== bench: $cmd"
+            echo "===== $cmd" >>"$L_BENCH"
+            timeout "$(tmo 50)" $cmd >>"$L_BENCH" 2>&1
+            rc=$?
+            [ "$rc" != 0 ] && NOTES+=("$cmd exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
+        done
+    done
+fi
+
 # ---- summary ----------------------------------------------------------------------------------------------------
 {
     echo
@@ -226,10 +246,11 @@ done
             k = $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
             val[src, k] = $3; unit[k] = (NF >= 4 ? $4 : "")
         }
+        function base(k) { sub(/@.*/, "", k); return k }  # "key@v6": our variant N against the peer line of "key"
         END {
             printf "  %-44s %12s %12s %-8s %7s\n", "key", "ours", "peer", "unit", "ratio"
             for (i = 1; i <= n; i++) {
-                k = order[i]; o = val["ours", k]; p = val["peer", k]; r = "-"
+                k = order[i]; o = val["ours", k]; p = val["peer", base(k)]; r = "-"
                 if (o != "" && p != "" && o + 0 > 0 && p + 0 > 0)
                     r = sprintf("%.2f", (unit[k] ~ /^(ms|s|us)$/) ? p / o : o / p)
                 printf "  %-44s %12s %12s %-8s %7s\n", k, (o == "" ? "-" : o), (p == "" ? "-" : p), unit[k], r

@@ -434,11 +434,12 @@ static int run_bench(const char * only, int v_lo, int v_hi, int reps, bool show_
             const double flops = 4.0 * (double) c->B * c->NH * c->Tq * c->Tk * c->HS * (c->causal ? 0.5 : 1.0);
             printf("attn %s%s ours_ms=%.4f tflops=%.1f max_err=%.3g nmse=%.3g\n", c->name, vtag, ms,
                    flops / (ms * 1e-3) / 1e12, e.max_err, e.nmse);
-            /* the key .ci/device_check.sh joins with bench/peers/attn_sdpa.py's flash line */
-            if (variant == 0) {
-                printf("RESULT attn_%s_B%lld_T%lld_H%lld_D%lld %.4f ms\n", c->name, (long long) c->B,
-                       (long long) c->Tq, (long long) c->NH, (long long) c->HS, ms);
-            }
+            /* the key .ci/device_check.sh joins with bench/peers/attn_sdpa.py's flash line; a variant chosen by
+               number gets "@vN" after it (joined with the same peer line) */
+            char vkey[16] = "";
+            if (variant != 0) snprintf(vkey, sizeof(vkey), "@v%d", variant);
+            printf("RESULT attn_%s_B%lld_T%lld_H%lld_D%lld%s %.4f ms\n", c->name, (long long) c->B, (long long) c->Tq,
+                   (long long) c->NH, (long long) c->HS, vkey, ms);
             fflush(stdout);
         }
         problem_free(&P);

@@ -29,10 +29,12 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "attn_cuda.h"
 #include "attn_tc.cuh"
+#include "wgmma.cuh"
 #include "cuda_check.h"
 
 /* Everything a kernel needs, by value. Strides are in bytes; pointers are already offset to element 0. */
@@ -463,11 +465,256 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, V,
     }
 }
 
+/* ---- v6, v7, v8: warpgroup-MMA kernel (sm_90a) -------------------------------------------------- */
+
+/*
+ * Tile configuration of the wgmma variants at head size HS (64 or 128). Each warpgroup (4 warps, 128 threads) owns
+ * 64 query rows; BN keys per tile. v6: one warpgroup, BN = 128 at HS = 64, 64 at HS = 128 (3 and 2 CTAs per SM);
+ * v7: one warpgroup, the other BN (more CTAs at HS = 64, bigger tiles at HS = 128); v8: two warpgroups (128 query
+ * rows: each K/V tile loaded into shared memory serves twice the rows), BN = 64. Shared memory: 1 KB of slack to
+ * align the tiles to 1024 bytes (the 128-byte swizzle is a function of the address), sQ, two stages of sK and sV,
+ * two mask buffers.
+ */
+template <int HS, int V> struct attn_wg_cfg {
+    static_assert(HS == 64 || HS == 128, "HS");
+    static_assert(V >= 6 && V <= 8, "variant");
+    static constexpr int NWG     = V == 8 ? 2 : 1;
+    static constexpr int THREADS = 128 * NWG;
+    static constexpr int BM      = 64 * NWG;
+    static constexpr int BN      = V == 8 ? 64 : ((V == 6) == (HS == 64) ? 128 : 64);
+    static constexpr int CPR    = HS / 8;    /* 16-byte chunks per row */
+    static constexpr int KSTEPS = HS / 16;   /* k-steps of S = Q K^T */
+    static constexpr int PSTEPS = BN / 16;   /* k-steps of O = P V */
+    static constexpr int Q_BYTES  = BM * HS * 2;
+    static constexpr int KV_BYTES = BN * HS * 2; /* one K or V tile */
+    static constexpr int SMEM     = 1024 + Q_BYTES + 2 * 2 * KV_BYTES + 2 * BN * 4;
+    /* CTAs per SM the launch bounds ask for: by shared memory, and for v8 by registers (2 x 256 threads: <= 128
+       registers, which v8 fits at HS = 64 only) */
+    static constexpr int MIN_BLOCKS = NWG == 2 ? (HS == 64 ? 2 : 1) : (SMEM <= 75 * 1024 ? 3 : (SMEM <= 113 * 1024 ? 2 : 1));
+};
+
+/*
+ * Rows [row0, row0 + ROWS) of a strided (n_valid, HS) matrix into a 128-byte-swizzled tile (wg_swz) with cp.async;
+ * rows >= n_valid are zero-filled. The 128 threads copy consecutive 16-byte chunks of a row: coalesced.
+ */
+template <int ROWS, int CPR, int THREADS>
+static __device__ __forceinline__ void attn_wg_load_tile(unsigned char * s, const char * g, int64_t stride, int row0,
+                                                         int n_valid, int tid) {
+    constexpr int RSTEP = THREADS / CPR; /* 8 to 32 rows per pass: the swizzle key r & 7 stays */
+    static_assert(RSTEP % 8 == 0 && ROWS % RSTEP == 0, "RSTEP");
+    const int       r   = tid / CPR, c = tid % CPR;
+    unsigned char * dst = s + wg_swz<ROWS>(r, c);
+    const char *    src = g + (int64_t) (row0 + r) * stride + c * 16;
+#pragma unroll
+    for (int it = 0; it < ROWS / RSTEP; it++) {
+        const bool ok = row0 + r + it * RSTEP < n_valid;
+        attn_cp_async_16(attn_smem_u32(dst + it * RSTEP * 128), ok ? src + (int64_t) it * RSTEP * stride : g, ok);
+    }
+}
+
+/*
+ * FlashAttention-2 forward on Hopper warpgroup MMA. grid (ceil(Tq / BM), NH, B), query blocks last-first as in v2,
+ * block NWG warpgroups; warp w owns rows 16 w .. 16 w + 15 of the CTA's BM = 64 NWG, and each thread rows g and
+ * g + 8 of them (the accumulator layout of wgmma is mma.sync's, stacked over the 4 warps of a warpgroup; warpgroup
+ * wg multiplies the 64 rows of sQ from row 64 wg). Per key tile t:
+ * wait for K(t), V(t), mask(t) (cp.async) and make them visible to wgmma (fence.proxy.async); barrier (which also
+ * says whether the tile has padding); start the loads of tile t + 1 into the other stage; S = Q K^T as HS / 16
+ * wgmma (A = Q and B = K from shared memory, K-major); mask; online softmax in fp32 (as v2); P packed to 16 bits in
+ * registers is the A operand of O += P V, BN / 16 wgmma with B = V from shared memory, MN-major. Each product is
+ * waited for before its result is used (no overlap inside the warpgroup: 2-3 CTAs per SM overlap each other).
+ */
+template <int HS, int V, bool BF16>
+static __global__ void __launch_bounds__(attn_wg_cfg<HS, V>::THREADS, (attn_wg_cfg<HS, V>::MIN_BLOCKS))
+    attn_fwd_kernel_wg(const struct attn_args a) {
+    using C = attn_wg_cfg<HS, V>;
+    constexpr int BM = C::BM, BN = C::BN, CPR = C::CPR, KSTEPS = C::KSTEPS, PSTEPS = C::PSTEPS, NT = C::THREADS;
+    constexpr int NTILES = BN / 8, DTILES = HS / 8;
+    extern __shared__ __align__(128) unsigned char attn_wg_smem[];
+    const uint32_t  raw   = attn_smem_u32(attn_wg_smem);
+    unsigned char * sQ    = attn_wg_smem + (((raw + 1023u) & ~1023u) - raw);
+    unsigned char * sKV   = sQ + C::Q_BYTES; /* stage st: K at sKV + st * 2 * KV_BYTES, V right after it */
+    int *           sMask = reinterpret_cast<int *>(sKV + 2 * 2 * C::KV_BYTES); /* stage st at sMask + st * BN */
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+    const int mb = (int) gridDim.x - 1 - (int) blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, hk = h / a.group;
+    const int m0   = mb * BM;
+    const int wrow = warp * 16;
+
+    const char * qg = a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh;
+    const char * kg = a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh;
+    const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
+    const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
+
+    const attn_cta_keys ck      = attn_cta_key_range(a, m0, BM);
+    const int           t_begin = ck.kbeg / BN;
+    const int           t_end   = ck.kend > ck.kbeg ? (ck.kend + BN - 1) / BN : t_begin;
+
+    auto load_kv = [&](int t, int st) {
+        const int       n0 = t * BN;
+        unsigned char * sk = sKV + st * 2 * C::KV_BYTES;
+        attn_wg_load_tile<BN, CPR, NT>(sk, kg, a.k_st, n0, a.Tk, tid);
+        attn_wg_load_tile<BN, CPR, NT>(sk + C::KV_BYTES, vg, a.v_st, n0, a.Tk, tid);
+        if (mg) attn_load_words<BN, false>(sMask + st * BN, mg, n0, a.Tk, tid);
+    };
+
+    /* prologue: Q, then K, V and the mask of the first tile (two groups; the loop waits for both) */
+    attn_wg_load_tile<BM, CPR, NT>(sQ, qg, a.q_st, m0, a.Tq, tid);
+    attn_cp_async_commit<false>();
+    if (t_begin < t_end) load_kv(t_begin, 0);
+    attn_cp_async_commit<false>();
+
+    const uint32_t q_addr  = attn_smem_u32(sQ) + (uint32_t) (warp >> 2) * 64 * 128; /* this warpgroup's 64 rows */
+    const uint32_t kv_addr = attn_smem_u32(sKV);
+
+    float o[HS / 2];
+    float row_m[2], row_l[2];
+#pragma unroll
+    for (int i = 0; i < HS / 2; i++) o[i] = 0.f;
+    row_m[0] = row_m[1] = -INFINITY;
+    row_l[0] = row_l[1] = 0.f;
+    const float sl2 = a.scale_log2;
+
+    for (int t = t_begin; t < t_end; t++) {
+        const int   n0 = t * BN;
+        const int   st = (t - t_begin) & 1;
+        const int * sm = sMask + st * BN;
+        attn_cp_async_wait<0, false>(); /* this thread's copies of K(t), V(t), the mask (and Q) landed */
+        wg_fence_proxy_async();         /* ... and are visible to wgmma once the barrier has passed */
+        const bool tile_valid = __syncthreads_and(!mg || tid >= BN || sm[tid] != 0);
+        if (t + 1 < t_end) load_kv(t + 1, st ^ 1); /* every thread is done with tile t - 1's stage */
+        attn_cp_async_commit<false>();
+
+        const uint32_t k_addr = kv_addr + st * 2 * C::KV_BYTES;
+        const uint32_t v_addr = k_addr + C::KV_BYTES;
+
+        /* S = Q K^T: k-step kk reads 32 bytes at byte (kk % 4) * 32 of the rows of panel kk / 4 */
+        float s[BN / 2];
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; kk++) {
+            const uint32_t koff = (uint32_t) ((kk & 3) * 32);
+            wg_mma_ss<BN, BF16>(s, wg_desc(q_addr + (kk >> 2) * BM * 128 + koff, 16, 1024), /* Q panels BM rows */
+                                wg_desc(k_addr + (kk >> 2) * BN * 128 + koff, 16, 1024), kk > 0);
+        }
+        wg_commit();
+        wg_wait<0>();
+        wg_fence_regs(s);
+
+        /* masking, as v2: only tiles with padding, or that cross Tk, the diagonal or the window edge */
+        const bool need_mask = !tile_valid || n0 + BN > ck.hi_first + 1 || n0 < ck.lo_last;
+        if (need_mask) {
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                int lo, hi;
+                attn_row_range(a, m0 + wrow + g + 8 * r, lo, hi);
+                lo -= n0;
+                hi -= n0;
+#pragma unroll
+                for (int j = 0; j < NTILES; j++) {
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int  c  = j * 8 + 2 * tig + e;
+                        const bool ok = c >= lo && c <= hi && (!mg || sm[c] != 0);
+                        if (!ok) s[j * 4 + 2 * r + e] = -INFINITY;
+                    }
+                }
+            }
+        }
+
+        /* online softmax as v2; pa[kk] = {(g, tile 2kk), (g+8, tile 2kk), (g, tile 2kk+1), (g+8, tile 2kk+1)} */
+        uint32_t pa[PSTEPS][4];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = row_m[r];
+#pragma unroll
+            for (int j = 0; j < NTILES; j++) mx = fmaxf(mx, fmaxf(s[j * 4 + 2 * r], s[j * 4 + 2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_use = mx == -INFINITY ? 0.f : mx; /* all masked so far: avoid inf - inf */
+            const float alpha = attn_exp2((row_m[r] - m_use) * sl2);
+            const float ms    = m_use * sl2;
+            row_m[r]          = mx;
+            float sum         = 0.f;
+#pragma unroll
+            for (int j = 0; j < NTILES; j++) {
+                const float p0 = attn_exp2(fmaf(s[j * 4 + 2 * r], sl2, -ms));
+                const float p1 = attn_exp2(fmaf(s[j * 4 + 2 * r + 1], sl2, -ms));
+                sum += p0 + p1;
+                pa[j / 2][(j % 2) * 2 + r] = attn_pack2<BF16>(p0, p1);
+            }
+            row_l[r] = row_l[r] * alpha + sum;
+#pragma unroll
+            for (int d = 0; d < DTILES; d++) {
+                o[d * 4 + 2 * r] *= alpha;
+                o[d * 4 + 2 * r + 1] *= alpha;
+            }
+        }
+
+        /* O += P V: k-step kk is keys [16 kk, 16 kk + 16), 2048 bytes further; the 64-column panels of V are
+           BN * 128 bytes apart (LBO), 8-key groups 1024 (SBO) */
+        wg_fence_regs(o);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < PSTEPS; kk++) {
+            wg_mma_rs_tb<HS, BF16>(o, pa[kk], wg_desc(v_addr + kk * 2048, BN * 128, 1024), 1);
+        }
+        wg_commit();
+        wg_wait<0>();
+        wg_fence_regs(o);
+    }
+
+    /* epilogue: normalise; each warp stages its own 16 rows in sQ (no wgmma reads sQ any more: every product was
+       waited for), then writes them as 16-byte chunks */
+    attn_cp_async_wait<0, false>(); /* nothing may still be landing in sQ (no key tile at all) */
+    __syncthreads();
+    float lse[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float l = row_l[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float inv = l > 0.f ? 1.f / l : 0.f; /* a row with no valid key gives zeros */
+        lse[r]          = l > 0.f ? row_m[r] * a.scale + logf(l) : -INFINITY;
+#pragma unroll
+        for (int d = 0; d < DTILES; d++) {
+            o[d * 4 + 2 * r] *= inv;
+            o[d * 4 + 2 * r + 1] *= inv;
+        }
+    }
+#pragma unroll
+    for (int d = 0; d < DTILES; d++) {
+        const int r = wrow + g;
+        *reinterpret_cast<uint32_t *>(sQ + wg_swz<BM>(r, d) + tig * 4) = attn_pack2<BF16>(o[d * 4], o[d * 4 + 1]);
+        *reinterpret_cast<uint32_t *>(sQ + wg_swz<BM>(r + 8, d) + tig * 4) =
+            attn_pack2<BF16>(o[d * 4 + 2], o[d * 4 + 3]);
+    }
+    __syncwarp();
+    char * og = a.o + (int64_t) b * a.o_sb + (int64_t) h * a.o_sh;
+#pragma unroll
+    for (int it = 0; it < 16 * CPR / 32; it++) {
+        const int id = lane + it * 32, r = wrow + id / CPR, c = id % CPR;
+        const int i  = m0 + r;
+        if (i < a.Tq) {
+            *reinterpret_cast<uint4 *>(og + (int64_t) i * a.o_st + c * 16) =
+                *reinterpret_cast<const uint4 *>(sQ + wg_swz<BM>(r, c));
+        }
+    }
+    if (a.lse && tig == 0) {
+        char * lg = a.lse + (int64_t) b * a.l_sb + (int64_t) h * a.l_sh;
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int i = m0 + wrow + g + 8 * r;
+            if (i < a.Tq) *reinterpret_cast<float *>(lg + (int64_t) i * a.l_st) = lse[r];
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // kernel launchers
 
 static const char * const attn_variant_names[RK_ATTN_FWD_N_VARIANTS] = {
-    "auto", "plain", "tc64x64", "tc128x64", "tc64x64lean", "tc128x128",
+    "auto", "plain", "tc64x64", "tc128x64", "tc64x64lean", "tc128x128", "wgmma", "wgmma-alt", "wgmma-2wg",
 };
 
 extern "C" const char * rk_cuda_attn_fwd_variant_name(int variant) {
@@ -528,6 +775,52 @@ static enum rk_status attn_launch_tc(const struct attn_args & a, int variant, in
         default: break;
     }
     return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: variant %d does not take HS=%d", variant, HS);
+}
+
+/* Launches a wgmma variant (6, 7, 8); UNSUPPORTED when its shared memory exceeds the device's opt-in limit. */
+template <int HS, int V, bool BF16>
+static enum rk_status attn_launch_wg(const struct attn_args & a, int B, int NH, int smem_optin, cudaStream_t stream) {
+    using C = attn_wg_cfg<HS, V>;
+    if (C::SMEM > smem_optin) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: tile %dx%d needs %d bytes of shared memory, device allows %d",
+                            C::BM, C::BN, C::SMEM, smem_optin);
+    }
+    RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_wg<HS, V, BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       C::SMEM));
+    const dim3 grid((unsigned) ((a.Tq + C::BM - 1) / C::BM), (unsigned) NH, (unsigned) B);
+    attn_fwd_kernel_wg<HS, V, BF16><<<grid, C::THREADS, C::SMEM, stream>>>(a);
+    RK_CUDA_CHECK(cudaGetLastError());
+    return RK_OK;
+}
+
+template <int HS>
+static enum rk_status attn_launch_wg_hs(const struct attn_args & a, int variant, bool bf16, int B, int NH,
+                                        int smem_optin, cudaStream_t stream) {
+    switch (variant) {
+        case 6:
+            return bf16 ? attn_launch_wg<HS, 6, true>(a, B, NH, smem_optin, stream)
+                        : attn_launch_wg<HS, 6, false>(a, B, NH, smem_optin, stream);
+        case 7:
+            return bf16 ? attn_launch_wg<HS, 7, true>(a, B, NH, smem_optin, stream)
+                        : attn_launch_wg<HS, 7, false>(a, B, NH, smem_optin, stream);
+        default:
+            return bf16 ? attn_launch_wg<HS, 8, true>(a, B, NH, smem_optin, stream)
+                        : attn_launch_wg<HS, 8, false>(a, B, NH, smem_optin, stream);
+    }
+}
+
+/*
+ * RK_ATTN_FWD_VARIANT=N (read once): the automatic choice takes variant N whenever N takes the call, so a whole
+ * model can be timed with one kernel (bench_bert, the device check). Unset, empty or 0: the built-in choice.
+ */
+static int attn_env_variant(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        const char * e = getenv("RK_ATTN_FWD_VARIANT");
+        const int    v = e && *e ? atoi(e) : 0;
+        cached         = v > 0 && v < RK_ATTN_FWD_N_VARIANTS ? v : 0;
+    }
+    return cached;
 }
 
 /* The variant the automatic choice takes for a tensor-core-eligible call (docs/ATTN.md, "Tile choice"). */
@@ -616,7 +909,14 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
     const bool tc_ok = (HS == 32 || HS == 64 || HS == 128) && attn_aligned16(q) && attn_aligned16(k) &&
                        attn_aligned16(v) && attn_aligned16(dst) && p->scale > 0.f && isfinite(p->scale) &&
                        !(sm75 && bf16);
-    if (variant == 0) variant = tc_ok ? (sm75 ? 2 : attn_auto_variant((int) HS)) : 1;
+    /* wgmma (v6, v7, v8): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
+    const bool wg_ok = tc_ok && !sm75 && cc == 90 && (HS == 64 || HS == 128);
+    if (variant == 0) {
+        const int ev = attn_env_variant();
+        const bool ev_ok = ev == 1 || (ev >= 6 ? wg_ok : (tc_ok && (sm75 ? ev == 2 : (ev != 4 || HS == 128) &&
+                                                                                        (ev != 5 || HS <= 64))));
+        variant = ev_ok ? ev : (tc_ok ? (sm75 ? 2 : attn_auto_variant((int) HS)) : 1);
+    }
     if (variant == 1) {
         if (bf16) {
             attn_launch_v1_hs<true>(a, (int) B, (int) NH, stream);
@@ -629,6 +929,15 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
         return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: variant %d needs HS in {32, 64, 128}, 16-byte aligned "
                                                    "rows, scale > 0%s (HS=%lld)", variant,
                             sm75 && bf16 ? " and f16 on the sm_75 path" : "", (long long) HS);
+    }
+    if (variant >= 6) {
+        if (!wg_ok) {
+            return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: variant %d (wgmma) needs an sm_90 device without "
+                                                       "the sm_75 path and HS 64 or 128 (device sm_%d, HS=%lld)",
+                                variant, cc, (long long) HS);
+        }
+        return HS == 64 ? attn_launch_wg_hs<64>(a, variant, bf16, (int) B, (int) NH, smem_optin, stream)
+                        : attn_launch_wg_hs<128>(a, variant, bf16, (int) B, (int) NH, smem_optin, stream);
     }
     if (sm75) {
         if (variant != 2) {
