@@ -21,7 +21,9 @@ EMU_CXXFLAGS := -std=c++17 -O2 -g -fno-strict-aliasing -ffp-contract=off -Wall -
 # fixed-size array (shared or local), signed overflow, bad shifts abort with the source line
 EMU_SAN      ?= -fsanitize=alignment,bounds,shift,signed-integer-overflow,integer-divide-by-zero,null,return,vla-bound \
                 -fno-sanitize-recover=all
-EMU_CPPFLAGS := -std=c++17 -D__CUDACC__ -D__CUDA_ARCH__=$(EMU_ARCH)0 -DRK_HAVE_CUDA \
+# sm_90 is emulated as sm_90a: nvcc defines __CUDA_ARCH_FEAT_SM90_ALL there (wgmma, kernels/wgmma.cuh)
+EMU_ARCH_FEAT := $(if $(filter 90,$(EMU_ARCH)),-D__CUDA_ARCH_FEAT_SM90_ALL)
+EMU_CPPFLAGS := -std=c++17 -D__CUDACC__ -D__CUDA_ARCH__=$(EMU_ARCH)0 $(EMU_ARCH_FEAT) -DRK_HAVE_CUDA \
                 -include tests/emu/inc/emu_device.h -I. -Ihost $(EMU_INC) $(PKG_CFLAGS)
 
 EMU_CU_SRC   := $(wildcard kernels/*.cu quant/*.cu lora/*.cu)
@@ -33,8 +35,10 @@ EMU_TESTS    := $(patsubst %,$(EMU_DIR)/tests/%,test_ops_bwd test_ops_train test
                                                    test_quant test_lora test_train_model)
 
 EMU_DRIVERS  := $(patsubst host/drivers/%.c,$(EMU_DIR)/rk-%,$(DRV_SRC))
+# the emulator's own tests: CUDA sources under tests/emu, kernels and host code in one .cu
+EMU_SELF     := $(EMU_DIR)/tests/emu/test_wgmma
 
-emu-build: $(EMU_LIB) $(EMU_TESTS) $(EMU_DRIVERS)
+emu-build: $(EMU_LIB) $(EMU_TESTS) $(EMU_DRIVERS) $(EMU_SELF)
 
 emu-test: emu-build
 	RK_ROOT=$(CURDIR) bash tests/emu/run_suites.sh $(EMU_DIR)
@@ -68,10 +72,13 @@ $(EMU_LIB): $(EMU_C_OBJ) $(EMU_CU_OBJ) $(EMU_RT_OBJ)
 $(EMU_DIR)/rk-%: host/drivers/%.c $(EMU_LIB)
 	$(CC) $(EMU_CFLAGS) $< $(EMU_LIB) $(HOST_LDLIBS) $(EMU_SAN) -lstdc++ -o $@
 
+$(EMU_DIR)/tests/emu/test_%: $(EMU_DIR)/tests/emu/test_%.cu.o $(EMU_LIB)
+	$(EMU_CXX) $^ $(HOST_LDLIBS) $(EMU_SAN) -o $@
+
 $(EMU_DIR)/tests/%: tests/%.c $(wildcard tests/*.h) $(EMU_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(EMU_CFLAGS) -Itests $< $(EMU_LIB) $(HOST_LDLIBS) $(EMU_SAN) -lcriterion -lstdc++ -o $@
 
 .PRECIOUS: $(EMU_DIR)/%.cu.ii $(EMU_DIR)/%.cu.cpp
 
--include $(EMU_C_OBJ:.o=.d) $(EMU_RT_OBJ:.o=.d) $(patsubst %.cu.o,%.cu.ii.d,$(EMU_CU_OBJ))
+-include $(EMU_C_OBJ:.o=.d) $(EMU_RT_OBJ:.o=.d) $(patsubst %.cu.o,%.cu.ii.d,$(EMU_CU_OBJ)) $(EMU_SELF:=.cu.ii.d)

@@ -8,6 +8,9 @@
  *   - warp collectives (shuffles, ballots, __syncwarp, ldmatrix, mma): every lane named in the mask, same mask,
  *     same intrinsic at the same site (__syncwarp may differ in site). A mask naming a lane that has returned, a
  *     shuffle reading a lane outside the mask, or two partial-warp collectives at once are reported as errors.
+ *   - warpgroup collectives (wgmma.*): all 128 threads of the warpgroup (the 4 warps whose warp index / 4 is
+ *     equal), same instruction at the same site; a warpgroup the block does not fill, or one of whose threads has
+ *     returned, is an error.
  * When no fiber can run the block is deadlocked: reported with where each warp waits. Shared memory (static
  * __shared__ variables and the dynamic extern array) lives in one arena per block, filled with 0xFF bytes (NaN) when
  * each block starts, so a read of shared memory no thread of this block wrote shows up.
@@ -79,6 +82,7 @@ struct fiber {
     const char *        wait_file;
     int                 wait_line;
     uint64_t            xch[2][8]; /* published words, double-buffered by collective parity */
+    uint64_t            wgxch[2][8]; /* the same for warpgroup collectives */
     std::vector<cp_req> cp;
     int                 cp_groups;
 };
@@ -87,6 +91,14 @@ struct warp_state {
     unsigned     gen;
     int          count;
     unsigned     mask, arrived, live;
+    const char * kind;
+    const char * file;
+    int          line;
+};
+
+struct wgroup_state {
+    unsigned     gen;
+    int          count;
     const char * kind;
     const char * file;
     int          line;
@@ -106,6 +118,7 @@ void *             sched_sp;
 int                cur = -1;
 int                nthreads, live;
 warp_state         warps[32];
+wgroup_state       wgroups[8];
 block_state        blk;
 const char *       kernel_name;
 void (*body_fn)(void *);
@@ -113,6 +126,8 @@ void *             body_ctx;
 std::mt19937       shuffle_rng(12345);
 
 alignas(1024) unsigned char smem[SMEM_ARENA];
+/* What the async proxy (wgmma) sees: the arena as it was at the last fence.proxy.async of any thread. */
+alignas(1024) unsigned char smem_async[SMEM_ARENA];
 size_t smem_dyn, smem_top; /* dynamic bytes; end of the static allocations */
 std::vector<std::pair<const void *, size_t>> smem_statics;
 
@@ -159,6 +174,11 @@ void fiber_main() {
         faultf("thread returns while lanes of its warp wait for it in %s at %s:%d (mask 0x%08x)", ws.kind, ws.file,
                ws.line, ws.mask);
     }
+    const wgroup_state & gs = wgroups[f.linear / 128];
+    if (gs.count > 0) {
+        faultf("thread returns while %d threads of its warpgroup wait for it in %s at %s:%d", gs.count, gs.kind,
+               gs.file, gs.line);
+    }
     if (blk.count > 0 && blk.count >= live) block_complete(); /* a returned thread counts as arrived */
     emu_ctx_switch(&f.sp, sched_sp);
     __builtin_unreachable();
@@ -202,14 +222,25 @@ void deadlock() {
                     warps[w].file, warps[w].line, warps[w].arrived, warps[w].mask);
         }
     }
+    for (int g = 0; g < 8; g++) {
+        if (wgroups[g].count) {
+            fprintf(stderr, "  warpgroup %d: %s at %s:%d has %d of 128 threads\n", g, wgroups[g].kind,
+                    wgroups[g].file, wgroups[g].line, wgroups[g].count);
+        }
+    }
     if (blk.count) fprintf(stderr, "  __syncthreads at %s:%d: %d of %d live threads arrived\n", blk.file, blk.line,
                            blk.count, live);
     abort();
 }
 
+uint64_t block_seq;
+
 void run_block() {
+    block_seq++;
     memset(smem, 0xff, smem_top); /* NaN: a read of shared memory this block never wrote shows up */
+    memset(smem_async, 0xff, smem_top);
     for (int w = 0; w < 32; w++) warps[w] = warp_state{ 0, 0, 0, 0, 0, nullptr, nullptr, 0 };
+    for (int g = 0; g < 8; g++) wgroups[g] = wgroup_state{ 0, 0, nullptr, nullptr, 0 };
     blk  = block_state{ 0, 0, 0, 0, { 0, 0 }, nullptr, 0 };
     live = nthreads;
     for (int t = 0; t < nthreads; t++) {
@@ -271,6 +302,8 @@ void fault(const char * fmt, ...) {
 
 const uint3 & thread_idx() { return me().tid; }
 int           lane() { return me().linear % 32; }
+int           thread_linear() { return me().linear; }
+uint64_t      block_serial() { return block_seq; }
 
 void sync_block(const char * file, int line) { (void) sync_block_reduce(0, 0, file, line); }
 
@@ -340,6 +373,48 @@ const uint64_t * warp_gather(unsigned mask, const uint64_t * words, int n, const
     return &table[w][g & 1][0][0];
 }
 
+static wgroup_state & warpgroup_check(int g, const char * kind, const char * file, int line) {
+    if ((g + 1) * 128 > nthreads) {
+        faultf("%s at %s:%d: warpgroup %d needs threads [%d, %d), the block has %d", kind, file, line, g, g * 128,
+               g * 128 + 128, nthreads);
+    }
+    for (int w = 4 * g; w < 4 * g + 4; w++) {
+        if (warps[w].live != 0xffffffffu) {
+            faultf("%s at %s:%d: threads of warpgroup %d have returned (warp %d live 0x%08x)", kind, file, line, g, w,
+                   warps[w].live);
+        }
+    }
+    wgroup_state & gs = wgroups[g];
+    if (gs.count == 0) {
+        gs.kind = kind;
+        gs.file = file;
+        gs.line = line;
+    } else if (strcmp(gs.kind, kind) != 0 || gs.line != line || strcmp(gs.file, file) != 0) {
+        faultf("divergent warpgroup collective: this thread is in %s at %s:%d, %d threads of its warpgroup in %s at "
+               "%s:%d", kind, file, line, gs.count, gs.kind, gs.file, gs.line);
+    }
+    return gs;
+}
+
+const uint64_t * warpgroup_gather(const uint64_t * words, int n, const char * kind, const char * file, int line) {
+    fiber &        f   = me();
+    const int      g   = f.linear / 128;
+    wgroup_state & gs  = warpgroup_check(g, kind, file, line);
+    const unsigned gen = gs.gen;
+    for (int i = 0; i < n; i++) f.wgxch[gen & 1][i] = words[i];
+    if (++gs.count == 128) {
+        gs.count = 0;
+        gs.gen++;
+    } else {
+        wait_for(&gs.gen, kind, file, line);
+    }
+    static uint64_t table[8][2][128][8];
+    for (int s = 0; s < 128; s++) {
+        memcpy(table[g][gen & 1][s], fibers[(size_t) (g * 128 + s)].wgxch[gen & 1], sizeof(uint64_t) * (size_t) n);
+    }
+    return &table[g][gen & 1][0][0];
+}
+
 void sync_warp(const char * file, int line, unsigned mask) { (void) warp_gather(mask, nullptr, 0, "__syncwarp", file, line); }
 
 uint64_t exchange(unsigned mask, uint64_t v, int src, const char * kind, const char * file, int line) {
@@ -375,6 +450,7 @@ void * smem_static(const void * key, size_t size, size_t align, const char * nam
                cfg().cc, cfg().smem_optin);
     }
     memset(smem + smem_top, 0xff, off + size - smem_top); /* first use in this launch: poison it */
+    memset(smem_async + smem_top, 0xff, off + size - smem_top);
     smem_top = off + size;
     smem_statics.emplace_back(key, off);
     return smem + off;
@@ -389,6 +465,8 @@ uint32_t cvta_shared(const void * p) {
 }
 
 unsigned char * smem_arena() { return smem; }
+const unsigned char * smem_async_view() { return smem_async; }
+void fence_proxy_async() { memcpy(smem_async, smem, smem_top); }
 size_t          smem_in_use() { return smem_top; }
 
 /* ---- cp.async -------------------------------------------------------------------------------------------------- */

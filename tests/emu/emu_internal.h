@@ -56,6 +56,17 @@ const char * current_kernel();
 /* Shared memory of the running block: its base and the bytes in use (dynamic + static); for PTX operands. */
 unsigned char * smem_arena();
 size_t          smem_in_use();
+/* The arena as the async proxy (wgmma) sees it: a copy taken at each fence.proxy.async (of any thread). A byte
+ * where it differs from smem_arena() was written through the generic proxy after the last fence. */
+const unsigned char * smem_async_view();
+void                  fence_proxy_async();
+/* The running thread's linear index in its block; a number that differs for every block run (1, 2, ...). */
+int      thread_linear();
+uint64_t block_serial();
+/* Warpgroup collective (the 128 threads t with t / 128 equal): every thread at the same site; returns the 128 x 8
+ * table of what the threads published (row = thread index in the warpgroup), valid until the warpgroup's
+ * next-but-one collective. */
+const uint64_t * warpgroup_gather(const uint64_t * words, int n, const char * kind, const char * file, int line);
 /* Per-thread cp.async queue (emu_fiber.cpp). */
 void cp_async(uint32_t dst, const void * src, int bytes, int src_bytes);
 void cp_commit();

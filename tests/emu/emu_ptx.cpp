@@ -7,9 +7,41 @@
  *   mma.sync.aligned.{m16n8k16,m16n8k8}.row.col.f32.{f16,bf16}.{f16,bf16}.f32   (a warp collective; k16 and bf16
  *                                                                        need sm_80, f16 k8 sm_75)
  *   ex2.approx{.ftz}.f32;  ld.shared{::cta}.{f32,b32,u32,s32}
+ *   { .reg .pred p; setp.{eq,ne}.{b32,u32,s32} p, a, b; ... }         (scoped blocks with predicate registers)
+ *   wgmma.fence.sync.aligned;  wgmma.commit_group.sync.aligned;  wgmma.wait_group.sync.aligned N;
+ *   wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16.f16,bf16.bf16} {d}, a-desc|{a0,a1,a2,a3}, b-desc, scale-d,
+ *       imm-scale-a, imm-scale-b{, imm-trans-a}, imm-trans-b        (N = 8..256 step 8; sm_90a; warpgroup collectives)
+ *   fence.proxy.async{.shared::cta}                                   (sm_90)
  * Fragment layouts follow the PTX ISA's figures for mma.m16n8k16 / m16n8k8 and ldmatrix. Products of 16-bit inputs
  * are exact in fp32; the emulation adds them to the accumulator one k at a time with fmaf (real tensor cores add in
  * an unspecified order and internal precision).
+ *
+ * wgmma follows the PTX ISA (version 8.x) section 9.7.15 "Asynchronous Warpgroup Level Matrix Multiply-Accumulate
+ * Instructions": 9.7.15.5.1.1.1 "Matrix Fragments for wgmma.mma_async.m64nNk16" (Figures 148 and 149: A in registers
+ * and the accumulator D; they are figures, so cross-checked against CUTLASS's ALayout_64x16 / CLayout_64xN in
+ * cute/atom/mma_traits_sm90_gmma.hpp), 9.7.15.5.1.2 "Shared Memory Matrix Layout" with 9.7.15.5.1.2.1.x "Leading
+ * Dimension Byte Offset", "Stride Dimension Byte Offset" and "Canonical Layouts" (the CuTe-notation table), and
+ * 9.7.15.5.1.2.2 "Matrix Descriptor Format". Thread T of a warpgroup, w = T / 32, g = (T % 32) / 4, t = T % 4:
+ *   D (64 x N, f32): d[i] is row 16 w + g + 8 ((i / 2) % 2), column 8 (i / 4) + 2 t + (i % 2)
+ *   A (64 x 16, 16-bit, registers): a[r] holds the element pair (row 16 w + g + 8 (r % 2), columns 2 t + 8 (r / 2)
+ *     + {0 (low half), 1 (high half)})
+ * Shared-memory operands, 16-bit elements (T = 8 per 16 bytes), element (mn, k) of A (mn = m) or B (mn = n), byte
+ * offset from the descriptor's start address, W the swizzle width in bytes (128, 64, 32):
+ *   K-major, swizzled ((8,m),(T,2k)):((W/2,SBO),(1,T)) elements:  (mn % 8) W + (mn / 8) SBO + 2 k       (LBO unused)
+ *   K-major, no swizzle ((8,m),(T,2k)):((T,SBO),(1,LBO)):         (mn % 8) 16 + (mn / 8) SBO + 2 (k % 8) + (k / 8) LBO
+ *   MN-major, swizzled ((T,W/16,m),(8,k)):((1,T,LBO),(W/2,SBO)):  2 (mn % (W/2)) + (mn / (W/2)) LBO + (k % 8) W
+ *                                                                 + (k / 8) SBO
+ *   MN-major, no swizzle ((T,1,m),(8,k)):((1,T,SBO),(T,LBO)):     2 (mn % 8) + (mn / 8) SBO + (k % 8) 16 + (k / 8) LBO
+ * then the swizzle (CuTe Swizzle<B,4,3>) on the shared address itself: 128B XORs address bits [4,7) with [7,10),
+ * 64B bits [4,6) with [7,9), 32B bit 4 with bit 7; with base offset 0 the pattern repeats on 1024/512/256-byte
+ * boundaries of the address. A non-zero base offset is not emulated (an error). The contiguous run of a swizzled
+ * operand must stay inside one W-byte row (start % W + in-row offset < W), else an error.
+ * Not modelled: asynchrony. mma_async computes D at issue; commit_group and wait_group are warpgroup rendezvous
+ * with no other effect, so a kernel that reads the accumulators before its wait_group, or overwrites an operand
+ * in shared memory before it, is not caught. Checked: every thread of the warpgroup arrives at the same site with
+ * the same descriptors, immediates and scale-d; a wgmma.fence before the warpgroup's first mma_async; shared
+ * bytes inside the arena in use; and (the async proxy) that the bytes wgmma reads are what they were at the last
+ * fence.proxy.async of any thread, i.e. no generic-proxy write (st.shared, cp.async landing) since then.
  */
 #include "emu_internal.h"
 
@@ -21,12 +53,14 @@ namespace emu {
 namespace {
 
 struct operand {
-    enum { REG, LIST, ADDR, IMM } kind;
+    enum { REG, LIST, ADDR, IMM, PRED } kind; /* PRED: a predicate register of the block, idx[0] its number */
     std::vector<int> idx; /* operand numbers (%n) */
     long long        imm;
 };
 
-enum op_kind { CP_ASYNC, CP_COMMIT, CP_WAIT, CP_WAIT_ALL, LDMATRIX, MMA, EX2, LD_SHARED };
+enum op_kind { CP_ASYNC, CP_COMMIT, CP_WAIT, CP_WAIT_ALL, LDMATRIX, MMA, EX2, LD_SHARED, SETP, WG_FENCE, WG_COMMIT,
+               WG_WAIT, WG_MMA, FENCE_PROXY_ASYNC };
+constexpr int MAX_PREDS = 8;
 
 struct instr {
     op_kind              op;
@@ -37,6 +71,9 @@ struct instr {
     int                  k      = 0;     /* mma k */
     bool                 bf16   = false; /* mma inputs */
     bool                 ftz    = false;
+    bool                 ne     = false; /* setp.ne (else eq) */
+    int                  n      = 0;     /* wgmma N */
+    bool                 a_regs = false; /* wgmma A in registers */
     std::vector<operand> ops;
 };
 
@@ -48,14 +85,52 @@ std::vector<instr> parse(const char * tmpl, const char * file, int line) {
     std::vector<instr> out;
     std::string        all(tmpl);
     size_t             pos = 0;
+    std::vector<std::string> preds; /* predicate registers declared in the template (one scope: names are unique) */
+    int                      depth = 0;
     while (pos < all.size()) {
         size_t end = all.find(';', pos);
         if (end == std::string::npos) end = all.size();
         std::string s = all.substr(pos, end - pos);
         pos           = end + 1;
-        const size_t a = s.find_first_not_of(" \t\n"), b = s.find_last_not_of(" \t\n");
-        if (a == std::string::npos) continue;
-        s = s.substr(a, b - a + 1);
+        /* scope braces at the start of a statement: '{' opens a block, '}' closes one (register lists only follow
+         * an opcode, so they are never at the start) */
+        for (;;) {
+            const size_t a = s.find_first_not_of(" \t\n");
+            if (a == std::string::npos) {
+                s.clear();
+                break;
+            }
+            if (s[a] == '{' || s[a] == '}') {
+                depth += s[a] == '{' ? 1 : -1;
+                if (depth < 0) bad("unbalanced '}'", file, line);
+                s = s.substr(a + 1);
+                continue;
+            }
+            const size_t b = s.find_last_not_of(" \t\n");
+            s              = s.substr(a, b - a + 1);
+            break;
+        }
+        if (s.empty()) continue;
+        if (s.rfind(".reg", 0) == 0) { /* .reg .pred p{, q}; other register declarations are not emulated */
+            size_t q = 4;
+            while (q < s.size() && (s[q] == ' ' || s[q] == '\t' || s[q] == '\n')) q++;
+            if (s.compare(q, 5, ".pred") != 0) bad(s + " (only .pred registers)", file, line);
+            std::string names = s.substr(q + 5);
+            size_t      i     = 0;
+            while (i < names.size()) {
+                while (i < names.size() && (names[i] == ' ' || names[i] == ',' || names[i] == '\t' || names[i] == '\n')) i++;
+                size_t j = i;
+                while (j < names.size() && (isalnum((unsigned char) names[j]) || names[j] == '_' || names[j] == '$')) j++;
+                if (j == i) {
+                    if (i < names.size()) bad(s, file, line);
+                    break;
+                }
+                preds.push_back(names.substr(i, j - i));
+                if ((int) preds.size() > MAX_PREDS) bad(s + " (too many predicates)", file, line);
+                i = j;
+            }
+            continue;
+        }
         instr in;
         in.text               = s;
         const size_t sp       = s.find_first_of(" \t");
@@ -88,6 +163,30 @@ std::vector<instr> parse(const char * tmpl, const char * file, int line) {
         } else if (opc == "ld.shared.f32" || opc == "ld.shared.b32" || opc == "ld.shared.u32" || opc == "ld.shared.s32" ||
                    opc == "ld.shared::cta.f32" || opc == "ld.shared::cta.b32") {
             in.op = LD_SHARED;
+        } else if (opc == "setp.ne.b32" || opc == "setp.ne.u32" || opc == "setp.ne.s32" || opc == "setp.eq.b32" ||
+                   opc == "setp.eq.u32" || opc == "setp.eq.s32") {
+            in.op = SETP;
+            in.ne = has(".ne.");
+        } else if (opc == "wgmma.fence.sync.aligned") {
+            in.op = WG_FENCE;
+        } else if (opc == "wgmma.commit_group.sync.aligned") {
+            in.op = WG_COMMIT;
+        } else if (opc == "wgmma.wait_group.sync.aligned") {
+            in.op = WG_WAIT;
+        } else if (opc == "fence.proxy.async" || opc == "fence.proxy.async.shared::cta") {
+            in.op = FENCE_PROXY_ASYNC;
+        } else if (opc.rfind("wgmma.mma_async.sync.aligned.m64n", 0) == 0) {
+            /* .m64nNk16.f32.{f16.f16,bf16.bf16}: the dense 16-bit forms with an f32 accumulator */
+            const char * p = opc.c_str() + strlen("wgmma.mma_async.sync.aligned.m64n");
+            char *       e;
+            const long   n = strtol(p, &e, 10);
+            const std::string tail(e);
+            if (n < 8 || n > 256 || n % 8 || (tail != "k16.f32.bf16.bf16" && tail != "k16.f32.f16.f16")) {
+                bad(s, file, line);
+            }
+            in.op   = WG_MMA;
+            in.n    = (int) n;
+            in.bf16 = tail == "k16.f32.bf16.bf16";
         } else {
             bad(s, file, line);
         }
@@ -112,16 +211,26 @@ std::vector<instr> parse(const char * tmpl, const char * file, int line) {
             } else {
                 while (j < rest.size() && rest[j] != ',') j++;
             }
-            const std::string tok = rest.substr(close ? i + 1 : i, (close ? j : j) - (close ? i + 1 : i));
+            std::string tok = rest.substr(close ? i + 1 : i, (close ? j : j) - (close ? i + 1 : i));
             if (!close) {
+                const size_t ta = tok.find_first_not_of(" \t\n"), tb = tok.find_last_not_of(" \t\n");
+                tok = ta == std::string::npos ? "" : tok.substr(ta, tb - ta + 1);
                 if (tok.find('%') != std::string::npos) {
                     o.kind = operand::REG;
+                } else if (!tok.empty() && (isalpha((unsigned char) tok[0]) || tok[0] == '_' || tok[0] == '$')) {
+                    size_t q = 0;
+                    while (q < preds.size() && preds[q] != tok) q++;
+                    if (q == preds.size()) bad(s + " (unknown name '" + tok + "')", file, line);
+                    o.kind = operand::PRED;
+                    o.idx.push_back((int) q);
                 } else {
+                    char * e;
                     o.kind = operand::IMM;
-                    o.imm  = strtoll(tok.c_str(), nullptr, 0);
+                    o.imm  = strtoll(tok.c_str(), &e, 0);
+                    if (tok.empty() || *e) bad(s + " (operand '" + tok + "')", file, line);
                 }
             }
-            for (size_t q = 0; q < tok.size(); q++) {
+            for (size_t q = 0; q < tok.size() && o.kind != operand::PRED; q++) {
                 if (tok[q] == '%') o.idx.push_back(atoi(tok.c_str() + q + 1));
                 else if (tok[q] == '+') bad(s + " (address offsets)", file, line);
             }
@@ -131,6 +240,7 @@ std::vector<instr> parse(const char * tmpl, const char * file, int line) {
         }
         out.push_back(in);
     }
+    if (depth != 0) bad("unbalanced '{'", file, line);
     return out;
 }
 
@@ -139,6 +249,7 @@ struct ctx {
     int          n;
     const char * file;
     int          line;
+    bool *       preds; /* the block's predicate registers */
     uint64_t get(int i) const {
         if (i < 0 || i >= n) fault("inline PTX at %s:%d: operand %%%d of %d", file, line, i, n);
         const asm_arg & a = args[i];
@@ -163,6 +274,20 @@ struct ctx {
         put(i, u);
     }
     uint64_t value(const operand & o) const { return o.kind == operand::IMM ? (uint64_t) o.imm : get(o.idx[0]); }
+    /* An immediate: a literal in the template or an "n" operand */
+    long long imm(const operand & o, const instr & in) const {
+        if (o.kind == operand::IMM) return o.imm;
+        if (o.kind != operand::REG || o.idx[0] < 0 || o.idx[0] >= n || args[o.idx[0]].kind != 'n') {
+            fault("inline PTX at %s:%d: '%s': an operand that must be an immediate is not", file, line, in.text.c_str());
+        }
+        return (long long) get(o.idx[0]);
+    }
+    bool pred(const operand & o, const instr & in) const {
+        if (o.kind == operand::PRED) return preds[o.idx[0]];
+        if (o.kind == operand::IMM) return o.imm != 0;
+        fault("inline PTX at %s:%d: '%s': a predicate operand is neither a predicate nor a constant", file, line,
+              in.text.c_str());
+    }
 };
 
 void need_cc(int cc, const instr & in, const ctx & c) {
@@ -183,8 +308,211 @@ void shared_range(uint64_t addr, size_t n, const instr & in, const ctx & c) {
     }
 }
 
+/* ---- wgmma ---------------------------------------------------------------------------------------------------- */
+
+/* The warpgroup's wgmma state, per block: fenced since the kernel began (wgmma.fence must precede the first
+ * mma_async) and the committed groups (book-keeping only: the math is done at issue). */
+struct wg_state {
+    uint64_t block; /* block_serial() of the block it belongs to */
+    bool     fenced;
+};
+wg_state wgs[8];
+
+wg_state & my_wg() {
+    wg_state & s = wgs[thread_linear() / 128];
+    if (s.block != block_serial()) s = wg_state{ block_serial(), false };
+    return s;
+}
+
+/* A shared-memory operand of wgmma.mma_async, decoded from its descriptor (PTX ISA 9.7.15.5.1.2.2). */
+struct smem_operand {
+    uint32_t start, lbo, sbo; /* bytes */
+    int      swz;             /* swizzle width in bytes: 128, 64, 32, or 0 (none) */
+    bool     mn_major;        /* transposed: M-major A / N-major B */
+    const char * name;
+};
+
+smem_operand decode_desc(uint64_t d, bool mn_major, const char * name, const instr & in, const ctx & c) {
+    smem_operand o;
+    o.start    = (uint32_t) (d & 0x3FFF) << 4;
+    o.lbo      = (uint32_t) ((d >> 16) & 0x3FFF) << 4;
+    o.sbo      = (uint32_t) ((d >> 32) & 0x3FFF) << 4;
+    o.mn_major = mn_major;
+    o.name     = name;
+    const int mode = (int) (d >> 62);
+    o.swz          = mode == 1 ? 128 : mode == 2 ? 64 : mode == 3 ? 32 : 0;
+    const int base = (int) ((d >> 49) & 7);
+    if (base) {
+        fault("'%s' at %s:%d: descriptor of %s 0x%016llx has base offset %d (swizzle patterns that do not start on "
+              "their boundary are not emulated)", in.text.c_str(), c.file, c.line, name, (unsigned long long) d, base);
+    }
+    return o;
+}
+
+/* Byte address in the arena of element (mn, k) of a 16-bit shared-memory operand (the canonical layouts of PTX ISA
+ * 9.7.15.5.1.2.1.3 with T = 8 elements per 16 bytes), swizzle applied. */
+uint32_t elem_addr(const smem_operand & o, int mn, int k, const instr & in, const ctx & c) {
+    uint32_t off, row_off; /* row_off: the offset inside the W-byte row of a swizzled layout */
+    if (!o.swz) {
+        off     = o.mn_major ? 2 * (mn % 8) + (mn / 8) * o.sbo + (k % 8) * 16 + (k / 8) * o.lbo
+                             : (mn % 8) * 16 + (mn / 8) * o.sbo + 2 * (k % 8) + (k / 8) * o.lbo;
+        row_off = 0;
+    } else if (!o.mn_major) {
+        row_off = 2 * k;
+        off     = (mn % 8) * o.swz + (mn / 8) * o.sbo + row_off;
+    } else {
+        const int wn = o.swz / 2; /* elements per row */
+        row_off      = 2 * (mn % wn);
+        off          = row_off + (mn / wn) * o.lbo + (k % 8) * o.swz + (k / 8) * o.sbo;
+    }
+    if (o.swz && o.start % o.swz + row_off >= (uint32_t) o.swz) {
+        fault("'%s' at %s:%d: %s (%s-major, %d-byte swizzle, start address %u): element (%d, %d) lies past the end of "
+              "its %d-byte swizzle row", in.text.c_str(), c.file, c.line, o.name, o.mn_major ? "MN" : "K", o.swz,
+              o.start, mn, k, o.swz);
+    }
+    uint32_t a = o.start + off;
+    if (o.swz == 128) a ^= ((a >> 7) & 7) << 4;
+    if (o.swz == 64) a ^= ((a >> 7) & 3) << 4;
+    if (o.swz == 32) a ^= ((a >> 7) & 1) << 4;
+    return a;
+}
+
+float smem_elem(const smem_operand & o, bool bf16, int mn, int k, const instr & in, const ctx & c) {
+    const uint32_t a = elem_addr(o, mn, k, in, c);
+    if ((uint64_t) a + 2 > smem_in_use()) {
+        fault("'%s' at %s:%d: %s element (%d, %d) at shared bytes [%u, %u), outside the %zu in use (start %u, LBO %u, "
+              "SBO %u)", in.text.c_str(), c.file, c.line, o.name, mn, k, a, a + 2, smem_in_use(), o.start, o.lbo, o.sbo);
+    }
+    const unsigned char * sm = smem_arena();
+    if (memcmp(sm + a, smem_async_view() + a, 2) != 0) {
+        fault("'%s' at %s:%d: %s element (%d, %d) at shared byte %u was written through the generic proxy (a store or "
+              "a cp.async) after the last fence.proxy.async: the async proxy may not see it", in.text.c_str(), c.file,
+              c.line, o.name, mn, k, a);
+    }
+    uint16_t h;
+    memcpy(&h, sm + a, 2);
+    return bf16 ? rk_bf16_to_f32(h) : rk_f16_to_f32(h);
+}
+
+void wg_mma(const instr & in, const ctx & c) {
+    need_cc(90, in, c);
+    /* {d}, a, b-desc, scale-d, imm-scale-a, imm-scale-b{, imm-trans-a}, imm-trans-b */
+    const bool a_regs = in.ops.size() >= 2 && in.ops[1].kind == operand::LIST;
+    if (in.ops.size() != (a_regs ? 7u : 8u) || in.ops[0].kind != operand::LIST || (int) in.ops[0].idx.size() != in.n / 2 ||
+        (a_regs && in.ops[1].idx.size() != 4) || (!a_regs && in.ops[1].kind != operand::REG) ||
+        in.ops[2].kind != operand::REG) {
+        bad(in.text + " (operands)", c.file, c.line);
+    }
+    const bool      scale_d = c.pred(in.ops[3], in);
+    const long long sa = c.imm(in.ops[4], in), sb = c.imm(in.ops[5], in);
+    const long long ta = a_regs ? 0 : c.imm(in.ops[6], in), tb = c.imm(in.ops[a_regs ? 6 : 7], in);
+    if ((sa != 1 && sa != -1) || (sb != 1 && sb != -1) || (ta != 0 && ta != 1) || (tb != 0 && tb != 1)) {
+        fault("'%s' at %s:%d: imm-scale-a %lld, imm-scale-b %lld (1 or -1), imm-trans-a %lld, imm-trans-b %lld (0 or 1)",
+              in.text.c_str(), c.file, c.line, sa, sb, ta, tb);
+    }
+    for (int i = 0; i < 3; i++) {
+        const operand & o = in.ops[(size_t) i];
+        for (int r : o.idx) {
+            const char k = r >= 0 && r < c.n ? c.args[r].kind : '?';
+            if ((i == 0 && k != 'f') || (i == 1 && a_regs && k != 'r') || (i > 0 && !(i == 1 && a_regs) && k != 'l')) {
+                fault("'%s' at %s:%d: operand %%%d has constraint '%c' (D \"+f\", A registers \"r\", descriptors \"l\")",
+                      in.text.c_str(), c.file, c.line, r, k);
+            }
+        }
+        if (i == 0) {
+            for (int r : o.idx) {
+                if (!c.args[r].out) fault("'%s' at %s:%d: accumulator %%%d is not an in-out operand", in.text.c_str(), c.file, c.line, r);
+            }
+        }
+    }
+    if (!my_wg().fenced) {
+        fault("'%s' at %s:%d: no wgmma.fence before the warpgroup's first wgmma.mma_async", in.text.c_str(), c.file, c.line);
+    }
+    /* published: A registers (or A's descriptor), B's descriptor, the immediates and scale-d */
+    uint64_t w[7] = { 0, 0, 0, 0, 0, 0, 0 };
+    if (a_regs) {
+        for (int i = 0; i < 4; i++) w[i] = (uint32_t) c.get(in.ops[1].idx[(size_t) i]);
+    } else {
+        w[4] = c.get(in.ops[1].idx[0]);
+    }
+    w[5] = c.get(in.ops[2].idx[0]);
+    w[6] = (uint64_t) scale_d | (uint64_t) (sa < 0) << 1 | (uint64_t) (sb < 0) << 2 | (uint64_t) ta << 3 |
+           (uint64_t) tb << 4;
+    const uint64_t * t = warpgroup_gather(w, 7, "wgmma.mma_async", c.file, c.line);
+    for (int s = 1; s < 128; s++) {
+        if (t[s * 8 + 4] != t[4] || t[s * 8 + 5] != t[5] || t[s * 8 + 6] != t[6]) {
+            fault("'%s' at %s:%d: the threads of the warpgroup disagree: thread 0 has A-desc 0x%016llx B-desc 0x%016llx "
+                  "flags 0x%llx, thread %d 0x%016llx 0x%016llx 0x%llx (flags: 1 scale-d, 2/4 negate A/B, 8/16 trans A/B)",
+                  in.text.c_str(), c.file, c.line, (unsigned long long) t[4], (unsigned long long) t[5],
+                  (unsigned long long) t[6], s, (unsigned long long) t[s * 8 + 4], (unsigned long long) t[s * 8 + 5],
+                  (unsigned long long) t[s * 8 + 6]);
+        }
+    }
+    const smem_operand da = a_regs ? smem_operand{} : decode_desc(t[4], ta, "A", in, c);
+    const smem_operand db = decode_desc(t[5], tb, "B", in, c);
+    const int          T = thread_linear() % 128, wq = T / 32, g = (T % 32) / 4, tq = T % 4;
+    /* this thread's two rows of A, its N/4 columns of B */
+    float av[2][16];
+    for (int h = 0; h < 2; h++) {
+        const int row = 16 * wq + g + 8 * h;
+        for (int k = 0; k < 16; k++) {
+            float v;
+            if (a_regs) {
+                /* register r of thread 32 (row / 16) + 4 (row % 8) + (k % 8) / 2 holds (row, k) when r % 2 == (row % 16) / 8
+                 * and r / 2 == k / 8; half k % 2 */
+                const int src = 32 * (row / 16) + 4 * (row % 8) + (k % 8) / 2, r = ((row % 16) / 8) + 2 * (k / 8);
+                v             = h16(in.bf16, (uint32_t) t[src * 8 + r], k % 2);
+            } else {
+                v = smem_elem(da, in.bf16, row, k, in, c);
+            }
+            av[h][k] = sa < 0 ? -v : v;
+        }
+    }
+    std::vector<float> bv((size_t) in.n / 4 * 16);
+    for (int j = 0; j < in.n / 4; j++) {
+        const int col = 8 * (j / 2) + 2 * tq + (j % 2);
+        for (int k = 0; k < 16; k++) {
+            const float v        = smem_elem(db, in.bf16, col, k, in, c);
+            bv[(size_t) (j * 16 + k)] = sb < 0 ? -v : v;
+        }
+    }
+    for (int i = 0; i < in.n / 2; i++) {
+        /* d[i]: row 16 w + g + 8 ((i / 2) % 2), column 8 (i / 4) + 2 t + (i % 2) */
+        const int h = (i / 2) % 2, j = 2 * (i / 4) + (i % 2);
+        float     s = scale_d ? c.getf(in.ops[0].idx[(size_t) i]) : 0.0f;
+        for (int k = 0; k < 16; k++) s = fmaf(av[h][k], bv[(size_t) (j * 16 + k)], s);
+        c.putf(in.ops[0].idx[(size_t) i], s);
+    }
+}
+
 void exec(const instr & in, const ctx & c) {
     switch (in.op) {
+        case SETP: {
+            if (in.ops.size() != 3 || in.ops[0].kind != operand::PRED) bad(in.text, c.file, c.line);
+            const uint32_t a = (uint32_t) c.value(in.ops[1]), b = (uint32_t) c.value(in.ops[2]);
+            c.preds[in.ops[0].idx[0]] = in.ne ? a != b : a == b;
+            break;
+        }
+        case WG_FENCE: {
+            need_cc(90, in, c);
+            (void) warpgroup_gather(nullptr, 0, "wgmma.fence", c.file, c.line);
+            my_wg().fenced = true;
+            break;
+        }
+        case WG_COMMIT: need_cc(90, in, c); (void) warpgroup_gather(nullptr, 0, "wgmma.commit_group", c.file, c.line); break;
+        case WG_WAIT: {
+            need_cc(90, in, c);
+            const long long n = c.imm(in.ops.at(0), in);
+            if (n < 0 || n > 7) fault("'%s' at %s:%d: wait_group %lld (0..7)", in.text.c_str(), c.file, c.line, n);
+            const uint64_t   v = (uint64_t) n;
+            const uint64_t * t = warpgroup_gather(&v, 1, "wgmma.wait_group", c.file, c.line);
+            for (int s = 0; s < 128; s++) {
+                if (t[s * 8] != v) fault("'%s' at %s:%d: threads of the warpgroup wait with different N", in.text.c_str(), c.file, c.line);
+            }
+            break;
+        }
+        case FENCE_PROXY_ASYNC: need_cc(90, in, c); fence_proxy_async(); break;
+        case WG_MMA: wg_mma(in, c); break;
         case CP_COMMIT: need_cc(80, in, c); cp_commit(); break;
         case CP_WAIT: need_cc(80, in, c); cp_wait((int) c.value(in.ops.at(0))); break;
         case CP_WAIT_ALL: need_cc(80, in, c); cp_wait(0); break;
@@ -288,7 +616,8 @@ void run_asm(const char * tmpl, asm_arg * args, int n, const char * file, int li
     static std::unordered_map<const char *, std::vector<instr>> cache;
     auto it = cache.find(tmpl);
     if (it == cache.end()) it = cache.emplace(tmpl, parse(tmpl, file, line)).first;
-    const ctx c = { args, n, file, line };
+    bool      preds[MAX_PREDS] = {};
+    const ctx c = { args, n, file, line, preds };
     for (const instr & in : it->second) exec(in, c);
 }
 

@@ -18,6 +18,8 @@ run() { # name, then the command
         fail=1
     fi
 }
+# the emulator's own check of wgmma (and of kernels/wgmma.cuh) against a host matrix product
+run test_wgmma "$dir/tests/emu/test_wgmma"
 run test_ops_bwd "$dir/tests/test_ops_bwd" --jobs "$jobs"
 run test_ops_train "$dir/tests/test_ops_train" --jobs "$jobs"
 run test_ops "$dir/tests/test_ops" --jobs "$jobs"
