@@ -714,6 +714,10 @@ static const struct attn_case attn_cases[] = {
     { BF, 1, 77, 77, 12, 12, 32, true, 0, 0, MASK_NONE, true, false, true, 1.0f, false },
     { BF, 3, 77, 77, 8, 2, 80, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },     /* fused GQA */
     { BF, 4, 19, 19, 3, 3, 16, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },     /* the tiny BERT (golden) */
+    /* several key tiles of every tile size (64, 128) with holes in the padding mask, HS 64 and 128 */
+    { BF, 2, 300, 300, 4, 4, 64, false, 0, 0, MASK_HOLES, false, false, true, 4.0f, false },
+    { BF, 3, 200, 200, 4, 2, 128, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },    /* row 2: no key */
+    { HF, 2, 333, 333, 4, 4, 128, true, 64, 0, MASK_HOLES, false, false, true, 1.0f, false },
     /* f32: the CUDA kernels take 16-bit inputs (these report skipped there); they check this harness on the CPU */
     { RK_DTYPE_F32, 3, 77, 77, 8, 2, 64, true, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },
     { RK_DTYPE_F32, 2, 1, 77, 12, 12, 32, true, 16, 76, MASK_HOLES, false, false, true, 1.0f, false },
