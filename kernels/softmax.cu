@@ -8,7 +8,12 @@
  * Kernel variants:
  *   softmax_kernel_v1<T, V>:     one warp per row, 8 rows per 256-thread block; pass 1 an online max/sum in fp32
  *                                (each lane its own running pair, merged across the warp), pass 2 writes
- *                                exp(x - max)/sum.
+ *                                exp(x - max)/sum. Any C; taken when a row does not fit v2's registers.
+ *   softmax_kernel_v2<T, V, NV>: rows of up to 32 * V * NV elements (NV <= 8: 2048 at 16-byte vectors) held in
+ *                                registers: every load of the row issued first, then the max, one exp per element,
+ *                                the sum, and the stores. One read of x (v1 reads it twice) and no branchy online
+ *                                update (v1 computes up to two exp per element). H200, 196608 x 256 bf16: v1 ran at
+ *                                0.52x PyTorch (docs/PERF.md); v2 has not run on a GPU yet.
  *   softmax_bwd_kernel_v1<T, V>: one warp per row, 8 rows per block; pass 1 the fp32 dot product dy . y, pass 2
  *                                writes dx. Each lane writes only what it read in pass 2: dx may alias dy.
  * Bench: build/bench/bench_ops softmax
@@ -72,6 +77,57 @@ static __global__ void softmax_kernel_v1(T * dst, const T * x, int64_t N, int64_
     }
 }
 
+template <typename T, int V, int NV>
+static __global__ void softmax_kernel_v2(T * dst, const T * x, int64_t N, int64_t C, int64_t dst_stride,
+                                         int64_t x_stride, float scale) {
+    const int64_t row  = (int64_t) blockIdx.x * RK_SOFTMAX_ROWS_PER_BLOCK + threadIdx.x / 32;
+    const int     lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const T * xr = x + row * x_stride;
+    T *       o  = dst + row * dst_stride;
+    float     v[NV][V];
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        const int64_t c = ((int64_t) j * 32 + lane) * V;
+        if (c < C) {
+            rk_load_f32<V>(xr + c, v[j]);
+        } else {
+#pragma unroll
+            for (int i = 0; i < V; i++) v[j][i] = -INFINITY;
+        }
+    }
+    float m = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            v[j][i] *= scale;
+            m = fmaxf(m, v[j][i]);
+        }
+    }
+    m = rk_warp_max(m);
+    float s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            v[j][i] = (m == -INFINITY || v[j][i] == -INFINITY) ? 0.0f : expf(v[j][i] - m); /* a row of -inf: 0 */
+            s += v[j][i];
+        }
+    }
+    s               = rk_warp_sum(s);
+    const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+#pragma unroll
+    for (int j = 0; j < NV; j++) {
+        const int64_t c = ((int64_t) j * 32 + lane) * V;
+        if (c < C) {
+#pragma unroll
+            for (int i = 0; i < V; i++) v[j][i] *= inv;
+            rk_store_f32<V>(o + c, v[j]);
+        }
+    }
+}
+
 template <typename T, int V>
 static __global__ void softmax_bwd_kernel_v1(T * dx, const T * dy, const T * y, int64_t N, int64_t C,
                                              int64_t dx_stride, int64_t dy_stride, int64_t y_stride, float scale) {
@@ -103,13 +159,39 @@ static __global__ void softmax_bwd_kernel_v1(T * dx, const T * dy, const T * y, 
 /* ------------------------------------------------------------------------------------------------
  * kernel launchers */
 
+/* v2 with the smallest NV in {1, 2, 4, 8} that holds nv vectors of V per lane */
+template <typename T, int V>
+static void softmax_launch_v2(T * dst, const T * x, const rk_rows & rd, const rk_rows & rx, int64_t nv, float scale,
+                              dim3 grid, cudaStream_t stream) {
+    auto go = [&](auto kernel) {
+        kernel<<<grid, RK_SOFTMAX_BLOCK_SIZE, 0, stream>>>(dst, x, rx.nrows, rx.ncols, rd.stride, rx.stride, scale);
+    };
+    if (nv <= 1) {
+        go(softmax_kernel_v2<T, V, 1>);
+    } else if (nv <= 2) {
+        go(softmax_kernel_v2<T, V, 2>);
+    } else if (nv <= 4) {
+        go(softmax_kernel_v2<T, V, 4>);
+    } else {
+        go(softmax_kernel_v2<T, V, 8>);
+    }
+}
+
 template <typename T>
 static void softmax_launch(T * dst, const T * x, const rk_rows & rd, const rk_rows & rx, float scale,
                            cudaStream_t stream) {
     const void *  ptrs[2]    = { dst, x };
     const int64_t strides[2] = { rd.stride, rx.stride };
     const dim3    grid((unsigned) RK_CEIL_DIV(rx.nrows, (int64_t) RK_SOFTMAX_ROWS_PER_BLOCK));
-    if (rk_vec_width(sizeof(T), rx.ncols, 2, ptrs, strides) > 1) {
+    const int     vw = rk_vec_width(sizeof(T), rx.ncols, 2, ptrs, strides);
+    const int64_t nv = RK_CEIL_DIV(rx.ncols, (int64_t) 32 * vw); /* vectors per lane for v2 */
+    if (nv <= 8) {
+        if (vw > 1) {
+            softmax_launch_v2<T, 16 / sizeof(T)>(dst, x, rd, rx, nv, scale, grid, stream);
+        } else {
+            softmax_launch_v2<T, 1>(dst, x, rd, rx, nv, scale, grid, stream);
+        }
+    } else if (vw > 1) {
         softmax_kernel_v1<T, 16 / sizeof(T)><<<grid, RK_SOFTMAX_BLOCK_SIZE, 0, stream>>>(
             dst, x, rx.nrows, rx.ncols, rd.stride, rx.stride, scale);
     } else {

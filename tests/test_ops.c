@@ -343,6 +343,10 @@ static const struct sm_case sm_cases[] = {
     { RK_DTYPE_BF16, 5, 4099, 1.0f, 3, false },  { RK_DTYPE_BF16, 4, 64, 2.0f, 0, true },
     { RK_DTYPE_F16, 77, 77, 0.125f, 0, false },  { RK_DTYPE_F16, 6, 333, 4.0f, 1, true },
     { RK_DTYPE_F32, 12, 1000, 4.0f, 0, false },  { RK_DTYPE_F32, 3, 7, 1.0f, 0, true },
+    /* the register-resident kernel (v2) at 1, 8 and 4 vectors per lane, scalar at 8; and v1 again past 2048 */
+    { RK_DTYPE_BF16, 9, 256, 1.0f, 0, true },    { RK_DTYPE_BF16, 3, 2048, 0.5f, 0, false },
+    { RK_DTYPE_F32, 5, 512, 2.0f, 0, true },     { RK_DTYPE_F16, 4, 250, 1.0f, 0, false },
+    { RK_DTYPE_BF16, 2, 2056, 1.0f, 0, false },
 };
 
 static int run_softmax(struct rk_backend * be, const struct sm_case * c, const char * cs, struct rng * r) {
