@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 arch=${CUDA_ARCH:-90}
 bdir=build-sm$arch
 # only what the device check runs: the suites with CUDA cases and the GPU benches (each binary holds the kernels)
-tests="test_ops test_ops_bwd test_ops_train test_attn_bwd test_quant test_lora test_train test_models"
+tests="test_wgmma test_ops test_ops_bwd test_ops_train test_attn_bwd test_quant test_lora test_train test_models"
 tests=$(for t in $tests; do [ -f tests/$t.c ] && echo $t; done)
 benches=$(ls bench/bench_*.c | sed 's|^bench/\(.*\)\.c$|\1|' | grep -v _cpu)
 make -s -j2 BUILD_DIR=$bdir CUDA_ARCH=$arch $(for t in $tests; do echo $bdir/tests/$t; done) \

@@ -107,6 +107,8 @@ run_suite() { # name binary [criterion args...]
     [ "$rc" != 0 ] && FAIL=1
     rm -f "$tmp"
 }
+# the wgmma primitives first: when the wgmma attention fails, this says which layout is wrong
+[ -e build/tests/test_wgmma ] && run_suite test_wgmma build/tests/test_wgmma
 run_suite test_ops build/tests/test_ops
 # the other suites with CUDA cases: backward ops, training ops and the optimizer, attention backward, NF4, LoRA,
 # the golden training steps on the GPU
@@ -217,7 +219,7 @@ done
 # BERT forward (RK_ATTN_FWD_VARIANT), after the peers so that a short budget still gets the default comparisons
 if [ -x build/bench/bench_attn ] && nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | grep -q '^9\.0'; then
     for v in 6 7 8; do
-        for cmd in "build/bench/bench_attn --variant $v" "env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert"; do
+        for cmd in "build/bench/bench_attn --variant $v" "env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base"; do
             if out_of_time; then
                 NOTES+=("$cmd: not run (out of time)")
                 continue
@@ -240,22 +242,7 @@ fi
     echo "-- compute-sanitizer (a few small cases per kernel family)"
     for r in "${SAN_ROWS[@]}"; do echo "  $r"; done
     echo "-- benches: ours vs peer (ratio > 1: ours better; throughput ours/peer, times peer/ours)"
-    awk '
-        FNR == 1 { src = (FILENAME ~ /peers\.log$/) ? "peer" : "ours" }
-        $1 == "RESULT" && NF >= 3 {
-            k = $2; if (!(k in seen)) { seen[k] = 1; order[++n] = k }
-            val[src, k] = $3; unit[k] = (NF >= 4 ? $4 : "")
-        }
-        function base(k) { sub(/@.*/, "", k); return k }  # "key@v6": our variant N against the peer line of "key"
-        END {
-            printf "  %-44s %12s %12s %-8s %7s\n", "key", "ours", "peer", "unit", "ratio"
-            for (i = 1; i <= n; i++) {
-                k = order[i]; o = val["ours", k]; p = val["peer", base(k)]; r = "-"
-                if (o != "" && p != "" && o + 0 > 0 && p + 0 > 0)
-                    r = sprintf("%.2f", (unit[k] ~ /^(ms|s|us)$/) ? p / o : o / p)
-                printf "  %-44s %12s %12s %-8s %7s\n", k, (o == "" ? "-" : o), (p == "" ? "-" : p), unit[k], r
-            }
-        }' "$L_BENCH" "$L_PEER"
+    awk -f .ci/result_table.awk "$L_BENCH" "$L_PEER"
     other=$(grep -a -hE 'ours_|peer_' "$L_BENCH" "$L_PEER" | grep -v '^RESULT' | head -n 24)
     if [ -n "$other" ]; then
         echo "-- other bench lines (no RESULT key)"

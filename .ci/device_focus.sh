@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# .ci/device_focus.sh: the short first command for a lent GPU when new kernels wait for their first run (about
+# 2 minutes; the full check is .ci/device_check.sh). Today: the Hopper wgmma attention (kernels/attn.cu variants 6-8,
+# docs/ATTN.md) and what it rests on.
+#
+#   bash .ci/device_focus.sh                 with binaries in build/ (RK_PREBUILT=1 is implied; build first, or
+#                                            unpack the bundle: bash .ci/device_unbundle.sh, RK_DEVLIBS=...)
+#
+# Steps, each under `timeout`: 1. the wgmma primitives alone (build/tests/test_wgmma: which layout, if any, is wrong);
+# 2. every attention forward parity case, all variants (build/tests/test_ops, cuda_ops/attn_fwd*); 3. compute-sanitizer
+# memcheck and racecheck on three wgmma attention cases; 4. bench_attn for the default and the wgmma variants, the
+# BERT forward with each (RK_ATTN_FWD_VARIANT), and the two peers (attention SDPA, HF BERT) in the same run.
+# Logs under $OUT (or /tmp/rk_device_focus); the last lines are the table of .ci/result_table.awk.
+set -u
+cd "$(dirname "$0")/.."
+LOGDIR=${OUT:-/tmp/rk_device_focus}
+mkdir -p "$LOGDIR"
+L_TEST=$LOGDIR/focus_tests.log L_BENCH=$LOGDIR/focus_bench.log L_PEER=$LOGDIR/focus_peers.log
+: >"$L_TEST"; : >"$L_BENCH"; : >"$L_PEER"
+DEVLIBS=${RK_DEVLIBS:-.devlibs}
+[ -d "$DEVLIBS" ] && export LD_LIBRARY_PATH=$(cd "$DEVLIBS" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export RK_ROOT=$PWD PYTHONUNBUFFERED=1
+T0=$(date +%s)
+FAIL=0
+say() { echo "[$(($(date +%s) - T0))s] $*"; }
+nvidia-smi -L 2>&1 | head -n 1
+
+# run LOG SECONDS CMD...: appends the output to LOG, prints failures and a one-line status
+run() {
+    local log=$1 secs=$2 rc
+    shift 2
+    say "== $*"
+    echo "===== $*" >>"$log"
+    timeout "$secs" "$@" >>"$log" 2>&1
+    rc=$?
+    [ "$rc" != 0 ] && { say "   exit $rc$([ $rc = 124 ] && echo ' (timeout)')"; FAIL=1; }
+    return 0
+}
+
+run "$L_TEST" 60 build/tests/test_wgmma --verbose
+run "$L_TEST" 120 build/tests/test_ops --verbose --jobs 8 --filter 'cuda_ops/attn_fwd*'
+grep -a -E '^\s+FAIL |\[FAIL\]|CRASH|passed, ' "$L_TEST" | head -n 30
+
+SAN=$(command -v compute-sanitizer 2>/dev/null || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [ -n "$SAN" ]; then
+    for tool in memcheck racecheck; do
+        run "$LOGDIR/focus_sanitizer.log" 90 env RK_TEST_FILTER='variant=wgmma' "$SAN" --tool "$tool" \
+            --error-exitcode 86 --target-processes all build/tests/test_ops --filter 'cuda_ops/attn_fwd'
+        grep -a -E '(ERROR|RACECHECK) SUMMARY' "$LOGDIR/focus_sanitizer.log" | tail -n 2
+    done
+fi
+
+run "$L_BENCH" 60 build/bench/bench_attn
+for v in 6 7 8; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
+run "$L_BENCH" 60 build/bench/bench_bert
+for v in 6 8; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
+run "$L_PEER" 90 python3 bench/peers/attn_sdpa.py
+run "$L_PEER" 120 python3 bench/peers/bert_hf.py
+grep -a -E 'FAILED|unsupported' "$L_BENCH" | head -n 10
+
+echo "================ device focus: $(nvidia-smi -L 2>/dev/null | head -n 1 | cut -c1-50), $(git rev-parse --short HEAD 2>/dev/null || echo "${RK_COMMIT:-?}"), $(($(date +%s) - T0))s"
+awk -f .ci/result_table.awk "$L_BENCH" "$L_PEER" | tee "$LOGDIR/focus_summary.txt"
+echo "================ $([ $FAIL = 0 ] && echo PASS || echo FAIL)"
+exit $FAIL
