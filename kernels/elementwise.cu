@@ -20,8 +20,8 @@
  * rk_cuda_gelu_set_variant, kernels/cuda_ops.h). The other ops always run v1.
  *   1  v1, erff                                      (the reference, and the default until the bench says otherwise)
  *   2  v2 with U = 4, erff                           (memory-level parallelism alone)
- *   3  v2 with U = 4, rk_erf_ex2 for f16/bf16 outputs (kernels/erf_ex2.h: one ex2, no division; f32 keeps erff)
- *   4  v2 with U = 8, rk_erf_ex2 for f16/bf16 outputs
+ *   3  v2 with U = 4, rk_erf_ex2 for f16/bf16 outputs (kernels/erf_ex2.h: one ex2, no division; f32 outputs: as 2)
+ *   4  v2 with U = 8, rk_erf_ex2 for f16/bf16 outputs    (f32 outputs: as 2)
  * Why: on the H200 the v1 GELU pass ran at 2,667 GB/s against 4,001 for ADD (docs/PERF.md): one 16-byte load per
  * thread, then ~30 instructions of erff per element, so the SMs are near issue-bound with few bytes in flight.
  * Bench: build/bench/bench_ops gelu | add;  build/bench/bench_ops gelu --variant all  (every GELU variant)
@@ -196,32 +196,27 @@ static void v2_shape(int64_t nrows, int64_t ncv, dim3 * grid, dim3 * block) {
     *grid  = dim3((unsigned) RK_CEIL_DIV(ncv, bx * U), (unsigned) (gy < 65535 ? gy : 65535));
 }
 
-template <typename T, int V, typename Op, int NIN>
+/* KERN is a template parameter so that only the GELU ops instantiate the v2 kernels. */
+template <typename T, int V, typename Op, int NIN, enum ew_kernel KERN>
 static void elementwise_launch_v(T * dst, const T * a, const T * b, int64_t nrows, int64_t ncols, int64_t ds,
-                                 int64_t as, int64_t bs, Op op, enum ew_kernel kern, cudaStream_t stream) {
+                                 int64_t as, int64_t bs, Op op, cudaStream_t stream) {
     const int64_t ncv = ncols / V;
-    dim3          grid, block;
-    switch (kern) {
-        case EW_V2_U4:
-            v2_shape<4>(nrows, ncv, &grid, &block);
-            elementwise_kernel_v2<T, V, 4, Op, NIN><<<grid, block, 0, stream>>>(dst, a, b, nrows, ncv, ds, as, bs, op);
-            break;
-        case EW_V2_U8:
-            v2_shape<8>(nrows, ncv, &grid, &block);
-            elementwise_kernel_v2<T, V, 8, Op, NIN><<<grid, block, 0, stream>>>(dst, a, b, nrows, ncv, ds, as, bs, op);
-            break;
-        default:
-            elementwise_kernel_v1<T, V, Op, NIN><<<grid_for(nrows * ncv), RK_ELEMENTWISE_BLOCK_SIZE, 0, stream>>>(
-                dst, a, b, nrows, ncv, ds, as, bs, op);
-            break;
+    if constexpr (KERN == EW_V1) {
+        elementwise_kernel_v1<T, V, Op, NIN><<<grid_for(nrows * ncv), RK_ELEMENTWISE_BLOCK_SIZE, 0, stream>>>(
+            dst, a, b, nrows, ncv, ds, as, bs, op);
+    } else {
+        constexpr int U = KERN == EW_V2_U8 ? 8 : 4;
+        dim3          grid, block;
+        v2_shape<U>(nrows, ncv, &grid, &block);
+        elementwise_kernel_v2<T, V, U, Op, NIN><<<grid, block, 0, stream>>>(dst, a, b, nrows, ncv, ds, as, bs, op);
     }
     RK_CUDA_CHECK(cudaGetLastError());
 }
 
 /* Picks the vector width, and runs dense tensors as one long row (no division per element). */
-template <typename T, typename Op, int NIN>
+template <typename T, typename Op, int NIN, enum ew_kernel KERN = EW_V1>
 static void elementwise_launch(T * dst, const T * a, const T * b, int64_t nrows, int64_t ncols, int64_t ds,
-                               int64_t as, int64_t bs, Op op, cudaStream_t stream, enum ew_kernel kern = EW_V1) {
+                               int64_t as, int64_t bs, Op op, cudaStream_t stream) {
     if (nrows == 0 || ncols == 0) return;
     const bool dense = nrows == 1 || (ds == ncols && as == ncols && (NIN == 1 || bs == ncols));
     if (dense) {
@@ -232,9 +227,9 @@ static void elementwise_launch(T * dst, const T * a, const T * b, int64_t nrows,
     const void *  ptrs[3]    = { dst, a, NIN == 2 ? b : nullptr };
     const int64_t strides[3] = { ds, as, bs };
     if (rk_vec_width(sizeof(T), ncols, 3, ptrs, strides) > 1) {
-        elementwise_launch_v<T, 16 / sizeof(T), Op, NIN>(dst, a, b, nrows, ncols, ds, as, bs, op, kern, stream);
+        elementwise_launch_v<T, 16 / sizeof(T), Op, NIN, KERN>(dst, a, b, nrows, ncols, ds, as, bs, op, stream);
     } else {
-        elementwise_launch_v<T, 1, Op, NIN>(dst, a, b, nrows, ncols, ds, as, bs, op, kern, stream);
+        elementwise_launch_v<T, 1, Op, NIN, KERN>(dst, a, b, nrows, ncols, ds, as, bs, op, stream);
     }
 }
 
@@ -287,13 +282,15 @@ extern "C" const char * rk_cuda_gelu_variant_name(int variant) {
 template <typename T, typename OpRef, typename OpEx2, int NIN>
 static void gelu_launch(T * dst, const T * a, const T * b, int64_t nrows, int64_t ncols, int64_t ds, int64_t as,
                         int64_t bs, cudaStream_t stream) {
-    const int  v   = rk_cuda_gelu_variant();
-    const bool ex2 = (v == 3 || v == 4) && sizeof(T) == 2;
-    const enum ew_kernel kern = v == 1 ? EW_V1 : v == 4 ? EW_V2_U8 : EW_V2_U4;
-    if (ex2) {
-        elementwise_launch<T, OpEx2, NIN>(dst, a, b, nrows, ncols, ds, as, bs, OpEx2(), stream, kern);
+    const int v = rk_cuda_gelu_variant();
+    if (v == 2 || (v >= 3 && sizeof(T) != 2)) { /* f32 outputs of 3 and 4 keep erff (and U = 4) */
+        elementwise_launch<T, OpRef, NIN, EW_V2_U4>(dst, a, b, nrows, ncols, ds, as, bs, OpRef(), stream);
+    } else if (v == 3) {
+        elementwise_launch<T, OpEx2, NIN, EW_V2_U4>(dst, a, b, nrows, ncols, ds, as, bs, OpEx2(), stream);
+    } else if (v == 4) {
+        elementwise_launch<T, OpEx2, NIN, EW_V2_U8>(dst, a, b, nrows, ncols, ds, as, bs, OpEx2(), stream);
     } else {
-        elementwise_launch<T, OpRef, NIN>(dst, a, b, nrows, ncols, ds, as, bs, OpRef(), stream, kern);
+        elementwise_launch<T, OpRef, NIN, EW_V1>(dst, a, b, nrows, ncols, ds, as, bs, OpRef(), stream);
     }
 }
 
