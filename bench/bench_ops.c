@@ -3,7 +3,14 @@
  * in place as the model calls it), gelu, add, softmax, embed (and the fused embed+LayerNorm launcher), mean pool,
  * l2norm; plus a device-to-device copy as the bandwidth ceiling measured in the same run.
  *
- *   build/bench/bench_ops [op] [--reps N]       op: copy layernorm gelu add softmax embed embed_ln pool l2norm
+ *   build/bench/bench_ops [op] [--reps N] [--variant N|all] [--check]
+ *       op: copy layernorm gelu add softmax embed embed_ln pool l2norm
+ *       --variant: the kernel variants of gelu and layernorm to run (kernels/cuda_ops.h, RK_GELU_N_VARIANTS and
+ *                  RK_LAYERNORM_N_VARIANTS; 0 = the default, what the models run; all = 0 and every numbered one).
+ *                  Variant 0 prints the usual `RESULT <key>`; a numbered variant N prints `RESULT <key>@v<N>`
+ *                  (variant 1, the reference kernel, is timed again under its own key even when it is the default:
+ *                  the two lines show the run-to-run noise). Without --variant: the default only.
+ *       --check:   the correctness checks only, nothing timed.
  *
  * Each op is first checked against its CPU reference on the first rows (a failing op is not timed), then timed with
  * CUDA events on the backend's stream: 3 warm-ups, median of N (default 30), L2 flushed before each repetition.
@@ -128,16 +135,48 @@ static void report(const char * op, const char * key, double ms, double bytes) {
     printf("RESULT %s %.0f GB/s\n", key, gbs);
 }
 
+static bool check_only; /* --check: nothing is timed */
+
+/* Times fn(ud) and reports it under key; nothing with --check. */
+static void timed(struct rk_bench_timer * tm, const char * op, const char * key, rk_bench_fn fn, void * ud,
+                  double bytes) {
+    if (!check_only) report(op, key, rk_bench_time_ms(tm, fn, ud), bytes);
+}
+
+/* "<base>" for variant 0 (the default), "<base>@v<N>" for variant N. */
+static void variant_key(char * key, size_t n, const char * base, int v) {
+    if (v == 0) {
+        snprintf(key, n, "%s", base);
+    } else {
+        snprintf(key, n, "%s@v%d", base, v);
+    }
+}
+
 int main(int argc, char ** argv) {
     const char * only = NULL;
-    int          reps = 30;
+    int          reps = 30, v_lo = 0, v_hi = 0; /* --variant: 0 only unless given */
+    bool         all = false;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (argv[i][0] != '-') only = argv[i];
-        else {
-            fprintf(stderr, "usage: %s [op] [--reps N]\n", argv[0]);
-            return 2;
+        if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+            reps = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--variant") == 0 && i + 1 < argc) {
+            i++;
+            all  = strcmp(argv[i], "all") == 0;
+            v_lo = all ? 0 : atoi(argv[i]);
+            v_hi = v_lo;
+            if (!all && (v_lo < 0 || (v_lo == 0 && strcmp(argv[i], "0") != 0))) v_lo = -1; /* usage below */
+        } else if (strcmp(argv[i], "--check") == 0) {
+            check_only = true;
+        } else if (argv[i][0] != '-') {
+            only = argv[i];
+        } else {
+            v_lo = -1;
+            break;
         }
+    }
+    if (v_lo < 0) {
+        fprintf(stderr, "usage: %s [op] [--reps N] [--variant N|all] [--check]\n", argv[0]);
+        return 2;
     }
     if (reps < 1) reps = 1;
     struct rk_backend * be = rk_bench_cuda_backend("bench_ops", false);
@@ -145,6 +184,15 @@ int main(int argc, char ** argv) {
     const enum rk_dtype dt = be->act_dtype;
     const char *        dn = rk_dtype_traits[dt].name;
     const double        es = (double) rk_dtype_traits[dt].type_size;
+
+    /* the variants each op runs: [v_lo, hi] clipped to the op's count (a variant past it is an error) */
+    const int gelu_hi = all ? RK_GELU_N_VARIANTS - 1 : v_hi, ln_hi = all ? RK_LAYERNORM_N_VARIANTS - 1 : v_hi;
+    if (gelu_hi >= RK_GELU_N_VARIANTS || ln_hi >= RK_LAYERNORM_N_VARIANTS) {
+        fprintf(stderr, "bench_ops: --variant %d: gelu has variants 0..%d, layernorm 0..%d\n", v_hi,
+                RK_GELU_N_VARIANTS - 1, RK_LAYERNORM_N_VARIANTS - 1);
+        rk_backend_free(be);
+        return 2;
+    }
 
     struct rk_bench_timer tm;
     rk_bench_timer_init(&tm, be, reps);
@@ -160,7 +208,7 @@ int main(int argc, char ** argv) {
         u.b = be->alloc(be, u.n);
         RK_ASSERT(u.a && u.b);
         RK_CUDA_CHECK(cudaMemsetAsync(u.a, 1, u.n, tm.st));
-        report("copy", "d2d_copy_1GiB", rk_bench_time_ms(&tm, run_copy, &u), 2.0 * (double) u.n);
+        timed(&tm, "copy", "d2d_copy_1GiB", run_copy, &u, 2.0 * (double) u.n);
         be->free(be, u.a);
         be->free(be, u.b);
     }
@@ -172,7 +220,6 @@ int main(int argc, char ** argv) {
         struct rk_tensor * b = rand_tensor(be, dt, 1, (int64_t[]) { C }, "b", &hb);
         struct op_ud       u = { .be = be, .call = { .op = RK_OP_LAYERNORM, .dst = x, .src = { r, w, b, x } } };
         u.call.p.layernorm.eps = 1e-12f;
-        run_call(&u);
         const int64_t    R   = 64;
         float *          ref = rk_xmalloc((size_t) (R * C) * sizeof(float));
         struct rk_tensor hX = rk_tensor_host(hr, RK_DTYPE_F32, 2, (int64_t[]) { R, C });
@@ -181,12 +228,22 @@ int main(int argc, char ** argv) {
         struct rk_tensor hB = rk_tensor_host(hb, RK_DTYPE_F32, 1, (int64_t[]) { C });
         struct rk_tensor hD = rk_tensor_host(ref, RK_DTYPE_F32, 2, (int64_t[]) { R, C });
         rk_cpu_layernorm(&hD, &hX, &hW, &hB, &hR, &u.call.p.layernorm);
-        if (check("layernorm", x, ref, R * C)) {
-            snprintf(key, sizeof(key), "layernorm_%s_N%lld_C%lld_residual", dn, (long long) N, (long long) C);
-            report("layernorm", key, rk_bench_time_ms(&tm, run_call, &u), 3.0 * N * C * es);
-        } else {
-            failed++;
+        char base[96], what[32];
+        snprintf(base, sizeof(base), "layernorm_%s_N%lld_C%lld_residual", dn, (long long) N, (long long) C);
+        for (int v = v_lo; v <= ln_hi; v++) {
+            /* in place, so each variant starts from the original x (the reference's residual input) */
+            RK_ASSERT(rk_tensor_set_f32(x, hx) == RK_OK);
+            RK_ASSERT(rk_cuda_layernorm_set_variant(v) == RK_OK);
+            run_call(&u);
+            snprintf(what, sizeof(what), "layernorm@v%d", v);
+            if (check(v == 0 ? "layernorm" : what, x, ref, R * C)) {
+                variant_key(key, sizeof(key), base, v);
+                timed(&tm, "layernorm", key, run_call, &u, 3.0 * N * C * es);
+            } else {
+                failed++;
+            }
         }
+        RK_ASSERT(rk_cuda_layernorm_set_variant(0) == RK_OK);
         free(hx), free(hr), free(hw), free(hb), free(ref);
         rk_tensor_free(x), rk_tensor_free(r), rk_tensor_free(w), rk_tensor_free(b);
     }
@@ -203,14 +260,22 @@ int main(int argc, char ** argv) {
         struct rk_tensor hD  = rk_tensor_host(ref, RK_DTYPE_F32, 2, (int64_t[]) { 64, I });
         if (WANT("gelu")) { /* bytes: 2 N I */
             struct op_ud u = { .be = be, .call = { .op = RK_OP_GELU, .dst = d, .src = { a } } };
-            run_call(&u);
             rk_cpu_gelu(&hD, &hA);
-            if (check("gelu", d, ref, 64 * I)) {
-                snprintf(key, sizeof(key), "gelu_%s_N%lld_C%lld", dn, (long long) N, (long long) I);
-                report("gelu", key, rk_bench_time_ms(&tm, run_call, &u), 2.0 * N * I * es);
-            } else {
-                failed++;
+            char base[96], what[32];
+            snprintf(base, sizeof(base), "gelu_%s_N%lld_C%lld", dn, (long long) N, (long long) I);
+            for (int v = v_lo; v <= gelu_hi; v++) {
+                RK_ASSERT(rk_cuda_gelu_set_variant(v) == RK_OK);
+                RK_ASSERT(rk_tensor_set_f32(d, ha) == RK_OK); /* not the previous variant's output */
+                run_call(&u);
+                snprintf(what, sizeof(what), "gelu@v%d", v);
+                if (check(v == 0 ? "gelu" : what, d, ref, 64 * I)) {
+                    variant_key(key, sizeof(key), base, v);
+                    timed(&tm, "gelu", key, run_call, &u, 2.0 * N * I * es);
+                } else {
+                    failed++;
+                }
             }
+            RK_ASSERT(rk_cuda_gelu_set_variant(0) == RK_OK);
         }
         if (WANT("add")) { /* bytes: 3 N I */
             struct op_ud u = { .be = be, .call = { .op = RK_OP_ADD, .dst = d, .src = { a, b } } };
@@ -218,7 +283,7 @@ int main(int argc, char ** argv) {
             rk_cpu_add(&hD, &hA, &hB);
             if (check("add", d, ref, 64 * I)) {
                 snprintf(key, sizeof(key), "add_%s_N%lld_C%lld", dn, (long long) N, (long long) I);
-                report("add", key, rk_bench_time_ms(&tm, run_call, &u), 3.0 * N * I * es);
+                timed(&tm, "add", key, run_call, &u, 3.0 * N * I * es);
             } else {
                 failed++;
             }
@@ -241,7 +306,7 @@ int main(int argc, char ** argv) {
         rk_cpu_softmax(&hD, &hX, &u.call.p.softmax);
         if (check("softmax", d, ref, 64 * T_)) {
             snprintf(key, sizeof(key), "softmax_%s_N%lld_C%d", dn, (long long) R, T_);
-            report("softmax", key, rk_bench_time_ms(&tm, run_call, &u), 2.0 * R * T_ * es);
+            timed(&tm, "softmax", key, run_call, &u, 2.0 * R * T_ * es);
         } else {
             failed++;
         }
@@ -275,7 +340,7 @@ int main(int argc, char ** argv) {
             run_call(&u);
             if (check("embed", d, ref, T_ * C)) {
                 snprintf(key, sizeof(key), "embed_%s_B%d_T%d_C%lld", dn, B_, T_, (long long) C);
-                report("embed", key, rk_bench_time_ms(&tm, run_call, &u), 2.0 * N * C * es);
+                timed(&tm, "embed", key, run_call, &u, 2.0 * N * C * es);
             } else {
                 failed++;
             }
@@ -290,7 +355,7 @@ int main(int argc, char ** argv) {
             RK_ASSERT(be->synchronize(be) == RK_OK);
             if (check("embed_ln", d, ref, T_ * C)) {
                 snprintf(key, sizeof(key), "embed_ln_%s_B%d_T%d_C%lld", dn, B_, T_, (long long) C);
-                report("embed_ln", key, rk_bench_time_ms(&tm, run_embed_ln, &u), 2.0 * N * C * es);
+                timed(&tm, "embed_ln", key, run_embed_ln, &u, 2.0 * N * C * es);
             } else {
                 failed++;
             }
@@ -317,7 +382,7 @@ int main(int argc, char ** argv) {
         if (WANT("pool")) {
             if (check("pool", d, ref, B_ * C)) {
                 snprintf(key, sizeof(key), "pool_mean_%s_B%d_T%d_C%lld", dn, B_, T_, (long long) C);
-                report("pool", key, rk_bench_time_ms(&tm, run_call, &u), ((double) B_ * T_ * C + (double) B_ * C) * es);
+                timed(&tm, "pool", key, run_call, &u, ((double) B_ * T_ * C + (double) B_ * C) * es);
             } else {
                 failed++;
             }
@@ -336,7 +401,7 @@ int main(int argc, char ** argv) {
             rk_cpu_l2norm(&hE, &hP, &v.call.p.l2norm);
             if (check("l2norm", e, ref2, B_ * C)) {
                 snprintf(key, sizeof(key), "l2norm_%s_B%d_C%lld", dn, B_, (long long) C);
-                report("l2norm", key, rk_bench_time_ms(&tm, run_call, &v), 2.0 * B_ * C * es);
+                timed(&tm, "l2norm", key, run_call, &v, 2.0 * B_ * C * es);
             } else {
                 failed++;
             }

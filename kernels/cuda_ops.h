@@ -110,6 +110,30 @@ enum rk_status rk_cuda_add(struct rk_tensor * dst, const struct rk_tensor * a, c
 enum rk_status rk_cuda_bias_act(struct rk_tensor * dst, const struct rk_tensor * bias, enum rk_act act,
                                 cudaStream_t stream);
 
+/*
+ * Kernel variants of the GELU pass (rk_cuda_gelu, and rk_cuda_bias_act with RK_ACT_GELU, hence the matmul epilogue)
+ * and of LAYERNORM (rk_cuda_layernorm), so that a benchmark run can time them all and the parity tests check them
+ * all; what each one is: the headers of kernels/elementwise.cu and kernels/layernorm.cu. Variant 1 is the reference
+ * kernel and the built-in default; variant 0 means "the default".
+ * The default can be overridden by the environment, read once at the first launch: RK_GELU_VARIANT=N,
+ * RK_LAYERNORM_VARIANT=N (N in 1..count-1; 0 or unset: the built-in default; anything else: a warning on stderr and
+ * the built-in default).
+ *   *_variant():          the variant the launchers use now (1..count-1). Cannot fail.
+ *   *_set_variant(v):     from now on, launches use variant v; 0 restores the default. Process-wide and not
+ *                         thread-safe: set it while no other thread launches these ops. RK_STATUS_ARG when v is out
+ *                         of range (nothing changed).
+ *   *_variant_name(v):    a short name ("v1_erff", ...); "?" out of range. Cannot fail.
+ * A variant that cannot take a layout (e.g. a LayerNorm row too long to hold in registers) runs variant 1 for it.
+ */
+#define RK_GELU_N_VARIANTS      5 /* 0 (default) .. 4 */
+#define RK_LAYERNORM_N_VARIANTS 5 /* 0 (default) .. 4 */
+int            rk_cuda_gelu_variant(void);
+enum rk_status rk_cuda_gelu_set_variant(int variant);
+const char *   rk_cuda_gelu_variant_name(int variant);
+int            rk_cuda_layernorm_variant(void);
+enum rk_status rk_cuda_layernorm_set_variant(int variant);
+const char *   rk_cuda_layernorm_variant_name(int variant);
+
 /* SOFTMAX (kernels/softmax.cu). dst (N,C) = softmax(x * scale) along C; a row of all -inf gives zeros. */
 enum rk_status rk_cuda_softmax(struct rk_tensor * dst, const struct rk_tensor * x,
                                const struct rk_softmax_params * p, cudaStream_t stream);

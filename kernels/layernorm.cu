@@ -7,10 +7,30 @@
  *   layernorm_kernel_v1<T, V>: one warp per row, 8 rows per 256-thread block, fp32 two-pass statistics
  *                              (rk_layernorm_row_warp in kernels/cuda_ops.h); V = 16-byte vectors when every
  *                              pointer and row stride allows it (C % 8 == 0 for 16-bit types), else scalar.
- * Bench: build/bench/bench_ops layernorm
+ *                              The row is read three times (mean, variance, output; L1 hits after the first).
+ *   layernorm_kernel_v2<T, V, NV, G, R>: the row held in registers: a group of G lanes (32 / G groups per warp)
+ *                              handles R rows; lane l of a group holds the V-vectors k G + l, k < NV, of each row,
+ *                              loaded (x, then the residual) before any math: 2 R NV 16-byte loads in flight per
+ *                              lane. The same two-pass fp32 statistics from the registers (mean, then the centred
+ *                              sum of squares), reduced over the group with xor shuffles; dst written by the lane
+ *                              that read it (dst may alias x or the residual). Needs NV V >= C / G, NV <= 8.
+ *
+ * Variants (RK_LAYERNORM_VARIANT=N or rk_cuda_layernorm_set_variant, kernels/cuda_ops.h):
+ *   1  v1                                               (the reference, and the default until the bench says otherwise)
+ *   2  v2, G = 32, R = 1: one row per warp in registers (C = 768 bf16: 3 vectors of x + 3 of residual per lane)
+ *   3  v2, G = 32, R = 2: two rows per warp in flight   (NV <= 4: C <= 1024 for 16-bit types)
+ *   4  v2, G = 8..32, R = 1: the largest G that leaves each lane >= 4 vectors (C = 768 bf16: G = 16, 6 vectors;
+ *                              C = 384: G = 8): fewer lanes per row, more bytes per lane, shorter reductions
+ * Rows too long for a variant (or, for 3, NV > 4) run v1. Why: on the H200, LayerNorm + residual (16384 x 768 bf16)
+ * ran at 2,502 GB/s against 4,228 for a copy (docs/PERF.md): per warp, one 16-byte load of x and residual per lane
+ * at a time.
+ * Bench: build/bench/bench_ops layernorm;  build/bench/bench_ops layernorm --variant all  (every variant)
  */
 #include "cuda_check.h"
 #include "kernels/cuda_ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
 
 #define RK_LAYERNORM_BLOCK_SIZE 256
 #define RK_LAYERNORM_ROWS_PER_BLOCK (RK_LAYERNORM_BLOCK_SIZE / 32)
@@ -30,8 +50,231 @@ static __global__ void layernorm_kernel_v1(T * dst, const T * x, const T * resid
     rk_layernorm_row_warp<T, V>(load, dst + row * dst_stride, w, b, C, eps, lane);
 }
 
+/* Sum over the G lanes of a lane group (G a power of two <= 32); every lane of the warp must call it. */
+template <int G> __device__ __forceinline__ float group_sum(float v) {
+#pragma unroll
+    for (int o = G / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/*
+ * x, residual, dst: N rows of C with row strides (elements); w, b: (C). Lane gl of group grp of a warp handles rows
+ * row0 + r * (32 / G) + grp, r < R, and in each the V-vectors k G + gl, k < NV (those past C are zeros, not stored).
+ * Rows past N are computed on zeros and not stored: the group's lanes stay in the shuffles.
+ */
+template <typename T, int V, int NV, int G, int R>
+static __global__ void __launch_bounds__(RK_LAYERNORM_BLOCK_SIZE)
+    layernorm_kernel_v2(T * dst, const T * x, const T * residual, const T * w, const T * b, int64_t N, int64_t C,
+                        int64_t dst_stride, int64_t x_stride, int64_t res_stride, float eps) {
+    constexpr int GPW  = 32 / G; /* groups per warp */
+    const int     lane = threadIdx.x % 32, gl = lane % G, grp = lane / G;
+    const int64_t row0 = ((int64_t) blockIdx.x * (RK_LAYERNORM_BLOCK_SIZE / 32) + threadIdx.x / 32) * (GPW * R);
+    if (row0 >= N) return; /* whole warps leave together: the shuffles below stay full-warp */
+    int64_t row[R];
+    bool    row_ok[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        row[r]    = row0 + r * GPW + grp;
+        row_ok[r] = row[r] < N;
+    }
+    bool col_ok[NV];
+#pragma unroll
+    for (int k = 0; k < NV; k++) col_ok[k] = (int64_t) (k * G + gl) * V < C;
+
+    float v[R][NV][V];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            if (row_ok[r] && col_ok[k]) {
+                rk_load_f32<V>(x + row[r] * x_stride + (k * G + gl) * V, v[r][k]);
+            } else {
+#pragma unroll
+                for (int i = 0; i < V; i++) v[r][k][i] = 0.0f;
+            }
+        }
+    }
+    if (residual) {
+        float rv[R][NV][V];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+#pragma unroll
+            for (int k = 0; k < NV; k++) {
+                if (row_ok[r] && col_ok[k]) {
+                    rk_load_f32<V>(residual + row[r] * res_stride + (k * G + gl) * V, rv[r][k]);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < V; i++) rv[r][k][i] = 0.0f;
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+#pragma unroll
+            for (int k = 0; k < NV; k++) {
+#pragma unroll
+                for (int i = 0; i < V; i++) v[r][k][i] += rv[r][k][i];
+            }
+        }
+    }
+
+    /* two-pass statistics, as rk_layernorm_stats_warp: the mean, then the centred sum of squares */
+    float mean[R], rstd[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+#pragma unroll
+            for (int i = 0; i < V; i++) sum += v[r][k][i];
+        }
+        mean[r] = sum;
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) mean[r] = group_sum<G>(mean[r]) / (float) C;
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        float sq = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NV; k++) {
+            if (col_ok[k]) {
+#pragma unroll
+                for (int i = 0; i < V; i++) sq += (v[r][k][i] - mean[r]) * (v[r][k][i] - mean[r]);
+            }
+        }
+        rstd[r] = sq;
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) rstd[r] = rsqrtf(group_sum<G>(rstd[r]) / (float) C + eps);
+
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        if (!col_ok[k]) continue;
+        const int64_t c = (int64_t) (k * G + gl) * V;
+        float         wv[V], bv[V];
+        rk_load_f32<V>(w + c, wv);
+        if (b) {
+            rk_load_f32<V>(b + c, bv);
+        } else {
+#pragma unroll
+            for (int i = 0; i < V; i++) bv[i] = 0.0f;
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            if (!row_ok[r]) continue;
+            float y[V];
+#pragma unroll
+            for (int i = 0; i < V; i++) y[i] = (v[r][k][i] - mean[r]) * rstd[r] * wv[i] + bv[i];
+            rk_store_f32<V>(dst + row[r] * dst_stride + c, y);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * variant selection (kernels/cuda_ops.h) */
+
+static int ln_variant_now = -1; /* -1: not resolved yet */
+
+/* The default: $RK_LAYERNORM_VARIANT when it names a variant (read once), else 1. */
+static int ln_variant_default(void) {
+    static int dflt = -1;
+    if (dflt < 0) {
+        dflt           = 1;
+        const char * e = getenv("RK_LAYERNORM_VARIANT");
+        if (e && *e) {
+            char *     end;
+            const long v = strtol(e, &end, 10);
+            if (*end == '\0' && v >= 1 && v < RK_LAYERNORM_N_VARIANTS) {
+                dflt = (int) v;
+            } else if (!(*end == '\0' && v == 0)) {
+                fprintf(stderr, "rk: RK_LAYERNORM_VARIANT=%s is not a variant (1..%d); using %d\n", e,
+                        RK_LAYERNORM_N_VARIANTS - 1, dflt);
+            }
+        }
+    }
+    return dflt;
+}
+
+extern "C" int rk_cuda_layernorm_variant(void) {
+    if (ln_variant_now < 0) ln_variant_now = ln_variant_default();
+    return ln_variant_now;
+}
+
+extern "C" enum rk_status rk_cuda_layernorm_set_variant(int variant) {
+    if (variant < 0 || variant >= RK_LAYERNORM_N_VARIANTS) {
+        return rk_set_error(RK_STATUS_ARG, "cuda layernorm: variant %d out of range (0..%d)", variant,
+                            RK_LAYERNORM_N_VARIANTS - 1);
+    }
+    ln_variant_now = variant == 0 ? ln_variant_default() : variant;
+    return RK_OK;
+}
+
+extern "C" const char * rk_cuda_layernorm_variant_name(int variant) {
+    static const char * const names[RK_LAYERNORM_N_VARIANTS] = { "default", "v1_warp", "v2_regs", "v2_regs_2rows",
+                                                                 "v2_regs_group" };
+    return variant >= 0 && variant < RK_LAYERNORM_N_VARIANTS ? names[variant] : "?";
+}
+
 /* ------------------------------------------------------------------------------------------------
  * kernel launchers */
+
+template <typename T, int V, int NV, int G, int R>
+static void layernorm_launch_v2(T * dst, const T * x, const T * res, const T * w, const T * b, int64_t N, int64_t C,
+                                int64_t ds, int64_t xs, int64_t rs, float eps, cudaStream_t stream) {
+    constexpr int64_t rows_per_block = (RK_LAYERNORM_BLOCK_SIZE / 32) * (32 / G) * R;
+    const dim3        grid((unsigned) RK_CEIL_DIV(N, rows_per_block));
+    layernorm_kernel_v2<T, V, NV, G, R><<<grid, RK_LAYERNORM_BLOCK_SIZE, 0, stream>>>(dst, x, res, w, b, N, C, ds, xs,
+                                                                                      rs, eps);
+    RK_CUDA_CHECK(cudaGetLastError());
+}
+
+/* The NV values v2 is instantiated for: 1, 2, 3, 4, 6, 8. */
+static constexpr int ln_nv_at(int i) { return i < 4 ? i + 1 : i == 4 ? 6 : 8; }
+
+/* v2 with the smallest instantiated NV in [NV_MIN, NV_MAX] that covers the row (NV G V >= C). False (nothing
+ * launched) when none does. */
+template <typename T, int V, int G, int R, int NV_MIN, int NV_MAX, int I = 0>
+static bool layernorm_try_v2(T * dst, const T * x, const T * res, const T * w, const T * b, int64_t N, int64_t C,
+                             int64_t ds, int64_t xs, int64_t rs, float eps, cudaStream_t stream) {
+    if constexpr (I < 6) {
+        constexpr int NV = ln_nv_at(I);
+        if constexpr (NV >= NV_MIN && NV <= NV_MAX) {
+            if ((int64_t) NV * G * V >= C) {
+                layernorm_launch_v2<T, V, NV, G, R>(dst, x, res, w, b, N, C, ds, xs, rs, eps, stream);
+                return true;
+            }
+        }
+        return layernorm_try_v2<T, V, G, R, NV_MIN, NV_MAX, I + 1>(dst, x, res, w, b, N, C, ds, xs, rs, eps, stream);
+    } else {
+        return false;
+    }
+}
+
+/* The variant in effect; a layout it cannot take runs v1. */
+template <typename T, int V>
+static void layernorm_launch_vw(T * dst, const T * x, const T * res, const T * w, const T * b, int64_t N, int64_t C,
+                                int64_t ds, int64_t xs, int64_t rs, float eps, cudaStream_t stream) {
+    const int     variant = rk_cuda_layernorm_variant();
+    const int64_t nvec    = RK_CEIL_DIV(C, (int64_t) V);
+    bool          done    = false;
+    if (variant == 2) {
+        done = layernorm_try_v2<T, V, 32, 1, 1, 8>(dst, x, res, w, b, N, C, ds, xs, rs, eps, stream);
+    } else if (variant == 3) {
+        done = layernorm_try_v2<T, V, 32, 2, 1, 4>(dst, x, res, w, b, N, C, ds, xs, rs, eps, stream);
+    } else if (variant == 4) { /* the largest G leaving each lane >= 4 vectors; G = 8 for short rows */
+        if (nvec >= 4 * 32) {
+            done = layernorm_try_v2<T, V, 32, 1, 4, 8>(dst, x, res, w, b, N, C, ds, xs, rs, eps, stream);
+        } else if (nvec >= 4 * 16) {
+            done = layernorm_try_v2<T, V, 16, 1, 4, 8>(dst, x, res, w, b, N, C, ds, xs, rs, eps, stream);
+        } else {
+            done = layernorm_try_v2<T, V, 8, 1, 4, 8>(dst, x, res, w, b, N, C, ds, xs, rs, eps, stream);
+        }
+    }
+    if (done) return;
+    const dim3 grid((unsigned) RK_CEIL_DIV(N, (int64_t) RK_LAYERNORM_ROWS_PER_BLOCK));
+    layernorm_kernel_v1<T, V><<<grid, RK_LAYERNORM_BLOCK_SIZE, 0, stream>>>(dst, x, res, w, b, N, C, ds, xs, rs, eps);
+    RK_CUDA_CHECK(cudaGetLastError());
+}
 
 template <typename T>
 static void layernorm_launch(T * dst, const T * x, const T * res, const T * w, const T * b, const rk_rows & rd,
@@ -39,16 +282,13 @@ static void layernorm_launch(T * dst, const T * x, const T * res, const T * w, c
     const void *  ptrs[5]    = { dst, x, res, w, b };
     const int64_t strides[5] = { rd.stride, rx.stride, rr ? rr->stride : 0, 0, 0 };
     const int     v          = rk_vec_width(sizeof(T), rd.ncols, 5, ptrs, strides);
-    const dim3    grid((unsigned) RK_CEIL_DIV(rd.nrows, (int64_t) RK_LAYERNORM_ROWS_PER_BLOCK));
-    const int64_t rs = rr ? rr->stride : 0;
+    const int64_t rs         = rr ? rr->stride : 0;
     if (v == 16 / (int) sizeof(T)) {
-        layernorm_kernel_v1<T, 16 / sizeof(T)><<<grid, RK_LAYERNORM_BLOCK_SIZE, 0, stream>>>(
-            dst, x, res, w, b, rd.nrows, rd.ncols, rd.stride, rx.stride, rs, eps);
+        layernorm_launch_vw<T, 16 / sizeof(T)>(dst, x, res, w, b, rd.nrows, rd.ncols, rd.stride, rx.stride, rs, eps,
+                                               stream);
     } else {
-        layernorm_kernel_v1<T, 1><<<grid, RK_LAYERNORM_BLOCK_SIZE, 0, stream>>>(
-            dst, x, res, w, b, rd.nrows, rd.ncols, rd.stride, rx.stride, rs, eps);
+        layernorm_launch_vw<T, 1>(dst, x, res, w, b, rd.nrows, rd.ncols, rd.stride, rx.stride, rs, eps, stream);
     }
-    RK_CUDA_CHECK(cudaGetLastError());
 }
 
 /*

@@ -2,12 +2,15 @@
  * test_cpu_ops.c: the CPU backend's fast paths against independent references: the BLAS attention against the
  * plain per-row attention, the OpenBLAS matmul (with bias and GELU) against a double-precision triple loop, and
  * LayerNorm / softmax / pooling against double-precision formulas. Seeded inputs (RK_TEST_SEED overrides).
+ * Also the error bound of rk_erf_ex2 (kernels/erf_ex2.h, the fast erf of the CUDA GELU variants) against erf() in
+ * double over a dense grid of float bit patterns.
  */
 #include "test_util.h"
 
 #include "backend.h"
 #include "kernels/attn.h"
 #include "kernels/elementwise.h"
+#include "kernels/erf_ex2.h"
 #include "kernels/layernorm.h"
 #include "kernels/matmul.h"
 #include "kernels/pool.h"
@@ -185,4 +188,69 @@ Test(cpu_ops, name_tables_complete) {
     for (int i = 0; i < RK_OP_COUNT; i++) cr_assert(rk_op_names[i] != NULL, "op %d has no name", i);
     for (int i = 0; i < RK_DTYPE_COUNT; i++) cr_assert(rk_dtype_traits[i].name != NULL, "dtype %d has no traits", i);
     for (int i = 0; i < RK_STATUS_COUNT; i++) cr_assert(strcmp(rk_status_name((enum rk_status) i), "unknown status") != 0);
+}
+
+/*
+ * rk_erf_ex2 (kernels/erf_ex2.h) against erf() in double: every 61st float bit pattern of [0, +inf] (35 million
+ * values, denormals and tails included), every float step of 2^-20 over [0, 4.5] (where the error lives), the
+ * special values, and odd symmetry. Two bounds: with this host's exp2f (what the emulator runs), and the device's,
+ * where ex2.approx may be off by 2 ulp: the result is recomputed with 2^P moved by +-2 ulp. Also GELU through it
+ * against the double formula, relative to |x| (its error is 0.5 |x| times erf's).
+ */
+static double erf_ex2_err(float x, double * hw) {
+    const double ref = erf((double) x);
+    const float  r   = rk_erf_ex2(x);
+    const double e0  = fabs((double) r - ref);
+    const float  a   = fabsf(x);
+    const float  e   = exp2f(rk_erf_ex2_log2erfc(a > RK_ERF_EX2_TMAX ? RK_ERF_EX2_TMAX : a));
+    const float  u   = e - nextafterf(e, 0.0f); /* one ulp of 2^P (<= 1: the spacing below it) */
+    const float  lo  = copysignf(1.0f - (e - 2.0f * u), x), hi = copysignf(1.0f - (e + 2.0f * u), x);
+    *hw = fmax(e0, fmax(fabs((double) lo - ref), fabs((double) hi - ref)));
+    return e0;
+}
+
+Test(cpu_ops, erf_ex2_accuracy) {
+    double  worst = 0.0, worst_hw = 0.0, worst_gelu = 0.0;
+    float   at = 0.0f, at_hw = 0.0f;
+    int64_t n  = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const uint32_t end = pass == 0 ? 0x7f800000u : (uint32_t) (4.5 * 1048576.0);
+        const uint32_t step = pass == 0 ? 61u : 1u;
+        for (uint32_t i = 0; i <= end; i += step) {
+            float x;
+            if (pass == 0) {
+                memcpy(&x, &i, 4);
+            } else {
+                x = (float) i * (1.0f / 1048576.0f);
+            }
+            double       hw;
+            const double e = erf_ex2_err(x, &hw);
+            if (e > worst) worst = e, at = x;
+            if (hw > worst_hw) worst_hw = hw, at_hw = x;
+            if ((i & 1023u) == 0) {
+                cr_assert(rk_erf_ex2(-x) == -rk_erf_ex2(x), "rk_erf_ex2 is not odd at %.9g", (double) x);
+                erf_ex2_err(-x, &hw);
+            }
+            if (x < 30.0f) {
+                const double g = 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+                const double q = fabs((double) rk_gelu_ex2(x) - g) / fmax(fabs((double) x), 1e-30);
+                const double qn = fabs((double) rk_gelu_ex2(-x) + 0.5 * x * erfc(x / sqrt(2.0))) / fmax(x, 1e-30);
+                if (q > worst_gelu) worst_gelu = q;
+                if (qn > worst_gelu) worst_gelu = qn;
+            }
+            n++;
+        }
+    }
+    fprintf(stderr, "rk_erf_ex2 over %lld floats: max |err| %.3g at %.9g (host exp2f); %.3g at %.9g with ex2 off by "
+                    "2 ulp (device bound); gelu: max |err| / |x| %.3g\n",
+            (long long) n, worst, (double) at, worst_hw, (double) at_hw, worst_gelu);
+    cr_assert(worst <= 1e-7, "rk_erf_ex2: max |err| %.3g at %.9g (bound 1e-7)", worst, (double) at);
+    cr_assert(worst_hw <= 2e-7, "rk_erf_ex2, device bound: max |err| %.3g at %.9g (bound 2e-7)", worst_hw,
+              (double) at_hw);
+    cr_assert(worst_gelu <= 1.2e-7, "rk_gelu_ex2: max |err| / |x| %.3g (bound 1.2e-7)", worst_gelu);
+    /* special values */
+    cr_assert(rk_erf_ex2(0.0f) == 0.0f && !signbit(rk_erf_ex2(0.0f)) && signbit(rk_erf_ex2(-0.0f)));
+    cr_assert(rk_erf_ex2(INFINITY) == 1.0f && rk_erf_ex2(-INFINITY) == -1.0f);
+    cr_assert(isnan(rk_erf_ex2(NAN)) && isnan(rk_gelu_ex2(NAN)));
+    cr_assert(rk_gelu_ex2(INFINITY) == INFINITY && rk_gelu_ex2(-1e30f) == 0.0f);
 }

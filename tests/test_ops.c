@@ -6,6 +6,8 @@
  *
  * Attention cases also run every numbered kernel variant of kernels/attn_cuda.h on the same inputs ("[variant=..]"
  * in the case string), and the embedding case list includes the fused embed+LayerNorm launcher (rk_cuda_embed).
+ * LAYERNORM, GELU and the MATMUL cases with the GELU epilogue (rk_cuda_bias_act) likewise run every variant of
+ * RK_LAYERNORM_N_VARIANTS / RK_GELU_N_VARIANTS (kernels/cuda_ops.h), each tallied as its own "[variant=..]" case.
  * Example: RK_TEST_FILTER='ATTN_FWD(dtype=bf16,B=2|variant=plain' build/tests/test_ops --filter 'cuda_ops/attn_fwd'
  * Some CPU references assert on strided views, so under RK_TEST_BACKEND=cpu select cases with RK_TEST_FILTER.
  */
@@ -24,6 +26,43 @@
 #endif
 
 #include <stdarg.h>
+
+/* ------------------------------------------------------------------------------------------------
+ * the GELU and LayerNorm kernel variants (kernels/cuda_ops.h): every one on CUDA, only the default elsewhere */
+
+enum { VK_GELU = 0, VK_LAYERNORM };
+
+static int variant_count(struct rk_backend * be, int kind) {
+#ifdef RK_HAVE_CUDA
+    if (be->device == RK_DEVICE_CUDA) return kind == VK_GELU ? RK_GELU_N_VARIANTS : RK_LAYERNORM_N_VARIANTS;
+#endif
+    (void) be;
+    (void) kind;
+    return 1;
+}
+
+static const char * variant_name(int kind, int v) {
+#ifdef RK_HAVE_CUDA
+    return kind == VK_GELU ? rk_cuda_gelu_variant_name(v) : rk_cuda_layernorm_variant_name(v);
+#else
+    (void) kind;
+    (void) v;
+    return "default";
+#endif
+}
+
+/* From now on the CUDA launchers run variant v (0: the default). */
+static void variant_set(struct rk_backend * be, int kind, int v) {
+#ifdef RK_HAVE_CUDA
+    if (be->device == RK_DEVICE_CUDA) {
+        const enum rk_status s = kind == VK_GELU ? rk_cuda_gelu_set_variant(v) : rk_cuda_layernorm_set_variant(v);
+        cr_assert(s == RK_OK, "setting variant %d: %s", v, rk_last_error());
+    }
+#endif
+    (void) be;
+    (void) kind;
+    (void) v;
+}
 
 /* ------------------------------------------------------------------------------------------------
  * LAYERNORM */
@@ -52,6 +91,20 @@ static const struct ln_case ln_cases[] = {
     { RK_DTYPE_F32, 77, 768, true, true, ALIAS_NONE, 0 },
     { RK_DTYPE_F32, 7, 4103, true, true, ALIAS_NONE, 5 },
     { RK_DTYPE_F32, 9, 4096, true, false, ALIAS_RES, 0 },
+    /* for the register variants: one row, rows not a multiple of a block's, C not a multiple of 8 (scalar), tiny and
+     * odd C, strided and unaligned views, the longest rows they hold (2048) and one past it (v1 fallback) */
+    { RK_DTYPE_BF16, 1, 768, true, true, ALIAS_NONE, 0 },
+    { RK_DTYPE_BF16, 77, 768, true, true, ALIAS_RES, 0 },
+    { RK_DTYPE_BF16, 13, 384, true, true, ALIAS_RES, 0 },
+    { RK_DTYPE_BF16, 77, 100, true, true, ALIAS_NONE, 0 },
+    { RK_DTYPE_BF16, 40, 5, true, false, ALIAS_X, 3 },
+    { RK_DTYPE_BF16, 33, 2048, true, true, ALIAS_NONE, 16 },
+    { RK_DTYPE_BF16, 9, 2056, true, true, ALIAS_NONE, 0 },
+    { RK_DTYPE_BF16, 50, 96, false, true, ALIAS_NONE, 2 },
+    { RK_DTYPE_F16, 77, 1024, true, true, ALIAS_NONE, 0 },
+    { RK_DTYPE_F16, 21, 77, true, true, ALIAS_RES, 1 },
+    { RK_DTYPE_F32, 50, 768, true, true, ALIAS_X, 8 },
+    { RK_DTYPE_F32, 35, 200, true, true, ALIAS_NONE, 0 },
 };
 
 static int run_layernorm(struct rk_backend * be, const struct ln_case * c, const char * cs, struct rng * r) {
@@ -126,20 +179,26 @@ static int run_layernorm(struct rk_backend * be, const struct ln_case * c, const
     return rc;
 }
 
+/* Every case through every variant (the same inputs: the rng is seeded from the case string without the variant). */
 Test(cuda_ops, layernorm) {
     struct rk_backend * be = cuda_or_skip("LAYERNORM");
     struct tally        t  = { 0 };
     for (size_t i = 0; i < sizeof(ln_cases) / sizeof(ln_cases[0]); i++) {
         const struct ln_case * c = &ln_cases[i];
-        char cs[256];
-        snprintf(cs, sizeof(cs), "LAYERNORM(dtype=%s,N=%lld,C=%lld,residual=%d,bias=%d,alias=%s,pad=%lld)", dtn(c->dt),
-                 (long long) c->N, (long long) c->C, c->residual, c->bias,
+        char cs0[256], cs[400];
+        snprintf(cs0, sizeof(cs0), "LAYERNORM(dtype=%s,N=%lld,C=%lld,residual=%d,bias=%d,alias=%s,pad=%lld)",
+                 dtn(c->dt), (long long) c->N, (long long) c->C, c->residual, c->bias,
                  c->alias == ALIAS_X ? "x" : c->alias == ALIAS_RES ? "residual" : "none", (long long) c->pad);
-        if (!case_selected(cs)) continue;
-        struct rng r  = { run_seed() ^ fnv1a(cs) };
-        double     t0 = now_ms();
-        tally_add(&t, cs, run_layernorm(be, c, cs, &r), t0);
+        for (int v = 0; v < variant_count(be, VK_LAYERNORM); v++) {
+            snprintf(cs, sizeof(cs), "%s[variant=%s]", cs0, variant_name(VK_LAYERNORM, v));
+            if (!case_selected(cs)) continue;
+            struct rng r  = { run_seed() ^ fnv1a(cs0) };
+            double     t0 = now_ms();
+            variant_set(be, VK_LAYERNORM, v);
+            tally_add(&t, cs, run_layernorm(be, c, cs, &r), t0);
+        }
     }
+    variant_set(be, VK_LAYERNORM, 0);
     rk_backend_free(be);
     tally_finish("LAYERNORM", &t);
 }
@@ -223,20 +282,31 @@ static int run_matmul(struct rk_backend * be, const struct mm_case * c, const ch
     return rc;
 }
 
+/* The cases with the GELU epilogue run every GELU variant (rk_cuda_bias_act), "[variant=..]" in their strings. */
 Test(cuda_ops, matmul) {
     struct rk_backend * be = cuda_or_skip("MATMUL");
     struct tally        t  = { 0 };
     for (size_t i = 0; i < sizeof(mm_cases) / sizeof(mm_cases[0]); i++) {
         const struct mm_case * c = &mm_cases[i];
-        char cs[256];
-        snprintf(cs, sizeof(cs), "MATMUL(dtype=%s,M=%lld,N=%lld,K=%lld,bias=%d,gelu=%d,x_pad=%lld,dst_pad=%lld)",
+        char cs0[256], cs[400];
+        snprintf(cs0, sizeof(cs0), "MATMUL(dtype=%s,M=%lld,N=%lld,K=%lld,bias=%d,gelu=%d,x_pad=%lld,dst_pad=%lld)",
                  dtn(c->dt), (long long) c->M, (long long) c->N, (long long) c->K, c->bias, c->gelu,
                  (long long) c->x_pad, (long long) c->d_pad);
-        if (!case_selected(cs)) continue;
-        struct rng r  = { run_seed() ^ fnv1a(cs) };
-        double     t0 = now_ms();
-        tally_add(&t, cs, run_matmul(be, c, cs, &r), t0);
+        const int nv = c->gelu ? variant_count(be, VK_GELU) : 1;
+        for (int v = 0; v < nv; v++) {
+            if (c->gelu) {
+                snprintf(cs, sizeof(cs), "%s[variant=%s]", cs0, variant_name(VK_GELU, v));
+            } else {
+                snprintf(cs, sizeof(cs), "%s", cs0);
+            }
+            if (!case_selected(cs)) continue;
+            struct rng r  = { run_seed() ^ fnv1a(cs0) };
+            double     t0 = now_ms();
+            variant_set(be, VK_GELU, v);
+            tally_add(&t, cs, run_matmul(be, c, cs, &r), t0);
+        }
     }
+    variant_set(be, VK_GELU, 0);
     rk_backend_free(be);
     tally_finish("MATMUL", &t);
 }
@@ -249,21 +319,31 @@ struct ew_case {
     int64_t       N, C;
     int64_t       pad;
     bool          inplace; /* dst aliases the (first) input */
+    float         scale;   /* inputs uniform in [-scale, scale]; 0: 3 */
 };
 
 static const struct ew_case ew_cases[] = {
-    { RK_DTYPE_BF16, 77, 3072, 0, false }, { RK_DTYPE_BF16, 3, 1001, 0, false }, { RK_DTYPE_BF16, 1, 7, 0, false },
-    { RK_DTYPE_BF16, 77, 768, 8, false },  { RK_DTYPE_BF16, 64, 768, 0, true },  { RK_DTYPE_BF16, 5, 99, 3, true },
-    { RK_DTYPE_F16, 77, 3072, 0, false },  { RK_DTYPE_F16, 3, 1001, 5, false },  { RK_DTYPE_F32, 77, 768, 0, false },
-    { RK_DTYPE_F32, 3, 1001, 2, true },
+    { RK_DTYPE_BF16, 77, 3072, 0, false, 0 }, { RK_DTYPE_BF16, 3, 1001, 0, false, 0 },
+    { RK_DTYPE_BF16, 1, 7, 0, false, 0 },     { RK_DTYPE_BF16, 77, 768, 8, false, 0 },
+    { RK_DTYPE_BF16, 64, 768, 0, true, 0 },   { RK_DTYPE_BF16, 5, 99, 3, true, 0 },
+    { RK_DTYPE_F16, 77, 3072, 0, false, 0 },  { RK_DTYPE_F16, 3, 1001, 5, false, 0 },
+    { RK_DTYPE_F32, 77, 768, 0, false, 0 },   { RK_DTYPE_F32, 3, 1001, 2, true, 0 },
+    /* for the GELU variants: a dense length no multiple of a v2 chunk, one row of one vector, strided rows of a few
+     * vectors (several rows per block), rows past the grid's y limit (the row loop), the erf tails (|x| / sqrt 2
+     * past rk_erf_ex2's clamp) */
+    { RK_DTYPE_BF16, 13, 4104, 0, true, 0 },  { RK_DTYPE_BF16, 1, 8, 0, false, 0 },
+    { RK_DTYPE_BF16, 300, 40, 16, false, 0 }, { RK_DTYPE_F16, 600000, 1, 1, false, 0 },
+    { RK_DTYPE_BF16, 77, 3072, 0, false, 8 }, { RK_DTYPE_F16, 33, 776, 0, true, 8 },
 };
 
-/* op_is_add: ADD(dst, a, b) else GELU(dst, a). Inputs scaled by 3 so GELU sees its curved region and tails. */
+/* op_is_add: ADD(dst, a, b) else GELU(dst, a). Inputs scaled by 3 (unless the case says) so GELU sees its curved
+ * region and tails. */
 static int run_elementwise(struct rk_backend * be, const struct ew_case * c, bool op_is_add, const char * cs,
                            struct rng * r) {
     const int64_t N = c->N, C = c->C, ne[2] = { N, C };
-    float *       a   = rand_vec(r, c->dt, N * C, 3.0f);
-    float *       b   = op_is_add ? rand_vec(r, c->dt, N * C, 3.0f) : NULL;
+    const float   sc  = c->scale > 0.0f ? c->scale : 3.0f;
+    float *       a   = rand_vec(r, c->dt, N * C, sc);
+    float *       b   = op_is_add ? rand_vec(r, c->dt, N * C, sc) : NULL;
     float *       ref = rk_xmalloc((size_t) (N * C) * sizeof(float));
     struct rk_tensor ha = host_t(a, 2, ne), hb = host_t(b, 2, ne), hd = host_t(ref, 2, ne);
     if (op_is_add) {
@@ -312,14 +392,27 @@ static void elementwise_test(bool op_is_add) {
     struct tally        t   = { 0 };
     for (size_t i = 0; i < sizeof(ew_cases) / sizeof(ew_cases[0]); i++) {
         const struct ew_case * c = &ew_cases[i];
-        char cs[256];
-        snprintf(cs, sizeof(cs), "%s(dtype=%s,N=%lld,C=%lld,pad=%lld,inplace=%d)", opn, dtn(c->dt), (long long) c->N,
+        char cs0[256], cs[400];
+        snprintf(cs0, sizeof(cs0), "%s(dtype=%s,N=%lld,C=%lld,pad=%lld,inplace=%d", opn, dtn(c->dt), (long long) c->N,
                  (long long) c->C, (long long) c->pad, c->inplace);
-        if (!case_selected(cs)) continue;
-        struct rng r  = { run_seed() ^ fnv1a(cs) };
-        double     t0 = now_ms();
-        tally_add(&t, cs, run_elementwise(be, c, op_is_add, cs, &r), t0);
+        if (c->scale > 0.0f) snprintf(cs0 + strlen(cs0), sizeof(cs0) - strlen(cs0), ",scale=%g", (double) c->scale);
+        snprintf(cs0 + strlen(cs0), sizeof(cs0) - strlen(cs0), ")");
+        /* GELU: every variant, "[variant=..]"; ADD has none */
+        const int nv = op_is_add ? 1 : variant_count(be, VK_GELU);
+        for (int v = 0; v < nv; v++) {
+            if (op_is_add) {
+                snprintf(cs, sizeof(cs), "%s", cs0);
+            } else {
+                snprintf(cs, sizeof(cs), "%s[variant=%s]", cs0, variant_name(VK_GELU, v));
+            }
+            if (!case_selected(cs)) continue;
+            struct rng r  = { run_seed() ^ fnv1a(cs0) };
+            double     t0 = now_ms();
+            if (!op_is_add) variant_set(be, VK_GELU, v);
+            tally_add(&t, cs, run_elementwise(be, c, op_is_add, cs, &r), t0);
+        }
     }
+    if (!op_is_add) variant_set(be, VK_GELU, 0);
     rk_backend_free(be);
     tally_finish(opn, &t);
 }
@@ -913,6 +1006,32 @@ Test(cuda_backend, init_without_device_is_not_fatal) {
         fprintf(stderr, "no CUDA backend here: %s\n", rk_last_error());
     }
     cr_assert(rk_backend_cuda_init(1 << 20) == NULL, "a device index that does not exist must give NULL");
+}
+
+/* The variant switches of kernels/cuda_ops.h: the environment's default read once, set / reset, range checks. Needs
+ * no device (nothing is launched). */
+Test(cuda_ops, variant_selection) {
+#ifdef RK_HAVE_CUDA
+    setenv("RK_GELU_VARIANT", "3", 1);      /* this process only: Criterion runs each test in its own */
+    setenv("RK_LAYERNORM_VARIANT", "x", 1); /* not a variant: the built-in default, with a warning */
+    cr_assert_eq(rk_cuda_gelu_variant(), 3);
+    cr_assert_eq(rk_cuda_layernorm_variant(), 1);
+    setenv("RK_GELU_VARIANT", "2", 1); /* read once: no effect now */
+    cr_assert(rk_cuda_gelu_set_variant(4) == RK_OK);
+    cr_assert_eq(rk_cuda_gelu_variant(), 4);
+    cr_assert(rk_cuda_gelu_set_variant(0) == RK_OK);
+    cr_assert_eq(rk_cuda_gelu_variant(), 3);
+    cr_assert(rk_cuda_gelu_set_variant(RK_GELU_N_VARIANTS) == RK_STATUS_ARG);
+    cr_assert(rk_cuda_layernorm_set_variant(-1) == RK_STATUS_ARG);
+    cr_assert_eq(rk_cuda_gelu_variant(), 3, "a rejected variant must change nothing");
+    cr_assert(rk_cuda_layernorm_set_variant(RK_LAYERNORM_N_VARIANTS - 1) == RK_OK);
+    cr_assert_eq(rk_cuda_layernorm_variant(), RK_LAYERNORM_N_VARIANTS - 1);
+    for (int v = 0; v < RK_GELU_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_gelu_variant_name(v), "?") != 0);
+    for (int v = 0; v < RK_LAYERNORM_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_layernorm_variant_name(v), "?") != 0);
+    cr_assert_str_eq(rk_cuda_gelu_variant_name(RK_GELU_N_VARIANTS), "?");
+#else
+    cr_skip_test("no CUDA in this build");
+#endif
 }
 
 Test(cuda_ops, unsupported_is_reported) {
