@@ -232,6 +232,19 @@ if [ -x build/bench/bench_attn ] && nvidia-smi --query-gpu=compute_cap --format=
         done
     done
 fi
+# the GELU and LayerNorm kernel variants (none is the default until measured: kernels/elementwise.cu, layernorm.cu)
+for cmd in "build/bench/bench_ops gelu --variant all" "build/bench/bench_ops layernorm --variant all"; do
+    [ -x build/bench/bench_ops ] || break
+    if out_of_time; then
+        NOTES+=("$cmd: not run (out of time)")
+        continue
+    fi
+    say "== bench: $cmd"
+    echo "===== $cmd" >>"$L_BENCH"
+    timeout "$(tmo 40)" $cmd >>"$L_BENCH" 2>&1
+    rc=$?
+    [ "$rc" != 0 ] && NOTES+=("$cmd exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
+done
 
 # ---- summary ----------------------------------------------------------------------------------------------------
 {

@@ -8,8 +8,9 @@
 #
 # Steps, each under `timeout`: 1. the wgmma primitives alone (build/tests/test_wgmma: which layout, if any, is wrong);
 # 2. every attention forward parity case, all variants (build/tests/test_ops, cuda_ops/attn_fwd*); 3. compute-sanitizer
-# memcheck and racecheck on three wgmma attention cases; 4. bench_attn for the default and the wgmma variants, the
-# BERT forward with each (RK_ATTN_FWD_VARIANT), and the two peers (attention SDPA, HF BERT) in the same run.
+# memcheck and racecheck on the wgmma attention cases; 4. bench_attn for the default and the wgmma variants, the
+# BERT forward with each (RK_ATTN_FWD_VARIANT), the GELU and LayerNorm variants alone and with the wgmma attention in
+# the BERT forward, and the peers (PyTorch ops, attention SDPA, HF BERT) in the same run.
 # Logs under $OUT (or /tmp/rk_device_focus); the last lines are the table of .ci/result_table.awk.
 set -u
 cd "$(dirname "$0")/.."
@@ -54,6 +55,11 @@ run "$L_BENCH" 60 build/bench/bench_attn
 for v in 6 7 8; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
 run "$L_BENCH" 60 build/bench/bench_bert
 for v in 6 8; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
+# the GELU and LayerNorm variants (the other part of the BERT forward that is not at copy speed), and all together
+run "$L_BENCH" 60 build/bench/bench_ops gelu --variant all
+run "$L_BENCH" 60 build/bench/bench_ops layernorm --variant all
+run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=6 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2 build/bench/bench_bert --config base
+run "$L_PEER" 60 python3 bench/peers/ops_torch.py
 run "$L_PEER" 90 python3 bench/peers/attn_sdpa.py
 run "$L_PEER" 120 python3 bench/peers/bert_hf.py
 grep -a -E 'FAILED|unsupported' "$L_BENCH" | head -n 10

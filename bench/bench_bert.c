@@ -106,12 +106,18 @@ static int run_one(const char * device, const char * cname, const char * dtype, 
     /* sequences/s = B / median forward time (ids upload included, pooling excluded) */
     printf("bert config=%s B=%lld T=%lld device=%s dtype=%s ours_ms=%.3f ours_seq_per_s=%.0f\n", cname, (long long) B,
            (long long) T, be->name, rk_dtype_traits[be->act_dtype].name, med * 1e3, (double) B / med);
-    /* the key bench/peers/bert_hf.py prints for the same shape and dtype; with RK_ATTN_FWD_VARIANT=N (the attention
-       kernel forced, kernels/attn_cuda.h) the key gets "@attn-vN", which the device check's table joins with the
-       same peer line */
-    const char * av = getenv("RK_ATTN_FWD_VARIANT");
-    char         suffix[32] = "";
-    if (av && *av && strcmp(av, "0") != 0) snprintf(suffix, sizeof(suffix), "@attn-v%.8s", av);
+    /* the key bench/peers/bert_hf.py prints for the same shape and dtype; with kernel variants forced through the
+       environment (RK_ATTN_FWD_VARIANT, RK_GELU_VARIANT, RK_LAYERNORM_VARIANT) the key gets "@attn-vN-gelu-vN-ln-vN"
+       (those set), which the device check's table joins with the same peer line */
+    static const char * const envs[3][2] = { { "RK_ATTN_FWD_VARIANT", "attn" }, { "RK_GELU_VARIANT", "gelu" },
+                                             { "RK_LAYERNORM_VARIANT", "ln" } };
+    char suffix[64] = "";
+    for (int e = 0; e < 3; e++) {
+        const char * v = getenv(envs[e][0]);
+        if (!v || !*v || !strcmp(v, "0")) continue;
+        const size_t n = strlen(suffix);
+        snprintf(suffix + n, sizeof(suffix) - n, "%s%s-v%.4s", n ? "-" : "@", envs[e][1], v);
+    }
     printf("RESULT %s_%s_B%lld_T%lld%s %.0f seq/s\n", !strcmp(cname, "minilm") ? "minilm_l6" : !strcmp(cname, "base") ? "bert_base" : "bert_large",
            be->act_dtype == RK_DTYPE_F16 ? "fp16" : be->act_dtype == RK_DTYPE_BF16 ? "bf16" : "fp32", (long long) B,
            (long long) T, suffix, (double) B / med);
