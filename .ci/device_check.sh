@@ -14,7 +14,7 @@
 #      a sanitizer that cannot start on the machine is reported and skipped;
 #   5. every bench program build/bench/bench_*, then the peer scripts bench/peers/*.py (and ../shared/peers/*.py if
 #      that folder exists: it does not travel to the device machine); then, on an sm_90 card, the attention
-#      kernels that are not the default yet (wgmma variants 6, 7, 8) alone and inside bench_bert, keys "<key>@v6" and
+#      kernels that are not the default yet (wgmma variants 6 to 9) alone and inside bench_bert, keys "<key>@v6" and
 #      "<key>@attn-v6" joined with the peer line of "<key>".
 # Full logs go to $OUT (or /tmp/rk_device_check): build.log tests.log sanitizer.log bench.log peers.log summary.txt.
 # At the end one compact table: suites (tests and cases passed / failed / skipped) and every `RESULT <key> <value>
@@ -215,10 +215,10 @@ for p in $PEERS; do
     [ "$rc" != 0 ] && NOTES+=("peer $(basename "$p") exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
 done
 
-# the attention kernels that are not the default yet (the wgmma variants 6, 7 and 8, sm_90 only): alone, and inside the
+# the attention kernels that are not the default yet (the wgmma variants 6 to 9, sm_90 only): alone, and inside the
 # BERT forward (RK_ATTN_FWD_VARIANT), after the peers so that a short budget still gets the default comparisons
 if [ -x build/bench/bench_attn ] && nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | grep -q '^9\.0'; then
-    for v in 6 7 8; do
+    for v in 6 7 8 9; do
         for cmd in "build/bench/bench_attn --variant $v" "env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base"; do
             if out_of_time; then
                 NOTES+=("$cmd: not run (out of time)")

@@ -52,9 +52,9 @@ if [ -n "$SAN" ]; then
 fi
 
 run "$L_BENCH" 60 build/bench/bench_attn
-for v in 6 7 8; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
+for v in 6 7 8 9; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
 run "$L_BENCH" 60 build/bench/bench_bert
-for v in 6 8; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
+for v in 6 8 9; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
 # the GELU and LayerNorm variants (the other part of the BERT forward that is not at copy speed), and all together
 run "$L_BENCH" 60 build/bench/bench_ops gelu --variant all
 run "$L_BENCH" 60 build/bench/bench_ops layernorm --variant all

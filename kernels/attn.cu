@@ -18,6 +18,11 @@
  *   v4  v2 with Q re-read from shared memory and a 168-register cap: 3 CTAs per SM instead of 2 (HS = 128 only).
  *       The default at HS = 128.
  *   v5  v3 with 128-key tiles (HS <= 64 only). The default at HS = 32; spills 40 bytes at HS = 64.
+ *   v6  attn_fwd_kernel_wg<HS, 6>: Hopper warpgroup MMA (wgmma, sm_90a; kernels/wgmma.cuh), one warpgroup per
+ *       64 query rows, 128-key tiles at HS = 64, 64-key at HS = 128; Q, K, V in 128-byte-swizzled shared memory.
+ *   v7  v6 with the other key tile (64 at HS = 64, 128 at HS = 128).  v8  v6 with two warpgroups (128 rows), 64 keys.
+ *   v9  attn_fwd_kernel_wgp<HS>: v6's tiles, P V of tile t-1 overlapped with the softmax of tile t (FA3).
+ *   v6-v9 run only on sm_90 and have never run on a GPU: not chosen automatically (RK_ATTN_FWD_VARIANT=N forces).
  * The sm_75 path (a real sm_75 card, or force_sm75) runs v2 with fp16 mma.sync m16n8k8 and synchronous tile
  * loads (no cp.async); bf16 there goes to v1.
  *
@@ -512,26 +517,201 @@ static __device__ __forceinline__ void attn_wg_load_tile(unsigned char * s, cons
     }
 }
 
+/* ---- pieces shared by the wgmma kernels (one warpgroup's 64 rows; thread rows g, g + 8 of warp w's 16) ---- */
+
+/* S (64 x BN) = Q K^T: HS / 16 wgmma, A = Q and B = K from shared memory, K-major; k-step kk reads 32 bytes at byte
+   (kk % 4) * 32 of the rows of 64-column panel kk / 4 (Q panels are QROWS rows apart, K panels BN). Not waited for. */
+template <int HS, int BN, int QROWS, bool BF16>
+static __device__ __forceinline__ void attn_wg_issue_s(float (&s)[BN / 2], uint32_t q_addr, uint32_t k_addr) {
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; kk++) {
+        const uint32_t koff = (uint32_t) ((kk & 3) * 32);
+        wg_mma_ss<BN, BF16>(s, wg_desc(q_addr + (kk >> 2) * QROWS * 128 + koff, 16, 1024),
+                            wg_desc(k_addr + (kk >> 2) * BN * 128 + koff, 16, 1024), kk > 0);
+    }
+}
+
+/* O (64 x HS) += P V: BN / 16 wgmma, A = P from registers, B = V from shared memory, MN-major: k-step kk is keys
+   [16 kk, 16 kk + 16), 2048 bytes further; the 64-column panels of V are BN * 128 bytes apart (LBO), 8-key groups
+   1024 (SBO). Not waited for. */
+template <int HS, int BN, bool BF16>
+static __device__ __forceinline__ void attn_wg_issue_pv(float (&o)[HS / 2], const uint32_t (&pa)[BN / 16][4],
+                                                        uint32_t v_addr) {
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) wg_mma_rs_tb<HS, BF16>(o, pa[kk], wg_desc(v_addr + kk * 2048, BN * 128, 1024), 1);
+}
+
+/* The mask of one S tile of keys [n0, n0 + BN), as v2, as bits: bit 2 j + e of valid[r] says whether the element
+   (row g + 8 r, column 8 j + 2 t + e) may be attended. row0 is the thread's first row (m0 + wrow + g); sm the tile's
+   mask words in shared memory (read only when has_mask). The S registers themselves are never written: they are
+   wgmma accumulators, and writing them while another wgmma runs serializes every wgmma of the kernel (ptxas C7513). */
+template <int BN>
+static __device__ __forceinline__ void attn_wg_valid(uint32_t (&valid)[2], const struct attn_args & a, int row0, int n0,
+                                                     const int * sm, bool has_mask, int tig) {
+    static_assert(BN / 4 <= 32, "BN");
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        int lo, hi;
+        attn_row_range(a, row0 + 8 * r, lo, hi);
+        lo -= n0;
+        hi -= n0;
+        uint32_t bits = 0;
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int  c  = j * 8 + 2 * tig + e;
+                const bool ok = c >= lo && c <= hi && (!has_mask || sm[c] != 0);
+                bits |= (uint32_t) ok << (2 * j + e);
+            }
+        }
+        valid[r] = bits;
+    }
+}
+
+/* Online softmax of one S tile as v2 (exp2 with the scale folded in), with the elements whose valid bit is 0 taken as
+   -inf when MASKED: updates the running max and partial sums, overwrites s with P (fp32), and returns the factor
+   alpha[r] by which O must be rescaled. */
+template <int BN, bool MASKED>
+static __device__ __forceinline__ void attn_wg_softmax(float (&s)[BN / 2], const uint32_t (&valid)[2], float (&row_m)[2],
+                                                       float (&row_l)[2], float (&alpha)[2], float sl2) {
+    auto at = [&](int j, int r, int e) {
+        const float x = s[j * 4 + 2 * r + e];
+        return !MASKED || ((valid[r] >> (2 * j + e)) & 1u) ? x : -INFINITY;
+    };
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float mx = row_m[r];
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) mx = fmaxf(mx, fmaxf(at(j, r, 0), at(j, r, 1)));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_use = mx == -INFINITY ? 0.f : mx; /* all masked so far: avoid inf - inf */
+        alpha[r]          = attn_exp2((row_m[r] - m_use) * sl2);
+        const float ms    = m_use * sl2;
+        row_m[r]          = mx;
+        float sum         = 0.f;
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            const float p0 = attn_exp2(fmaf(at(j, r, 0), sl2, -ms));
+            const float p1 = attn_exp2(fmaf(at(j, r, 1), sl2, -ms));
+            sum += p0 + p1;
+            s[j * 4 + 2 * r]     = p0;
+            s[j * 4 + 2 * r + 1] = p1;
+        }
+        row_l[r] = row_l[r] * alpha[r] + sum;
+    }
+}
+
+/* P (fp32, in the accumulator layout) packed to 16 bits as the A operand of P V: the accumulators of key tiles 2kk,
+   2kk+1 are k-step kk, pa[kk] = {(g, tile 2kk), (g+8, tile 2kk), (g, tile 2kk+1), (g+8, tile 2kk+1)}. */
+template <int BN, bool BF16>
+static __device__ __forceinline__ void attn_wg_pack_p(const float (&p)[BN / 2], uint32_t (&pa)[BN / 16][4]) {
+#pragma unroll
+    for (int j = 0; j < BN / 8; j++) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) pa[j / 2][(j % 2) * 2 + r] = attn_pack2<BF16>(p[j * 4 + 2 * r], p[j * 4 + 2 * r + 1]);
+    }
+}
+
+/* Mask (only tiles with padding, or that cross Tk, the diagonal or the window edge) and softmax of the S tile of keys
+   [n0, n0 + BN): s becomes P (fp32). */
+template <int BN>
+static __device__ __forceinline__ void attn_wg_mask_softmax(float (&s)[BN / 2], const struct attn_args & a,
+                                                            const attn_cta_keys & ck, int row0, int n0, const int * sm,
+                                                            bool has_mask, bool tile_valid, int tig,
+                                                            float (&row_m)[2], float (&row_l)[2], float (&alpha)[2]) {
+    uint32_t valid[2] = { ~0u, ~0u };
+    if (!tile_valid || n0 + BN > ck.hi_first + 1 || n0 < ck.lo_last) {
+        attn_wg_valid<BN>(valid, a, row0, n0, sm, has_mask, tig);
+        attn_wg_softmax<BN, true>(s, valid, row_m, row_l, alpha, a.scale_log2);
+    } else {
+        attn_wg_softmax<BN, false>(s, valid, row_m, row_l, alpha, a.scale_log2);
+    }
+}
+
+template <int HS> static __device__ __forceinline__ void attn_wg_rescale(float (&o)[HS / 2], const float (&alpha)[2]) {
+#pragma unroll
+    for (int d = 0; d < HS / 8; d++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[d * 4 + e] *= alpha[e / 2];
+    }
+}
+
+/* Epilogue: normalise by the row sums; warp w stages its own 16 rows (wrow..wrow+15 of the CTA) in sQ (a BM-row
+   swizzled tile no wgmma reads any more) and writes them as 16-byte chunks; lse from one thread per quad. */
+template <int HS, int BM, bool BF16>
+static __device__ __forceinline__ void attn_wg_epilogue(float (&o)[HS / 2], const float (&row_m)[2],
+                                                        const float (&row_l)[2], unsigned char * sQ,
+                                                        const struct attn_args & a, int b, int h, int m0, int wrow,
+                                                        int lane) {
+    constexpr int CPR = HS / 8;
+    const int     g = lane >> 2, tig = lane & 3;
+    float         lse[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float l = row_l[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float inv = l > 0.f ? 1.f / l : 0.f; /* a row with no valid key gives zeros */
+        lse[r]          = l > 0.f ? row_m[r] * a.scale + logf(l) : -INFINITY;
+#pragma unroll
+        for (int d = 0; d < HS / 8; d++) {
+            o[d * 4 + 2 * r] *= inv;
+            o[d * 4 + 2 * r + 1] *= inv;
+        }
+    }
+#pragma unroll
+    for (int d = 0; d < HS / 8; d++) {
+        const int r = wrow + g;
+        *reinterpret_cast<uint32_t *>(sQ + wg_swz<BM>(r, d) + tig * 4) = attn_pack2<BF16>(o[d * 4], o[d * 4 + 1]);
+        *reinterpret_cast<uint32_t *>(sQ + wg_swz<BM>(r + 8, d) + tig * 4) =
+            attn_pack2<BF16>(o[d * 4 + 2], o[d * 4 + 3]);
+    }
+    __syncwarp();
+    char * og = a.o + (int64_t) b * a.o_sb + (int64_t) h * a.o_sh;
+#pragma unroll
+    for (int it = 0; it < 16 * CPR / 32; it++) {
+        const int id = lane + it * 32, r = wrow + id / CPR, c = id % CPR;
+        const int i  = m0 + r;
+        if (i < a.Tq) {
+            *reinterpret_cast<uint4 *>(og + (int64_t) i * a.o_st + c * 16) =
+                *reinterpret_cast<const uint4 *>(sQ + wg_swz<BM>(r, c));
+        }
+    }
+    if (a.lse && tig == 0) {
+        char * lg = a.lse + (int64_t) b * a.l_sb + (int64_t) h * a.l_sh;
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int i = m0 + wrow + g + 8 * r;
+            if (i < a.Tq) *reinterpret_cast<float *>(lg + (int64_t) i * a.l_st) = lse[r];
+        }
+    }
+}
+
+/* 1024-aligned start of the dynamic shared memory (the wgmma configurations allocate 1 KB of slack for it) */
+static __device__ __forceinline__ unsigned char * attn_wg_smem_base(unsigned char * smem) {
+    const uint32_t raw = attn_smem_u32(smem);
+    return smem + (((raw + 1023u) & ~1023u) - raw);
+}
+
 /*
- * FlashAttention-2 forward on Hopper warpgroup MMA. grid (ceil(Tq / BM), NH, B), query blocks last-first as in v2,
- * block NWG warpgroups; warp w owns rows 16 w .. 16 w + 15 of the CTA's BM = 64 NWG, and each thread rows g and
- * g + 8 of them (the accumulator layout of wgmma is mma.sync's, stacked over the 4 warps of a warpgroup; warpgroup
- * wg multiplies the 64 rows of sQ from row 64 wg). Per key tile t:
+ * FlashAttention-2 forward on Hopper warpgroup MMA (v6, v7, v8). grid (ceil(Tq / BM), NH, B), query blocks
+ * last-first as in v2, block NWG warpgroups; warp w owns rows 16 w .. 16 w + 15 of the CTA's BM = 64 NWG, and each
+ * thread rows g and g + 8 of them (the accumulator layout of wgmma is mma.sync's, stacked over the 4 warps of a
+ * warpgroup; warpgroup wg multiplies the 64 rows of sQ from row 64 wg). Per key tile t:
  * wait for K(t), V(t), mask(t) (cp.async) and make them visible to wgmma (fence.proxy.async); barrier (which also
- * says whether the tile has padding); start the loads of tile t + 1 into the other stage; S = Q K^T as HS / 16
- * wgmma (A = Q and B = K from shared memory, K-major); mask; online softmax in fp32 (as v2); P packed to 16 bits in
- * registers is the A operand of O += P V, BN / 16 wgmma with B = V from shared memory, MN-major. Each product is
- * waited for before its result is used (no overlap inside the warpgroup: 2-3 CTAs per SM overlap each other).
+ * says whether the tile has padding); start the loads of tile t + 1 into the other stage; S = Q K^T; mask; online
+ * softmax in fp32 (as v2); O += P V with P from registers. Each product is waited for before its result is used
+ * (no overlap inside the warpgroup: 2-3 CTAs per SM overlap each other; v9 below overlaps inside it).
  */
 template <int HS, int V, bool BF16>
 static __global__ void __launch_bounds__(attn_wg_cfg<HS, V>::THREADS, (attn_wg_cfg<HS, V>::MIN_BLOCKS))
     attn_fwd_kernel_wg(const struct attn_args a) {
     using C = attn_wg_cfg<HS, V>;
-    constexpr int BM = C::BM, BN = C::BN, CPR = C::CPR, KSTEPS = C::KSTEPS, PSTEPS = C::PSTEPS, NT = C::THREADS;
-    constexpr int NTILES = BN / 8, DTILES = HS / 8;
+    constexpr int BM = C::BM, BN = C::BN, CPR = C::CPR, PSTEPS = C::PSTEPS, NT = C::THREADS;
     extern __shared__ __align__(128) unsigned char attn_wg_smem[];
-    const uint32_t  raw   = attn_smem_u32(attn_wg_smem);
-    unsigned char * sQ    = attn_wg_smem + (((raw + 1023u) & ~1023u) - raw);
+    unsigned char * sQ    = attn_wg_smem_base(attn_wg_smem);
     unsigned char * sKV   = sQ + C::Q_BYTES; /* stage st: K at sKV + st * 2 * KV_BYTES, V right after it */
     int *           sMask = reinterpret_cast<int *>(sKV + 2 * 2 * C::KV_BYTES); /* stage st at sMask + st * BN */
 
@@ -568,12 +748,9 @@ static __global__ void __launch_bounds__(attn_wg_cfg<HS, V>::THREADS, (attn_wg_c
     const uint32_t kv_addr = attn_smem_u32(sKV);
 
     float o[HS / 2];
-    float row_m[2], row_l[2];
+    float row_m[2] = { -INFINITY, -INFINITY }, row_l[2] = { 0.f, 0.f };
 #pragma unroll
     for (int i = 0; i < HS / 2; i++) o[i] = 0.f;
-    row_m[0] = row_m[1] = -INFINITY;
-    row_l[0] = row_l[1] = 0.f;
-    const float sl2 = a.scale_log2;
 
     for (int t = t_begin; t < t_end; t++) {
         const int   n0 = t * BN;
@@ -586,135 +763,181 @@ static __global__ void __launch_bounds__(attn_wg_cfg<HS, V>::THREADS, (attn_wg_c
         attn_cp_async_commit<false>();
 
         const uint32_t k_addr = kv_addr + st * 2 * C::KV_BYTES;
-        const uint32_t v_addr = k_addr + C::KV_BYTES;
-
-        /* S = Q K^T: k-step kk reads 32 bytes at byte (kk % 4) * 32 of the rows of panel kk / 4 */
-        float s[BN / 2];
+        float          s[BN / 2];
         wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; kk++) {
-            const uint32_t koff = (uint32_t) ((kk & 3) * 32);
-            wg_mma_ss<BN, BF16>(s, wg_desc(q_addr + (kk >> 2) * BM * 128 + koff, 16, 1024), /* Q panels BM rows */
-                                wg_desc(k_addr + (kk >> 2) * BN * 128 + koff, 16, 1024), kk > 0);
-        }
+        attn_wg_issue_s<HS, BN, BM, BF16>(s, q_addr, k_addr);
         wg_commit();
         wg_wait<0>();
         wg_fence_regs(s);
 
-        /* masking, as v2: only tiles with padding, or that cross Tk, the diagonal or the window edge */
-        const bool need_mask = !tile_valid || n0 + BN > ck.hi_first + 1 || n0 < ck.lo_last;
-        if (need_mask) {
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                int lo, hi;
-                attn_row_range(a, m0 + wrow + g + 8 * r, lo, hi);
-                lo -= n0;
-                hi -= n0;
-#pragma unroll
-                for (int j = 0; j < NTILES; j++) {
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int  c  = j * 8 + 2 * tig + e;
-                        const bool ok = c >= lo && c <= hi && (!mg || sm[c] != 0);
-                        if (!ok) s[j * 4 + 2 * r + e] = -INFINITY;
-                    }
-                }
-            }
-        }
-
-        /* online softmax as v2; pa[kk] = {(g, tile 2kk), (g+8, tile 2kk), (g, tile 2kk+1), (g+8, tile 2kk+1)} */
         uint32_t pa[PSTEPS][4];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float mx = row_m[r];
-#pragma unroll
-            for (int j = 0; j < NTILES; j++) mx = fmaxf(mx, fmaxf(s[j * 4 + 2 * r], s[j * 4 + 2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_use = mx == -INFINITY ? 0.f : mx; /* all masked so far: avoid inf - inf */
-            const float alpha = attn_exp2((row_m[r] - m_use) * sl2);
-            const float ms    = m_use * sl2;
-            row_m[r]          = mx;
-            float sum         = 0.f;
-#pragma unroll
-            for (int j = 0; j < NTILES; j++) {
-                const float p0 = attn_exp2(fmaf(s[j * 4 + 2 * r], sl2, -ms));
-                const float p1 = attn_exp2(fmaf(s[j * 4 + 2 * r + 1], sl2, -ms));
-                sum += p0 + p1;
-                pa[j / 2][(j % 2) * 2 + r] = attn_pack2<BF16>(p0, p1);
-            }
-            row_l[r] = row_l[r] * alpha + sum;
-#pragma unroll
-            for (int d = 0; d < DTILES; d++) {
-                o[d * 4 + 2 * r] *= alpha;
-                o[d * 4 + 2 * r + 1] *= alpha;
-            }
-        }
+        float    alpha[2];
+        attn_wg_mask_softmax<BN>(s, a, ck, m0 + wrow + g, n0, sm, mg != nullptr, tile_valid, tig, row_m, row_l, alpha);
+        attn_wg_pack_p<BN, BF16>(s, pa);
+        attn_wg_rescale<HS>(o, alpha);
 
-        /* O += P V: k-step kk is keys [16 kk, 16 kk + 16), 2048 bytes further; the 64-column panels of V are
-           BN * 128 bytes apart (LBO), 8-key groups 1024 (SBO) */
         wg_fence_regs(o);
         wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < PSTEPS; kk++) {
-            wg_mma_rs_tb<HS, BF16>(o, pa[kk], wg_desc(v_addr + kk * 2048, BN * 128, 1024), 1);
-        }
+        attn_wg_issue_pv<HS, BN, BF16>(o, pa, k_addr + C::KV_BYTES);
         wg_commit();
         wg_wait<0>();
         wg_fence_regs(o);
     }
 
-    /* epilogue: normalise; each warp stages its own 16 rows in sQ (no wgmma reads sQ any more: every product was
-       waited for), then writes them as 16-byte chunks */
     attn_cp_async_wait<0, false>(); /* nothing may still be landing in sQ (no key tile at all) */
     __syncthreads();
-    float lse[2];
+    attn_wg_epilogue<HS, BM, BF16>(o, row_m, row_l, sQ, a, b, h, m0, wrow, lane);
+}
+
+/* ---- v9: wgmma with the products of consecutive tiles overlapped inside the warpgroup ------------------------ */
+
+/*
+ * One warpgroup, 64 query rows, BN = 128 keys at HS = 64 and 64 at HS = 128 (v6's tiles). Shared memory: sQ, two
+ * stages of K, two of V, three mask buffers (each loaded with its K), 1 KB of alignment slack.
+ */
+template <int HS> struct attn_wgp_cfg {
+    static_assert(HS == 64 || HS == 128, "HS");
+    static constexpr int BM       = 64;
+    static constexpr int BN       = HS == 64 ? 128 : 64;
+    static constexpr int CPR      = HS / 8;
+    static constexpr int Q_BYTES  = BM * HS * 2;
+    static constexpr int KV_BYTES = BN * HS * 2;
+    static constexpr int SMEM     = 1024 + Q_BYTES + 4 * KV_BYTES + 3 * BN * 4;
+};
+
+/*
+ * v9: the FlashAttention-3 overlap inside one warpgroup. Iteration i (key tile t = t_begin + i) issues S(t) = Q K(t)^T
+ * and then O += P(t-1) V(t-1) (P of the previous tile, still in registers), waits for S(t) only, and computes the
+ * mask and softmax of S(t) while the tensor cores run P(t-1) V(t-1); then waits for that, and rescales O. The last
+ * P V runs after the loop. Loads: K(t+2) and its mask go into K(t)'s stage once S(t) is done, V(t+1) into V(t-1)'s
+ * stage once P(t-1) V(t-1) is done, both in the group of iteration i; the top of iteration i waits for all groups
+ * but the newest (cp.async.wait_group 1), which holds K(t), mask(t) and V(t-1). grid, block and row ownership as v6.
+ */
+template <int HS, bool BF16>
+static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_wgp(const struct attn_args a) {
+    using C = attn_wgp_cfg<HS>;
+    constexpr int BM = C::BM, BN = C::BN, CPR = C::CPR, PSTEPS = BN / 16, NT = RK_ATTN_TC_THREADS;
+    extern __shared__ __align__(128) unsigned char attn_wg_smem[];
+    unsigned char * sQ    = attn_wg_smem_base(attn_wg_smem);
+    unsigned char * sK    = sQ + C::Q_BYTES;          /* stage st at sK + st * KV_BYTES */
+    unsigned char * sV    = sK + 2 * C::KV_BYTES;     /* stage st at sV + st * KV_BYTES */
+    int *           sMask = reinterpret_cast<int *>(sV + 2 * C::KV_BYTES); /* buffer mi at sMask + mi * BN */
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+    const int mb = (int) gridDim.x - 1 - (int) blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z, hk = h / a.group;
+    const int m0   = mb * BM;
+    const int wrow = warp * 16;
+
+    const char * qg = a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh;
+    const char * kg = a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh;
+    const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
+    const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
+
+    const attn_cta_keys ck      = attn_cta_key_range(a, m0, BM);
+    const int           t_begin = ck.kbeg / BN;
+    const int           t_end   = ck.kend > ck.kbeg ? (ck.kend + BN - 1) / BN : t_begin;
+
+    /* K and the mask of tile t (iteration i = t - t_begin) into K stage i % 2 and mask buffer i % 3; V into stage
+       i % 2 */
+    auto load_k = [&](int t) {
+        const int i = t - t_begin;
+        attn_wg_load_tile<BN, CPR, NT>(sK + (i & 1) * C::KV_BYTES, kg, a.k_st, t * BN, a.Tk, tid);
+        if (mg) attn_load_words<BN, false>(sMask + (i % 3) * BN, mg, t * BN, a.Tk, tid);
+    };
+    auto load_v = [&](int t) {
+        attn_wg_load_tile<BN, CPR, NT>(sV + ((t - t_begin) & 1) * C::KV_BYTES, vg, a.v_st, t * BN, a.Tk, tid);
+    };
+
+    /* prologue: group A = Q, K(0), mask(0); group B = K(1), mask(1), V(0) */
+    attn_wg_load_tile<BM, CPR, NT>(sQ, qg, a.q_st, m0, a.Tq, tid);
+    if (t_begin < t_end) load_k(t_begin);
+    attn_cp_async_commit<false>();
+    if (t_begin + 1 < t_end) load_k(t_begin + 1);
+    if (t_begin < t_end) load_v(t_begin);
+    attn_cp_async_commit<false>();
+
+    const uint32_t q_addr = attn_smem_u32(sQ);
+    const uint32_t k_addr = attn_smem_u32(sK), v_addr = attn_smem_u32(sV);
+
+    float    o[HS / 2];
+    float    row_m[2] = { -INFINITY, -INFINITY }, row_l[2] = { 0.f, 0.f };
+    uint32_t pp[PSTEPS][4]; /* P of the previous tile, the A operand of its P V */
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float l = row_l[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const float inv = l > 0.f ? 1.f / l : 0.f; /* a row with no valid key gives zeros */
-        lse[r]          = l > 0.f ? row_m[r] * a.scale + logf(l) : -INFINITY;
-#pragma unroll
-        for (int d = 0; d < DTILES; d++) {
-            o[d * 4 + 2 * r] *= inv;
-            o[d * 4 + 2 * r + 1] *= inv;
+    for (int i = 0; i < HS / 2; i++) o[i] = 0.f;
+
+    /* the top of iteration i: wait for every group but the newest (K(t), mask(t), V(t-1), and Q), make the copies
+       visible to wgmma; the barrier also tells whether the tile has padding, and that every thread is done with
+       mask(t-1), whose buffer is loaded during the iteration */
+    auto tile_top = [&](int i) {
+        attn_cp_async_wait<1, false>();
+        wg_fence_proxy_async();
+        return __syncthreads_and(!mg || tid >= BN || sMask[(i % 3) * BN + tid] != 0);
+    };
+    /* mask (where needed) and softmax of S(t) */
+    auto softmax = [&](float (&s)[BN / 2], int i, bool tile_valid, float (&alpha)[2]) {
+        attn_wg_mask_softmax<BN>(s, a, ck, m0 + wrow + g, (t_begin + i) * BN, sMask + (i % 3) * BN, mg != nullptr,
+                                 tile_valid, tig, row_m, row_l, alpha);
+    };
+
+    if (t_begin < t_end) {
+        /* the first tile alone: S(0), its softmax into pp (O is still 0: nothing to rescale) */
+        {
+            const bool tile_valid = tile_top(0);
+            float      s[BN / 2], alpha[2];
+            wg_fence();
+            attn_wg_issue_s<HS, BN, BM, BF16>(s, q_addr, k_addr);
+            wg_commit();
+            wg_wait<0>();
+            wg_fence_regs(s);
+            if (t_begin + 2 < t_end) load_k(t_begin + 2);
+            softmax(s, 0, tile_valid, alpha);
+            attn_wg_pack_p<BN, BF16>(s, pp);
+            if (t_begin + 1 < t_end) load_v(t_begin + 1);
+            attn_cp_async_commit<false>();
         }
-    }
-#pragma unroll
-    for (int d = 0; d < DTILES; d++) {
-        const int r = wrow + g;
-        *reinterpret_cast<uint32_t *>(sQ + wg_swz<BM>(r, d) + tig * 4) = attn_pack2<BF16>(o[d * 4], o[d * 4 + 1]);
-        *reinterpret_cast<uint32_t *>(sQ + wg_swz<BM>(r + 8, d) + tig * 4) =
-            attn_pack2<BF16>(o[d * 4 + 2], o[d * 4 + 3]);
-    }
-    __syncwarp();
-    char * og = a.o + (int64_t) b * a.o_sb + (int64_t) h * a.o_sh;
-#pragma unroll
-    for (int it = 0; it < 16 * CPR / 32; it++) {
-        const int id = lane + it * 32, r = wrow + id / CPR, c = id % CPR;
-        const int i  = m0 + r;
-        if (i < a.Tq) {
-            *reinterpret_cast<uint4 *>(og + (int64_t) i * a.o_st + c * 16) =
-                *reinterpret_cast<const uint4 *>(sQ + wg_swz<BM>(r, c));
+        for (int t = t_begin + 1; t < t_end; t++) {
+            const int  i          = t - t_begin;
+            const bool tile_valid = tile_top(i);
+            float      s[BN / 2], alpha[2];
+            wg_fence(); /* O was rescaled and pp rewritten since the last wgmma */
+            attn_wg_issue_s<HS, BN, BM, BF16>(s, q_addr, k_addr + (i & 1) * C::KV_BYTES);
+            wg_commit();
+            attn_wg_issue_pv<HS, BN, BF16>(o, pp, v_addr + ((i - 1) & 1) * C::KV_BYTES);
+            wg_commit();
+            wg_wait<1>(); /* S(t) done; P(t-1) V(t-1) may still run */
+            wg_fence_regs(s);
+            if (t + 2 < t_end) load_k(t + 2); /* K(t)'s stage: S(t) has read it; mask buffer (i + 2) % 3 is free */
+            softmax(s, i, tile_valid, alpha); /* P(t) stays fp32 in s: pp is still being read */
+            wg_wait<0>(); /* P(t-1) V(t-1) done: O is final for tile t-1, pp and V(t-1)'s stage are free */
+            wg_fence_regs(o);
+            wg_fence_regs(pp);
+            if (t + 1 < t_end) load_v(t + 1);
+            attn_cp_async_commit<false>();
+            attn_wg_rescale<HS>(o, alpha);
+            attn_wg_pack_p<BN, BF16>(s, pp);
         }
+        /* the last tile's P V */
+        attn_cp_async_wait<0, false>();
+        wg_fence_proxy_async();
+        __syncthreads();
+        wg_fence();
+        attn_wg_issue_pv<HS, BN, BF16>(o, pp, v_addr + ((t_end - 1 - t_begin) & 1) * C::KV_BYTES);
+        wg_commit();
+        wg_wait<0>();
+        wg_fence_regs(o);
     }
-    if (a.lse && tig == 0) {
-        char * lg = a.lse + (int64_t) b * a.l_sb + (int64_t) h * a.l_sh;
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const int i = m0 + wrow + g + 8 * r;
-            if (i < a.Tq) *reinterpret_cast<float *>(lg + (int64_t) i * a.l_st) = lse[r];
-        }
-    }
+
+    attn_cp_async_wait<0, false>(); /* nothing may still be landing in sQ (no key tile at all) */
+    __syncthreads();
+    attn_wg_epilogue<HS, BM, BF16>(o, row_m, row_l, sQ, a, b, h, m0, wrow, lane);
 }
 
 // ------------------------------------------------------------------------------------------------
 // kernel launchers
 
 static const char * const attn_variant_names[RK_ATTN_FWD_N_VARIANTS] = {
-    "auto", "plain", "tc64x64", "tc128x64", "tc64x64lean", "tc128x128", "wgmma", "wgmma-alt", "wgmma-2wg",
+    "auto", "plain", "tc64x64", "tc128x64", "tc64x64lean", "tc128x128", "wgmma", "wgmma-alt", "wgmma-2wg", "wgmma-pipe",
 };
 
 extern "C" const char * rk_cuda_attn_fwd_variant_name(int variant) {
@@ -777,7 +1000,7 @@ static enum rk_status attn_launch_tc(const struct attn_args & a, int variant, in
     return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: variant %d does not take HS=%d", variant, HS);
 }
 
-/* Launches a wgmma variant (6, 7, 8); UNSUPPORTED when its shared memory exceeds the device's opt-in limit. */
+/* Launches a wgmma variant (6, 7, 8; v9 below); UNSUPPORTED when its shared memory exceeds the device's opt-in limit. */
 template <int HS, int V, bool BF16>
 static enum rk_status attn_launch_wg(const struct attn_args & a, int B, int NH, int smem_optin, cudaStream_t stream) {
     using C = attn_wg_cfg<HS, V>;
@@ -793,6 +1016,22 @@ static enum rk_status attn_launch_wg(const struct attn_args & a, int B, int NH, 
     return RK_OK;
 }
 
+/* Launches v9 (same contract as attn_launch_wg). */
+template <int HS, bool BF16>
+static enum rk_status attn_launch_wgp(const struct attn_args & a, int B, int NH, int smem_optin, cudaStream_t stream) {
+    using C = attn_wgp_cfg<HS>;
+    if (C::SMEM > smem_optin) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: tile %dx%d needs %d bytes of shared memory, device allows %d",
+                            C::BM, C::BN, C::SMEM, smem_optin);
+    }
+    RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_wgp<HS, BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       C::SMEM));
+    const dim3 grid((unsigned) ((a.Tq + C::BM - 1) / C::BM), (unsigned) NH, (unsigned) B);
+    attn_fwd_kernel_wgp<HS, BF16><<<grid, RK_ATTN_TC_THREADS, C::SMEM, stream>>>(a);
+    RK_CUDA_CHECK(cudaGetLastError());
+    return RK_OK;
+}
+
 template <int HS>
 static enum rk_status attn_launch_wg_hs(const struct attn_args & a, int variant, bool bf16, int B, int NH,
                                         int smem_optin, cudaStream_t stream) {
@@ -803,9 +1042,12 @@ static enum rk_status attn_launch_wg_hs(const struct attn_args & a, int variant,
         case 7:
             return bf16 ? attn_launch_wg<HS, 7, true>(a, B, NH, smem_optin, stream)
                         : attn_launch_wg<HS, 7, false>(a, B, NH, smem_optin, stream);
-        default:
+        case 8:
             return bf16 ? attn_launch_wg<HS, 8, true>(a, B, NH, smem_optin, stream)
                         : attn_launch_wg<HS, 8, false>(a, B, NH, smem_optin, stream);
+        default:
+            return bf16 ? attn_launch_wgp<HS, true>(a, B, NH, smem_optin, stream)
+                        : attn_launch_wgp<HS, false>(a, B, NH, smem_optin, stream);
     }
 }
 
@@ -909,7 +1151,7 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
     const bool tc_ok = (HS == 32 || HS == 64 || HS == 128) && attn_aligned16(q) && attn_aligned16(k) &&
                        attn_aligned16(v) && attn_aligned16(dst) && p->scale > 0.f && isfinite(p->scale) &&
                        !(sm75 && bf16);
-    /* wgmma (v6, v7, v8): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
+    /* wgmma (v6 to v9): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
     const bool wg_ok = tc_ok && !sm75 && cc == 90 && (HS == 64 || HS == 128);
     if (variant == 0) {
         const int ev = attn_env_variant();

@@ -90,6 +90,16 @@ template <int N> static __device__ __forceinline__ void wg_fence_regs(float (&d)
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+/* The same for register A fragments: keeps them (and their registers) alive until this point, so that the compiler
+   does not reuse the registers while a wgmma that reads them may still be running. */
+template <int N> static __device__ __forceinline__ void wg_fence_regs(uint32_t (&a)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+r"(a[i][e])::"memory");
+    }
+}
+
 #define RK_WG_ACC8(i)                                                                                                 \
     "+f"(d[(i) + 0]), "+f"(d[(i) + 1]), "+f"(d[(i) + 2]), "+f"(d[(i) + 3]), "+f"(d[(i) + 4]), "+f"(d[(i) + 5]),       \
         "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
