@@ -20,6 +20,9 @@ run() { # name, then the command
 }
 # the emulator's own check of wgmma (and of kernels/wgmma.cuh) against a host matrix product
 run test_wgmma "$dir/tests/emu/test_wgmma"
+# the device self-test of the same primitives as the attention kernel uses them (kernels/wgmma_check.cu), the one a
+# real H100/H200 runs first: every combo in its own process, plus the deliberate defects it must catch
+run "tests/test_wgmma (device self-test)" "$dir/tests/test_wgmma" --jobs "$jobs"
 run test_ops_bwd "$dir/tests/test_ops_bwd" --jobs "$jobs"
 run test_ops_train "$dir/tests/test_ops_train" --jobs "$jobs"
 run test_ops "$dir/tests/test_ops" --jobs "$jobs"
