@@ -37,8 +37,9 @@ EMU_TESTS    := $(patsubst %,$(EMU_DIR)/tests/%,test_ops_bwd test_ops_train test
 EMU_DRIVERS  := $(patsubst host/drivers/%.c,$(EMU_DIR)/rk-%,$(DRV_SRC))
 # the emulator's own tests: CUDA sources under tests/emu, kernels and host code in one .cu
 EMU_SELF     := $(EMU_DIR)/tests/emu/test_wgmma
+EMU_BENCHES  := $(EMU_DIR)/bench/bench_bert
 
-emu-build: $(EMU_LIB) $(EMU_TESTS) $(EMU_DRIVERS) $(EMU_SELF)
+emu-build: $(EMU_LIB) $(EMU_TESTS) $(EMU_DRIVERS) $(EMU_SELF) $(EMU_BENCHES)
 
 emu-test: emu-build
 	RK_ROOT=$(CURDIR) bash tests/emu/run_suites.sh $(EMU_DIR)
@@ -71,6 +72,11 @@ $(EMU_LIB): $(EMU_C_OBJ) $(EMU_CU_OBJ) $(EMU_RT_OBJ)
 # the drivers, for end-to-end runs with --device cuda (e.g. build-emu/rk-finetune)
 $(EMU_DIR)/rk-%: host/drivers/%.c $(EMU_LIB)
 	$(CC) $(EMU_CFLAGS) $< $(EMU_LIB) $(HOST_LDLIBS) $(EMU_SAN) -lstdc++ -o $@
+
+# bench programs, for their correctness checks on the emulated device (e.g. bench_bert's model check)
+$(EMU_DIR)/bench/%: bench/%.c bench/bench_common.h $(EMU_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(EMU_CFLAGS) -Ibench $< $(EMU_LIB) $(HOST_LDLIBS) $(EMU_SAN) -lstdc++ -o $@
 
 $(EMU_DIR)/tests/emu/test_%: $(EMU_DIR)/tests/emu/test_%.cu.o $(EMU_LIB)
 	$(EMU_CXX) $^ $(HOST_LDLIBS) $(EMU_SAN) -o $@

@@ -37,6 +37,16 @@ run test_lora "$dir/tests/test_lora" --jobs "$jobs"
 # steps (every forward, backward and optimizer kernel) against PyTorch
 run "test_train_model (CUDA gradients)" "$dir/tests/test_train_model" --jobs "$jobs" --filter 'bert_cls/cuda_*'
 run "test_train (CUDA)" "$dir/tests/test_train" --jobs "$jobs" --filter 'train/three_adamw_steps_cuda*'
+# the BERT forward (2-layer BERT-base shape, padded batch) on the CUDA backend against the CPU's, as bench_bert
+# checks it before timing, with the kernel variants that are not the default yet forced (none has run on a GPU):
+# the wgmma attention variants (HS = 64), and the GELU and LayerNorm variants
+if [ -x "$dir/bench/bench_bert" ]; then
+    for env in RK_ATTN_FWD_VARIANT=6 RK_ATTN_FWD_VARIANT=8 "RK_ATTN_FWD_VARIANT=9 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2" \
+        "RK_ATTN_FWD_VARIANT=7 RK_GELU_VARIANT=4 RK_LAYERNORM_VARIANT=4"; do
+        run "bench_bert model check ($env)" env $env "$dir/bench/bench_bert" --config base --dtype bf16 --B 1 --T 16 \
+            --reps 1
+    done
+fi
 if [ $fail -ne 0 ]; then
     echo "emu: some suites FAILED"
     exit 1
