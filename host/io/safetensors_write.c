@@ -366,3 +366,44 @@ enum rk_status rk_safetensors_write(const char * path, const struct rk_named_buf
     rk_st_writer_free(w);
     return s;
 }
+
+/* ------------------------------------------------------------------------------------------------
+ * converting a file */
+
+enum rk_status rk_safetensors_convert(const char * src, const char * dst, enum rk_dtype from, enum rk_dtype to,
+                                      int64_t * n_converted) {
+    if (n_converted) *n_converted = 0;
+    if ((unsigned) from >= RK_DTYPE_COUNT || (unsigned) to >= RK_DTYPE_COUNT || !is_float(from) || !is_float(to)) {
+        return rk_set_error(RK_STATUS_ARG, "%s: can convert only between f32, f16 and bf16", src);
+    }
+    struct rk_safetensors * st = NULL;
+    RK_TRY(rk_safetensors_open(src, &st));
+    struct rk_st_writer * w       = rk_st_writer_new();
+    void **               aligned = rk_xcalloc((size_t) (st->n > 0 ? st->n : 1), sizeof(void *));
+    int64_t               n_conv  = 0;
+    enum rk_status        s       = RK_OK;
+    for (int64_t i = 0; i < st->n && s == RK_OK; i++) {
+        const struct rk_st_entry * e    = &st->entries[i];
+        const bool                 conv = e->dtype == from && from != to;
+        struct rk_named_buffer     b    = { .name = e->name, .dtype = e->dtype, .ndim = e->ndim,
+                                            .data = (void *) e->data };
+        for (int d = 0; d < e->ndim; d++) b.shape[d] = e->shape[d];
+        /* the converter reads whole elements: give it an aligned copy when the file's offset is not a multiple of
+           the element size (stored bytes are written as they are, aligned or not) */
+        if (conv && e->nbytes > 0 && (uintptr_t) e->data % rk_dtype_traits[e->dtype].type_size != 0) {
+            aligned[i] = rk_xmalloc(e->nbytes);
+            memcpy(aligned[i], e->data, e->nbytes);
+            b.data = aligned[i];
+        }
+        s = rk_st_writer_add(w, &b, conv ? to : e->dtype);
+        n_conv += conv;
+    }
+    for (int64_t i = 0; i < st->n_meta; i++) rk_st_writer_set_meta(w, st->meta_keys[i], st->meta_values[i]);
+    if (s == RK_OK) s = rk_st_writer_write(w, dst);
+    rk_st_writer_free(w);
+    for (int64_t i = 0; i < st->n; i++) free(aligned[i]);
+    free(aligned);
+    rk_safetensors_close(st);
+    if (s == RK_OK && n_converted) *n_converted = n_conv;
+    return s;
+}

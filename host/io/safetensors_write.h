@@ -83,6 +83,19 @@ enum rk_status rk_st_writer_write(const struct rk_st_writer * w, const char * pa
 enum rk_status rk_safetensors_write(const char * path, const struct rk_named_buffer * b, int64_t n,
                                     const char * const * meta);
 
+/*
+ * Rewrites the safetensors file src as dst with every tensor of dtype `from` stored as `to` (both among F32, F16 and
+ * BF16), converted through rk_dtype_traits (round to nearest even): the same conversion rk_tensor_set_f32 applies
+ * when f32 weights are loaded into a 16-bit tensor, so a bf16 file made from an f32 one holds exactly the weights a
+ * bf16 backend computes with after loading the f32 file. Every other tensor keeps its bytes and the "__metadata__"
+ * pairs are copied; the tensors are laid out as rk_st_writer_write lays them out (a BOOL tensor is written as U8,
+ * the reader's view of it). dst is written atomically (see the file comment) and may equal src. *n_converted (may
+ * be NULL) is set to the number of tensors converted. Errors: as rk_safetensors_open for src (naming src),
+ * RK_STATUS_ARG for a from/to pair outside F32/F16/BF16, as rk_st_writer_write for dst (naming dst).
+ */
+enum rk_status rk_safetensors_convert(const char * src, const char * dst, enum rk_dtype from, enum rk_dtype to,
+                                      int64_t * n_converted);
+
 /* ---- crash-safe files ----------------------------------------------------------------------------------- */
 
 /*
