@@ -10,7 +10,8 @@
 # 2. every attention forward parity case, all variants (build/tests/test_ops, cuda_ops/attn_fwd*); 3. compute-sanitizer
 # memcheck and racecheck on the wgmma attention cases; 4. bench_attn for the default and the wgmma variants, the
 # BERT forward with each (RK_ATTN_FWD_VARIANT), the GELU and LayerNorm variants alone and with the wgmma attention in
-# the BERT forward, and the peers (PyTorch ops, attention SDPA, HF BERT) in the same run.
+# the BERT forward, and the peers (PyTorch ops, attention SDPA, HF BERT) in the same run; 5. when .devembed was
+# carried, rk-embed --device cuda against the CPU's F1 (.ci/device_embed_check.sh).
 # Logs under $OUT (or /tmp/rk_device_focus); the last lines are the table of .ci/result_table.awk.
 set -u
 cd "$(dirname "$0")/.."
@@ -63,6 +64,11 @@ run "$L_PEER" 60 python3 bench/peers/ops_torch.py
 run "$L_PEER" 90 python3 bench/peers/attn_sdpa.py
 run "$L_PEER" 120 python3 bench/peers/bert_hf.py
 grep -a -E 'FAILED|unsupported' "$L_BENCH" | head -n 10
+# rk-embed on the GPU against the CPU's F1 (issue 3), when .devembed was carried (.ci/device_embed_prep.sh)
+if [ -d .devembed ]; then
+    run "$L_TEST" 180 env RK_EMBED_CHECK_TIMEOUT=150 bash .ci/device_embed_check.sh
+    grep -a -E 'EMBED_CHECK|docs/s' "$L_TEST" | tail -n 3
+fi
 
 echo "================ device focus: $(nvidia-smi -L 2>/dev/null | head -n 1 | cut -c1-50), $(git rev-parse --short HEAD 2>/dev/null || echo "${RK_COMMIT:-?}"), $(($(date +%s) - T0))s"
 awk -f .ci/result_table.awk "$L_BENCH" "$L_PEER" | tee "$LOGDIR/focus_summary.txt"
