@@ -5,6 +5,7 @@
 #
 #   bash .ci/device_focus.sh                 with binaries in build/ (RK_PREBUILT=1 is implied; build first, or
 #                                            unpack the bundle: bash .ci/device_unbundle.sh, RK_DEVLIBS=...)
+#   RK_FOCUS_BUDGET=300                      seconds for the whole run (default 300; later steps are skipped)
 #
 # Steps, each under `timeout`: 1. the wgmma primitives alone (build/tests/test_wgmma: which layout, if any, is wrong);
 # 2. every attention forward parity case, all variants (build/tests/test_ops, cuda_ops/attn_fwd*); 3. compute-sanitizer
@@ -27,10 +28,20 @@ FAIL=0
 say() { echo "[$(($(date +%s) - T0))s] $*"; }
 nvidia-smi -L 2>&1 | head -n 1
 
-# run LOG SECONDS CMD...: appends the output to LOG, prints failures and a one-line status
+BUDGET=${RK_FOCUS_BUDGET:-300} # seconds for the whole script: a step that hangs cannot eat the lease
+
+# run LOG SECONDS CMD...: appends the output to LOG, prints failures and a one-line status; the step's timeout is
+# SECONDS or what is left of the budget, and a step with under 10 s left is skipped (and counts as a failure)
 run() {
-    local log=$1 secs=$2 rc
+    local log=$1 secs=$2 rc left
     shift 2
+    left=$((BUDGET - ($(date +%s) - T0) - 5))
+    if ((left < 10)); then
+        say "-- skipped (out of time): $*"
+        FAIL=1
+        return 0
+    fi
+    ((secs > left)) && secs=$left
     say "== $*"
     echo "===== $*" >>"$log"
     timeout "$secs" "$@" >>"$log" 2>&1
