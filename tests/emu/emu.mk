@@ -37,7 +37,7 @@ EMU_TESTS    := $(patsubst %,$(EMU_DIR)/tests/%,test_ops_bwd test_ops_train test
 EMU_DRIVERS  := $(patsubst host/drivers/%.c,$(EMU_DIR)/rk-%,$(DRV_SRC))
 # the emulator's own tests: CUDA sources under tests/emu, kernels and host code in one .cu
 EMU_SELF     := $(EMU_DIR)/tests/emu/test_wgmma
-EMU_BENCHES  := $(EMU_DIR)/bench/bench_bert
+EMU_BENCHES  := $(EMU_DIR)/bench/bench_bert $(EMU_DIR)/bench/bench_attn
 
 emu-build: $(EMU_LIB) $(EMU_TESTS) $(EMU_DRIVERS) $(EMU_SELF) $(EMU_BENCHES)
 

@@ -47,6 +47,10 @@ if [ -x "$dir/bench/bench_bert" ]; then
             --reps 1
     done
 fi
+# bench_attn's own check (awkward shapes, every option) of the wgmma variants, which the device check times
+if [ -x "$dir/bench/bench_attn" ]; then
+    for v in 6 7 8 9; do run "bench_attn --check --variant $v" "$dir/bench/bench_attn" --check --variant $v; done
+fi
 if [ $fail -ne 0 ]; then
     echo "emu: some suites FAILED"
     exit 1
