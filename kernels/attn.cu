@@ -543,8 +543,7 @@ static __device__ __forceinline__ void attn_wg_issue_pv(float (&o)[HS / 2], cons
 
 /* The mask of one S tile of keys [n0, n0 + BN), as v2, as bits: bit 2 j + e of valid[r] says whether the element
    (row g + 8 r, column 8 j + 2 t + e) may be attended. row0 is the thread's first row (m0 + wrow + g); sm the tile's
-   mask words in shared memory (read only when has_mask). The S registers themselves are never written: they are
-   wgmma accumulators, and writing them while another wgmma runs serializes every wgmma of the kernel (ptxas C7513). */
+   mask words in shared memory (read only when has_mask). The softmax applies the bits as it reads S. */
 template <int BN>
 static __device__ __forceinline__ void attn_wg_valid(uint32_t (&valid)[2], const struct attn_args & a, int row0, int n0,
                                                      const int * sm, bool has_mask, int tig) {
