@@ -688,6 +688,28 @@ static __device__ __forceinline__ void attn_wg_epilogue(float (&o)[HS / 2], cons
     }
 }
 
+/* Where a CTA of the wgmma kernels works: its (b, h) and first query row (query blocks last-first, as v2), the base
+   pointers of its q rows, kv head and mask row, the keys its rows may see and their tiles [t_begin, t_end) of BN. */
+template <int BM, int BN> struct attn_wg_block {
+    int                h, b, m0, t_begin, t_end;
+    const char *       qg, * kg, * vg;
+    const int *        mg;
+    attn_cta_keys      ck;
+    __device__ __forceinline__ explicit attn_wg_block(const struct attn_args & a) {
+        h            = blockIdx.y;
+        b            = blockIdx.z;
+        m0           = ((int) gridDim.x - 1 - (int) blockIdx.x) * BM;
+        const int hk = h / a.group;
+        qg           = a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh;
+        kg           = a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh;
+        vg           = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
+        mg           = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
+        ck           = attn_cta_key_range(a, m0, BM);
+        t_begin      = ck.kbeg / BN;
+        t_end        = ck.kend > ck.kbeg ? (ck.kend + BN - 1) / BN : t_begin;
+    }
+};
+
 /* 1024-aligned start of the dynamic shared memory (the wgmma configurations allocate 1 KB of slack for it) */
 static __device__ __forceinline__ unsigned char * attn_wg_smem_base(unsigned char * smem) {
     const uint32_t raw = attn_smem_u32(smem);
@@ -715,19 +737,12 @@ static __global__ void __launch_bounds__(attn_wg_cfg<HS, V>::THREADS, (attn_wg_c
     int *           sMask = reinterpret_cast<int *>(sKV + 2 * 2 * C::KV_BYTES); /* stage st at sMask + st * BN */
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
-    const int mb = (int) gridDim.x - 1 - (int) blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z, hk = h / a.group;
-    const int m0   = mb * BM;
     const int wrow = warp * 16;
-
-    const char * qg = a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh;
-    const char * kg = a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh;
-    const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
-    const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
-
-    const attn_cta_keys ck      = attn_cta_key_range(a, m0, BM);
-    const int           t_begin = ck.kbeg / BN;
-    const int           t_end   = ck.kend > ck.kbeg ? (ck.kend + BN - 1) / BN : t_begin;
+    const attn_wg_block<BM, BN> blk(a);
+    const int           h = blk.h, b = blk.b, m0 = blk.m0, t_begin = blk.t_begin, t_end = blk.t_end;
+    const char *        qg = blk.qg, * kg = blk.kg, * vg = blk.vg;
+    const int *         mg = blk.mg;
+    const attn_cta_keys ck = blk.ck;
 
     auto load_kv = [&](int t, int st) {
         const int       n0 = t * BN;
@@ -823,19 +838,12 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
     int *           sMask = reinterpret_cast<int *>(sV + 2 * C::KV_BYTES); /* buffer mi at sMask + mi * BN */
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
-    const int mb = (int) gridDim.x - 1 - (int) blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z, hk = h / a.group;
-    const int m0   = mb * BM;
     const int wrow = warp * 16;
-
-    const char * qg = a.q + (int64_t) b * a.q_sb + (int64_t) h * a.q_sh;
-    const char * kg = a.k + (int64_t) b * a.k_sb + (int64_t) hk * a.k_sh;
-    const char * vg = a.v + (int64_t) b * a.v_sb + (int64_t) hk * a.v_sh;
-    const int *  mg = a.mask ? reinterpret_cast<const int *>(a.mask + (int64_t) b * a.m_sb) : nullptr;
-
-    const attn_cta_keys ck      = attn_cta_key_range(a, m0, BM);
-    const int           t_begin = ck.kbeg / BN;
-    const int           t_end   = ck.kend > ck.kbeg ? (ck.kend + BN - 1) / BN : t_begin;
+    const attn_wg_block<BM, BN> blk(a);
+    const int           h = blk.h, b = blk.b, m0 = blk.m0, t_begin = blk.t_begin, t_end = blk.t_end;
+    const char *        qg = blk.qg, * kg = blk.kg, * vg = blk.vg;
+    const int *         mg = blk.mg;
+    const attn_cta_keys ck = blk.ck;
 
     /* K and the mask of tile t (iteration i = t - t_begin) into K stage i % 2 and mask buffer i % 3; V into stage
        i % 2 */
