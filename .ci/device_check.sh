@@ -237,33 +237,24 @@ for p in $PEERS; do
     [ "$rc" != 0 ] && NOTES+=("peer $(basename "$p") exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
 done
 
-# the attention kernels that are not the default yet (the wgmma variants 6 to 9, sm_90 only): alone, and inside the
-# BERT forward (RK_ATTN_FWD_VARIANT), after the peers so that a short budget still gets the default comparisons
+# the kernel variants that are not the default yet, after the peers so that a short budget still gets the default
+# comparisons: the wgmma attention (variants 6 to 9, sm_90 only) alone and inside the BERT forward
+# (RK_ATTN_FWD_VARIANT); the GELU and LayerNorm variants (kernels/elementwise.cu, layernorm.cu)
+EXTRA=()
 if [ -x build/bench/bench_attn ] && nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | grep -q '^9\.0'; then
     for v in 6 7 8 9; do
-        for cmd in "build/bench/bench_attn --variant $v" "env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base"; do
-            if out_of_time; then
-                NOTES+=("$cmd: not run (out of time)")
-                continue
-            fi
-            say "== bench: $cmd"
-            echo "===== $cmd" >>"$L_BENCH"
-            timeout "$(tmo 50)" $cmd >>"$L_BENCH" 2>&1
-            rc=$?
-            [ "$rc" != 0 ] && NOTES+=("$cmd exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
-        done
+        EXTRA+=("build/bench/bench_attn --variant $v" "env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base")
     done
 fi
-# the GELU and LayerNorm kernel variants (none is the default until measured: kernels/elementwise.cu, layernorm.cu)
-for cmd in "build/bench/bench_ops gelu --variant all" "build/bench/bench_ops layernorm --variant all"; do
-    [ -x build/bench/bench_ops ] || break
+[ -x build/bench/bench_ops ] && EXTRA+=("build/bench/bench_ops gelu --variant all" "build/bench/bench_ops layernorm --variant all")
+for cmd in "${EXTRA[@]}"; do
     if out_of_time; then
         NOTES+=("$cmd: not run (out of time)")
         continue
     fi
     say "== bench: $cmd"
     echo "===== $cmd" >>"$L_BENCH"
-    timeout "$(tmo 40)" $cmd >>"$L_BENCH" 2>&1
+    timeout "$(tmo 50)" $cmd >>"$L_BENCH" 2>&1
     rc=$?
     [ "$rc" != 0 ] && NOTES+=("$cmd exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
 done
