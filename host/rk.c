@@ -6,6 +6,8 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char * const status_names[RK_STATUS_COUNT] = {
@@ -40,6 +42,16 @@ enum rk_status rk_set_error(enum rk_status s, const char * fmt, ...) {
 }
 
 const char * rk_last_error(void) { return last_error; }
+
+int rk_env_variant(const char * name, int n_variants) {
+    const char * e = getenv(name);
+    if (!e || !*e) return 0;
+    char *     end;
+    const long v = strtol(e, &end, 10);
+    if (*end == '\0' && v >= 0 && v < n_variants) return (int) v;
+    fprintf(stderr, "rk: %s=%s is not a variant (1..%d); using the default\n", name, e, n_variants - 1);
+    return 0;
+}
 void         rk_clear_error(void) { last_error[0] = '\0'; }
 
 void rk_abort(const char * what, const char * file, int line) {

@@ -46,6 +46,13 @@ enum rk_status rk_set_error(enum rk_status s, const char * fmt, ...)
 const char * rk_last_error(void);   /* "" when none; cannot fail */
 void         rk_clear_error(void);
 
+/*
+ * A kernel variant chosen through the environment (RK_ATTN_FWD_VARIANT, RK_GELU_VARIANT, ...): the integer in
+ * $name when it is in 1 .. n_variants - 1; 0 (the caller's built-in choice) when unset, empty or "0"; anything
+ * else prints one warning on stderr naming the variable and gives 0. Callers read it once. Cannot fail.
+ */
+int rk_env_variant(const char * name, int n_variants);
+
 /* ------------------------------------------------------------------------------------------------
  * dtypes */
 enum rk_dtype {

@@ -34,7 +34,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "attn_cuda.h"
@@ -1064,11 +1063,7 @@ static enum rk_status attn_launch_wg_hs(const struct attn_args & a, int variant,
  */
 static int attn_env_variant(void) {
     static int cached = -1;
-    if (cached < 0) {
-        const char * e = getenv("RK_ATTN_FWD_VARIANT");
-        const int    v = e && *e ? atoi(e) : 0;
-        cached         = v > 0 && v < RK_ATTN_FWD_N_VARIANTS ? v : 0;
-    }
+    if (cached < 0) cached = rk_env_variant("RK_ATTN_FWD_VARIANT", RK_ATTN_FWD_N_VARIANTS);
     return cached;
 }
 

@@ -30,8 +30,6 @@
 #include "kernels/cuda_ops.h"
 #include "kernels/erf_ex2.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define RK_ELEMENTWISE_BLOCK_SIZE 256
@@ -242,18 +240,8 @@ static int gelu_variant_now = -1; /* -1: not resolved yet */
 static int gelu_variant_default(void) {
     static int dflt = -1;
     if (dflt < 0) {
-        dflt            = 1;
-        const char * e  = getenv("RK_GELU_VARIANT");
-        if (e && *e) {
-            char *     end;
-            const long v = strtol(e, &end, 10);
-            if (*end == '\0' && v >= 1 && v < RK_GELU_N_VARIANTS) {
-                dflt = (int) v;
-            } else if (!(*end == '\0' && v == 0)) {
-                fprintf(stderr, "rk: RK_GELU_VARIANT=%s is not a variant (1..%d); using %d\n", e,
-                        RK_GELU_N_VARIANTS - 1, dflt);
-            }
-        }
+        const int e = rk_env_variant("RK_GELU_VARIANT", RK_GELU_N_VARIANTS);
+        dflt        = e > 0 ? e : 1;
     }
     return dflt;
 }

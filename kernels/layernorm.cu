@@ -29,8 +29,6 @@
 #include "cuda_check.h"
 #include "kernels/cuda_ops.h"
 
-#include <stdio.h>
-#include <stdlib.h>
 
 #define RK_LAYERNORM_BLOCK_SIZE 256
 #define RK_LAYERNORM_ROWS_PER_BLOCK (RK_LAYERNORM_BLOCK_SIZE / 32)
@@ -179,18 +177,8 @@ static int ln_variant_now = -1; /* -1: not resolved yet */
 static int ln_variant_default(void) {
     static int dflt = -1;
     if (dflt < 0) {
-        dflt           = 1;
-        const char * e = getenv("RK_LAYERNORM_VARIANT");
-        if (e && *e) {
-            char *     end;
-            const long v = strtol(e, &end, 10);
-            if (*end == '\0' && v >= 1 && v < RK_LAYERNORM_N_VARIANTS) {
-                dflt = (int) v;
-            } else if (!(*end == '\0' && v == 0)) {
-                fprintf(stderr, "rk: RK_LAYERNORM_VARIANT=%s is not a variant (1..%d); using %d\n", e,
-                        RK_LAYERNORM_N_VARIANTS - 1, dflt);
-            }
-        }
+        const int e = rk_env_variant("RK_LAYERNORM_VARIANT", RK_LAYERNORM_N_VARIANTS);
+        dflt        = e > 0 ? e : 1;
     }
     return dflt;
 }

@@ -254,3 +254,19 @@ Test(cpu_ops, erf_ex2_accuracy) {
     cr_assert(isnan(rk_erf_ex2(NAN)) && isnan(rk_gelu_ex2(NAN)));
     cr_assert(rk_gelu_ex2(INFINITY) == INFINITY && rk_gelu_ex2(-1e30f) == 0.0f);
 }
+
+/* rk_env_variant: what the kernel-variant environment variables (RK_ATTN_FWD_VARIANT, ...) accept */
+Test(cpu_ops, env_variant_parsing) {
+    const char * name = "RK_TEST_ENV_VARIANT";
+    unsetenv(name);
+    cr_assert_eq(rk_env_variant(name, 5), 0, "unset");
+    const struct {
+        const char * value;
+        int          want;
+    } cases[] = { { "", 0 }, { "0", 0 }, { "1", 1 }, { "4", 4 }, { "5", 0 }, { "-1", 0 }, { "3x", 0 }, { "abc", 0 } };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        setenv(name, cases[i].value, 1);
+        cr_assert_eq(rk_env_variant(name, 5), cases[i].want, "%s=\"%s\"", name, cases[i].value);
+    }
+    unsetenv(name);
+}
