@@ -150,6 +150,32 @@ static __global__ void __launch_bounds__(RK_ATTN_V1_WARPS * 32) attn_fwd_kernel_
     }
 }
 
+/* ---- epilogue pieces shared by the tensor-core kernels (v2..v9) ------------------------------- */
+
+/* The ROWS rows [wrow, wrow + ROWS) of the CTA that one warp staged in shared memory s (16-byte chunk c of row r at
+   s + swz(r, c)) go out to the output rows m0 + r < Tq as coalesced 16-byte stores. */
+template <int ROWS, int CPR, class Swz>
+static __device__ __forceinline__ void attn_store_staged_rows(const struct attn_args & a, int b, int h, int m0,
+                                                              int wrow, int lane, const unsigned char * s, Swz swz) {
+    char * og = a.o + (int64_t) b * a.o_sb + (int64_t) h * a.o_sh;
+#pragma unroll
+    for (int it = 0; it < ROWS * CPR / 32; it++) {
+        const int id = lane + it * 32, r = wrow + id / CPR, c = id % CPR;
+        const int i  = m0 + r;
+        if (i < a.Tq) {
+            *reinterpret_cast<uint4 *>(og + (int64_t) i * a.o_st + c * 16) =
+                *reinterpret_cast<const uint4 *>(s + swz(r, c));
+        }
+    }
+}
+
+/* lse of query row i (skipped past Tq; the caller checks that lse is wanted) */
+static __device__ __forceinline__ void attn_store_lse(const struct attn_args & a, int b, int h, int i, float v) {
+    if (i < a.Tq) {
+        *reinterpret_cast<float *>(a.lse + (int64_t) b * a.l_sb + (int64_t) h * a.l_sh + (int64_t) i * a.l_st) = v;
+    }
+}
+
 /* ---- v2..v5: tensor-core kernel -------------------------------------------------------------- */
 
 /*
@@ -446,25 +472,13 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, (attn_tc_cfg<HS, V,
         }
     }
     __syncwarp();
-    char * og = a.o + (int64_t) b * a.o_sb + (int64_t) h * a.o_sh;
-#pragma unroll
-    for (int it = 0; it < 16 * WM * CPR / 32; it++) {
-        const int id = lane + it * 32, r = wrow + id / CPR, c = id % CPR;
-        const int i  = m0 + r;
-        if (i < a.Tq) {
-            *reinterpret_cast<uint4 *>(og + (int64_t) i * a.o_st + c * 16) =
-                *reinterpret_cast<const uint4 *>(sQ + attn_swz<CPR>(r, c));
-        }
-    }
+    attn_store_staged_rows<16 * WM, CPR>(a, b, h, m0, wrow, lane, sQ,
+                                         [](int r, int c) { return attn_swz<CPR>(r, c); });
     if (a.lse && tig == 0) {
-        char * lg = a.lse + (int64_t) b * a.l_sb + (int64_t) h * a.l_sh;
 #pragma unroll
         for (int mi = 0; mi < WM; mi++) {
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                const int i = m0 + wrow + mi * 16 + g + 8 * r;
-                if (i < a.Tq) *reinterpret_cast<float *>(lg + (int64_t) i * a.l_st) = lse[mi][r];
-            }
+            for (int r = 0; r < 2; r++) attn_store_lse(a, b, h, m0 + wrow + mi * 16 + g + 8 * r, lse[mi][r]);
         }
     }
 }
@@ -667,23 +681,10 @@ static __device__ __forceinline__ void attn_wg_epilogue(float (&o)[HS / 2], cons
             attn_pack2<BF16>(o[d * 4 + 2], o[d * 4 + 3]);
     }
     __syncwarp();
-    char * og = a.o + (int64_t) b * a.o_sb + (int64_t) h * a.o_sh;
-#pragma unroll
-    for (int it = 0; it < 16 * CPR / 32; it++) {
-        const int id = lane + it * 32, r = wrow + id / CPR, c = id % CPR;
-        const int i  = m0 + r;
-        if (i < a.Tq) {
-            *reinterpret_cast<uint4 *>(og + (int64_t) i * a.o_st + c * 16) =
-                *reinterpret_cast<const uint4 *>(sQ + wg_swz<BM>(r, c));
-        }
-    }
+    attn_store_staged_rows<16, CPR>(a, b, h, m0, wrow, lane, sQ, [](int r, int c) { return wg_swz<BM>(r, c); });
     if (a.lse && tig == 0) {
-        char * lg = a.lse + (int64_t) b * a.l_sb + (int64_t) h * a.l_sh;
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            const int i = m0 + wrow + g + 8 * r;
-            if (i < a.Tq) *reinterpret_cast<float *>(lg + (int64_t) i * a.l_st) = lse[r];
-        }
+        for (int r = 0; r < 2; r++) attn_store_lse(a, b, h, m0 + wrow + g + 8 * r, lse[r]);
     }
 }
 
