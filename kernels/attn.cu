@@ -501,7 +501,6 @@ template <int HS, int V> struct attn_wg_cfg {
     static constexpr int BM      = 64 * NWG;
     static constexpr int BN      = V == 8 ? 64 : ((V == 6) == (HS == 64) ? 128 : 64);
     static constexpr int CPR    = HS / 8;    /* 16-byte chunks per row */
-    static constexpr int KSTEPS = HS / 16;   /* k-steps of S = Q K^T */
     static constexpr int PSTEPS = BN / 16;   /* k-steps of O = P V */
     static constexpr int Q_BYTES  = BM * HS * 2;
     static constexpr int KV_BYTES = BN * HS * 2; /* one K or V tile */
