@@ -806,7 +806,7 @@ static __global__ void __launch_bounds__(attn_wg_cfg<HS, V>::THREADS, (attn_wg_c
 
 /*
  * One warpgroup, 64 query rows, BN = 128 keys at HS = 64 and 64 at HS = 128 (v6's tiles). Shared memory: sQ, two
- * stages of K, two of V, three mask buffers (each loaded with its K), 1 KB of alignment slack.
+ * stages of K, two of V, two mask buffers (each loaded with its K), 1 KB of alignment slack.
  */
 template <int HS> struct attn_wgp_cfg {
     static_assert(HS == 64 || HS == 128, "HS");
@@ -815,16 +815,20 @@ template <int HS> struct attn_wgp_cfg {
     static constexpr int CPR      = HS / 8;
     static constexpr int Q_BYTES  = BM * HS * 2;
     static constexpr int KV_BYTES = BN * HS * 2;
-    static constexpr int SMEM     = 1024 + Q_BYTES + 4 * KV_BYTES + 3 * BN * 4;
+    static constexpr int SMEM     = 1024 + Q_BYTES + 4 * KV_BYTES + 2 * BN * 4;
 };
 
 /*
  * v9: the FlashAttention-3 overlap inside one warpgroup. Iteration i (key tile t = t_begin + i) issues S(t) = Q K(t)^T
  * and then O += P(t-1) V(t-1) (P of the previous tile, still in registers), waits for S(t) only, and computes the
  * mask and softmax of S(t) while the tensor cores run P(t-1) V(t-1); then waits for that, and rescales O. The last
- * P V runs after the loop. Loads: K(t+2) and its mask go into K(t)'s stage once S(t) is done, V(t+1) into V(t-1)'s
- * stage once P(t-1) V(t-1) is done, both in the group of iteration i; the top of iteration i waits for all groups
- * but the newest (cp.async.wait_group 1), which holds K(t), mask(t) and V(t-1). grid, block and row ownership as v6.
+ * P V runs after the loop. Loads, all after the barrier at the top of iteration i: K(t+1) and its mask into the
+ * stage of K(t-1), V(t) into the stage of V(t-2). A shared operand is free only once EVERY warp of the warpgroup
+ * has waited for the products that read it (wgmma.wait_group completes the groups of the executing thread, PTX ISA
+ * 9.7.15.7): that barrier is the first point where all four warps have waited for S(t-1) and P(t-2) V(t-2) (the
+ * earlier version loaded K(t+2) right after its own warp's wait for S(t); the emulator's asynchrony model caught
+ * it). The top of iteration i waits for every cp.async group (the newest holds K(t), mask(t), V(t-1)): one
+ * iteration of lead, as v6. grid, block and row ownership as v6.
  */
 template <int HS, bool BF16>
 static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_wgp(const struct attn_args a) {
@@ -844,23 +848,20 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
     const int *         mg = blk.mg;
     const attn_cta_keys ck = blk.ck;
 
-    /* K and the mask of tile t (iteration i = t - t_begin) into K stage i % 2 and mask buffer i % 3; V into stage
+    /* K and the mask of tile t (iteration i = t - t_begin) into K stage i % 2 and mask buffer i % 2; V into stage
        i % 2 */
     auto load_k = [&](int t) {
         const int i = t - t_begin;
         attn_wg_load_tile<BN, CPR, NT>(sK + (i & 1) * C::KV_BYTES, kg, a.k_st, t * BN, a.Tk, tid);
-        if (mg) attn_load_words<BN, false>(sMask + (i % 3) * BN, mg, t * BN, a.Tk, tid);
+        if (mg) attn_load_words<BN, false>(sMask + (i & 1) * BN, mg, t * BN, a.Tk, tid);
     };
     auto load_v = [&](int t) {
         attn_wg_load_tile<BN, CPR, NT>(sV + ((t - t_begin) & 1) * C::KV_BYTES, vg, a.v_st, t * BN, a.Tk, tid);
     };
 
-    /* prologue: group A = Q, K(0), mask(0); group B = K(1), mask(1), V(0) */
+    /* prologue: Q, K(0), mask(0) */
     attn_wg_load_tile<BM, CPR, NT>(sQ, qg, a.q_st, m0, a.Tq, tid);
     if (t_begin < t_end) load_k(t_begin);
-    attn_cp_async_commit<false>();
-    if (t_begin + 1 < t_end) load_k(t_begin + 1);
-    if (t_begin < t_end) load_v(t_begin);
     attn_cp_async_commit<false>();
 
     const uint32_t q_addr = attn_smem_u32(sQ);
@@ -872,17 +873,21 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
 #pragma unroll
     for (int i = 0; i < HS / 2; i++) o[i] = 0.f;
 
-    /* the top of iteration i: wait for every group but the newest (K(t), mask(t), V(t-1), and Q), make the copies
-       visible to wgmma; the barrier also tells whether the tile has padding, and that every thread is done with
-       mask(t-1), whose buffer is loaded during the iteration */
+    /* the top of iteration i: wait for every group (K(t), mask(t), V(t-1), and Q), make the copies visible to
+       wgmma; the barrier also tells whether the tile has padding, and that every warp has waited for S(t-1) and
+       P(t-2) V(t-2) and is done with mask(t-1): then K(t+1), mask(t+1) and V(t) go into their stages */
     auto tile_top = [&](int i) {
-        attn_cp_async_wait<1, false>();
+        attn_cp_async_wait<0, false>();
         wg_fence_proxy_async();
-        return __syncthreads_and(!mg || tid >= BN || sMask[(i % 3) * BN + tid] != 0);
+        const bool valid = __syncthreads_and(!mg || tid >= BN || sMask[(i & 1) * BN + tid] != 0);
+        if (t_begin + i + 1 < t_end) load_k(t_begin + i + 1);
+        load_v(t_begin + i);
+        attn_cp_async_commit<false>();
+        return valid;
     };
     /* mask (where needed) and softmax of S(t) */
     auto softmax = [&](float (&s)[BN / 2], int i, bool tile_valid, float (&alpha)[2]) {
-        attn_wg_mask_softmax<BN>(s, a, ck, m0 + wrow + g, (t_begin + i) * BN, sMask + (i % 3) * BN, mg != nullptr,
+        attn_wg_mask_softmax<BN>(s, a, ck, m0 + wrow + g, (t_begin + i) * BN, sMask + (i & 1) * BN, mg != nullptr,
                                  tile_valid, tig, row_m, row_l, alpha);
     };
 
@@ -896,11 +901,8 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
             wg_commit();
             wg_wait<0>();
             wg_fence_regs(s);
-            if (t_begin + 2 < t_end) load_k(t_begin + 2);
             softmax(s, 0, tile_valid, alpha);
             attn_wg_pack_p<BN, BF16>(s, pp);
-            if (t_begin + 1 < t_end) load_v(t_begin + 1);
-            attn_cp_async_commit<false>();
         }
         for (int t = t_begin + 1; t < t_end; t++) {
             const int  i          = t - t_begin;
@@ -913,13 +915,10 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
             wg_commit();
             wg_wait<1>(); /* S(t) done; P(t-1) V(t-1) may still run */
             wg_fence_regs(s);
-            if (t + 2 < t_end) load_k(t + 2); /* K(t)'s stage: S(t) has read it; mask buffer (i + 2) % 3 is free */
             softmax(s, i, tile_valid, alpha); /* P(t) stays fp32 in s: pp is still being read */
-            wg_wait<0>(); /* P(t-1) V(t-1) done: O is final for tile t-1, pp and V(t-1)'s stage are free */
+            wg_wait<0>(); /* P(t-1) V(t-1) done: O is final for tile t-1, pp is free */
             wg_fence_regs(o);
             wg_fence_regs(pp);
-            if (t + 1 < t_end) load_v(t + 1);
-            attn_cp_async_commit<false>();
             attn_wg_rescale<HS>(o, alpha);
             attn_wg_pack_p<BN, BF16>(s, pp);
         }

@@ -164,6 +164,7 @@ void fiber_main() {
     body_fn(body_ctx);
     fiber & f = me();
     if (!f.cp.empty()) faultf("thread returns with %zu cp.async copies never waited for", f.cp.size());
+    wg_thread_exit();
     f.done        = true;
     const int w   = f.linear / 32;
     const unsigned bit = 1u << (f.linear % 32);
@@ -481,6 +482,7 @@ void cp_async(uint32_t dst, const void * src, int bytes, int src_bytes) {
     if (src_bytes > 0 && !is_device(src, (size_t) src_bytes)) {
         faultf("cp.async reads %d bytes at %p, not inside one device allocation", src_bytes, src);
     }
+    wg_check_shared_write(dst, bytes);
     const cp_req c = { dst, src, bytes, src_bytes, me().cp_groups };
     if (cfg().cp_early) {
         cp_do(c);

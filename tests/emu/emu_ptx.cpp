@@ -36,12 +36,25 @@
  * 64B bits [4,6) with [7,9), 32B bit 4 with bit 7; with base offset 0 the pattern repeats on 1024/512/256-byte
  * boundaries of the address. A non-zero base offset is not emulated (an error). The contiguous run of a swizzled
  * operand must stay inside one W-byte row (start % W + in-row offset < W), else an error.
- * Not modelled: asynchrony. mma_async computes D at issue; commit_group and wait_group are warpgroup rendezvous
- * with no other effect, so a kernel that reads the accumulators before its wait_group, or overwrites an operand
- * in shared memory before it, is not caught. Checked: every thread of the warpgroup arrives at the same site with
- * the same descriptors, immediates and scale-d; a wgmma.fence before the warpgroup's first mma_async; shared
- * bytes inside the arena in use; and (the async proxy) that the bytes wgmma reads are what they were at the last
- * fence.proxy.async of any thread, i.e. no generic-proxy write (st.shared, cp.async landing) since then.
+ * Asynchrony (PTX ISA 9.7.15.6 and 9.7.15.7: the accumulators and the shared-memory operands of an mma_async may
+ * be accessed only after a wgmma.wait_group that waits for its group): mma_async reads its operands and computes D
+ * at issue, but D reaches the accumulator variables only when a wgmma.wait_group retires the op (commit_group puts
+ * the thread's uncommitted ops into one group; wait_group N retires every group but the N newest). Until then each
+ * accumulator holds a poison NaN (0x7fbadbad), so a kernel that reads it early computes with NaN; a chain of
+ * mma_async on the same accumulators reads the value in flight (their ordering is implicit). Errors:
+ *   - an accumulator written by the thread while an mma_async that produces it is in flight (found at the retire:
+ *     the variable no longer holds the poison);
+ *   - shared bytes an in-flight mma_async reads changed before its retire (generic stores: compared at the retire),
+ *     or the target of a cp.async issued while an mma_async of any thread of the block still reads them;
+ *   - an accumulator that a retired mma_async wrote, then the thread changed, used by the next mma_async with no
+ *     wgmma.fence of the thread in between (the rule of 9.7.15.6.1 "register accesses ... need a wgmma.fence",
+ *     seen only for writes: a read of a register by other code leaves no trace);
+ *   - a thread that returns with mma_async ops never retired.
+ * Not seen: A fragments in registers changed before the retire (they are passed by value). Checked besides: every
+ * thread of the warpgroup arrives at the same site with the same descriptors, immediates and scale-d; a wgmma.fence
+ * before the warpgroup's first mma_async; shared bytes inside the arena in use; and (the async proxy) that the
+ * bytes wgmma reads are what they were at the last fence.proxy.async of any thread, i.e. no generic-proxy write
+ * (st.shared, cp.async landing) since then.
  */
 #include "emu_internal.h"
 
@@ -324,6 +337,61 @@ wg_state & my_wg() {
     return s;
 }
 
+/* ---- the asynchrony model (header): per thread, the mma_async ops in flight and what they read and produce ---- */
+
+constexpr uint32_t WG_POISON = 0x7fbadbadu;
+
+struct wg_op {
+    int64_t      group = -1; /* the commit serial of its group; -1 while uncommitted */
+    uint64_t     serial;     /* issue order within the thread */
+    const char * file;
+    int          line;
+    std::vector<std::pair<float *, uint32_t>>  acc;   /* accumulator variable, the bits D gives it */
+    std::vector<std::pair<uint32_t, uint16_t>> reads; /* shared byte address, the 16 bits read there at issue */
+};
+
+struct wg_retired {
+    uint32_t     bits;   /* what the retire wrote */
+    int64_t      fences; /* the thread's wgmma.fence count then */
+    const char * file;   /* the mma_async that produced it */
+    int          line;
+};
+
+struct wg_thread {
+    uint64_t           block   = 0;
+    int64_t            commits = 0, fences = 0;
+    uint64_t           issued  = 0;
+    std::vector<wg_op> pending;
+    std::unordered_map<float *, uint64_t>   inflight; /* accumulator -> serial of the newest op producing it */
+    std::unordered_map<float *, wg_retired> retired;
+};
+std::vector<wg_thread> wgt(1024);
+
+wg_thread & my_wgt() {
+    wg_thread & t = wgt[(size_t) thread_linear()];
+    if (t.block != block_serial()) {
+        t.block   = block_serial();
+        t.commits = t.fences = 0;
+        t.issued  = 0;
+        t.pending.clear();
+        t.inflight.clear();
+        t.retired.clear();
+    }
+    return t;
+}
+
+/* Per shared byte of the running block: how many reads of in-flight mma_async ops (all threads) cover it. */
+std::vector<uint16_t> wg_reading;
+uint64_t              wg_reading_block = 0;
+
+std::vector<uint16_t> & reading() {
+    if (wg_reading_block != block_serial()) {
+        wg_reading_block = block_serial();
+        wg_reading.assign(smem_in_use() + 2, 0);
+    }
+    return wg_reading;
+}
+
 /* A shared-memory operand of wgmma.mma_async, decoded from its descriptor (PTX ISA 9.7.15.5.1.2.2). */
 struct smem_operand {
     uint32_t start, lbo, sbo; /* bytes */
@@ -377,7 +445,7 @@ uint32_t elem_addr(const smem_operand & o, int mn, int k, const instr & in, cons
     return a;
 }
 
-float smem_elem(const smem_operand & o, bool bf16, int mn, int k, const instr & in, const ctx & c) {
+float smem_elem(const smem_operand & o, bool bf16, int mn, int k, const instr & in, const ctx & c, wg_op & op) {
     const uint32_t a = elem_addr(o, mn, k, in, c);
     if ((uint64_t) a + 2 > smem_in_use()) {
         fault("'%s' at %s:%d: %s element (%d, %d) at shared bytes [%u, %u), outside the %zu in use (start %u, LBO %u, "
@@ -391,6 +459,10 @@ float smem_elem(const smem_operand & o, bool bf16, int mn, int k, const instr & 
     }
     uint16_t h;
     memcpy(&h, sm + a, 2);
+    op.reads.emplace_back(a, h);
+    std::vector<uint16_t> & rd = reading();
+    rd[a]++;
+    rd[a + 1]++;
     return bf16 ? rk_bf16_to_f32(h) : rk_f16_to_f32(h);
 }
 
@@ -451,6 +523,11 @@ void wg_mma(const instr & in, const ctx & c) {
     const smem_operand da = a_regs ? smem_operand{} : decode_desc(t[4], ta, "A", in, c);
     const smem_operand db = decode_desc(t[5], tb, "B", in, c);
     const int          T = thread_linear() % 128, wq = T / 32, g = (T % 32) / 4, tq = T % 4;
+    wg_thread &        th = my_wgt();
+    wg_op              op;
+    op.serial = th.issued++;
+    op.file   = c.file;
+    op.line   = c.line;
     /* this thread's two rows of A, its N/4 columns of B */
     float av[2][16];
     for (int h = 0; h < 2; h++) {
@@ -463,7 +540,7 @@ void wg_mma(const instr & in, const ctx & c) {
                 const int src = 32 * (row / 16) + 4 * (row % 8) + (k % 8) / 2, r = ((row % 16) / 8) + 2 * (k / 8);
                 v             = h16(in.bf16, (uint32_t) t[src * 8 + r], k % 2);
             } else {
-                v = smem_elem(da, in.bf16, row, k, in, c);
+                v = smem_elem(da, in.bf16, row, k, in, c, op);
             }
             av[h][k] = sa < 0 ? -v : v;
         }
@@ -472,18 +549,128 @@ void wg_mma(const instr & in, const ctx & c) {
     for (int j = 0; j < in.n / 4; j++) {
         const int col = 8 * (j / 2) + 2 * tq + (j % 2);
         for (int k = 0; k < 16; k++) {
-            const float v        = smem_elem(db, in.bf16, col, k, in, c);
+            const float v        = smem_elem(db, in.bf16, col, k, in, c, op);
             bv[(size_t) (j * 16 + k)] = sb < 0 ? -v : v;
         }
     }
     for (int i = 0; i < in.n / 2; i++) {
         /* d[i]: row 16 w + g + 8 ((i / 2) % 2), column 8 (i / 4) + 2 t + (i % 2) */
         const int h = (i / 2) % 2, j = 2 * (i / 4) + (i % 2);
-        float     s = scale_d ? c.getf(in.ops[0].idx[(size_t) i]) : 0.0f;
+        const int r   = in.ops[0].idx[(size_t) i];
+        float *   ptr = (float *) c.args[r].ptr;
+        uint32_t  cur;
+        memcpy(&cur, ptr, 4);
+        float     d0;
+        const auto fl = th.inflight.find(ptr);
+        if (fl != th.inflight.end()) {
+            /* chained on an op in flight (implicitly ordered): its result, which the variable does not hold yet */
+            const wg_op * prev = nullptr;
+            for (const wg_op & q : th.pending) {
+                if (q.serial == fl->second) prev = &q;
+            }
+            uint32_t bits = 0;
+            for (const auto & pa : prev->acc) {
+                if (pa.first == ptr) bits = pa.second;
+            }
+            if (cur != WG_POISON) {
+                fault("'%s' at %s:%d: accumulator %%%d was written while the wgmma.mma_async at %s:%d that produces it "
+                      "was in flight (no wgmma.wait_group retired it)", in.text.c_str(), c.file, c.line, r, prev->file,
+                      prev->line);
+            }
+            memcpy(&d0, &bits, 4);
+        } else {
+            const auto rt = th.retired.find(ptr);
+            if (rt != th.retired.end() && rt->second.bits != cur && rt->second.fences == th.fences) {
+                fault("'%s' at %s:%d: accumulator %%%d was changed after the wgmma.wait_group that retired the "
+                      "wgmma.mma_async at %s:%d, and no wgmma.fence of this thread follows the change",
+                      in.text.c_str(), c.file, c.line, r, rt->second.file, rt->second.line);
+            }
+            memcpy(&d0, &cur, 4);
+        }
+        float s = scale_d ? d0 : 0.0f;
         for (int k = 0; k < 16; k++) s = fmaf(av[h][k], bv[(size_t) (j * 16 + k)], s);
-        c.putf(in.ops[0].idx[(size_t) i], s);
+        uint32_t bits;
+        memcpy(&bits, &s, 4);
+        op.acc.emplace_back(ptr, bits);
+    }
+    /* D reaches the variables at the retire; until then they hold the poison */
+    for (const auto & pa : op.acc) {
+        th.inflight[pa.first] = op.serial;
+        memcpy(pa.first, &WG_POISON, 4);
+    }
+    th.pending.push_back(std::move(op));
+}
+
+/* wgmma.wait_group n of this thread: retire every committed op but those of the n newest groups. */
+void wg_retire(int64_t n, const char * file, int line) {
+    wg_thread &             th = my_wgt();
+    std::vector<uint16_t> & rd = reading();
+    const unsigned char *   sm = smem_arena();
+    std::vector<wg_op>      keep;
+    for (wg_op & op : th.pending) {
+        if (op.group < 0 || op.group >= th.commits - n) {
+            keep.push_back(std::move(op));
+            continue;
+        }
+        for (const auto & r : op.reads) {
+            rd[r.first]--;
+            rd[r.first + 1]--;
+            if (memcmp(sm + r.first, &r.second, 2) != 0) {
+                fault("shared bytes [%u, %u) read by the wgmma.mma_async at %s:%d changed before the "
+                      "wgmma.wait_group at %s:%d retired it", r.first, r.first + 2, op.file, op.line, file, line);
+            }
+        }
+        for (const auto & pa : op.acc) {
+            const auto fl = th.inflight.find(pa.first);
+            if (fl == th.inflight.end() || fl->second != op.serial) continue; /* a newer op in flight produces it */
+            uint32_t cur;
+            memcpy(&cur, pa.first, 4);
+            if (cur != WG_POISON) {
+                fault("an accumulator of the wgmma.mma_async at %s:%d was written while it was in flight (found by "
+                      "the wgmma.wait_group at %s:%d that retires it)", op.file, op.line, file, line);
+            }
+            memcpy(pa.first, &pa.second, 4);
+            th.inflight.erase(fl);
+            th.retired[pa.first] = wg_retired{ pa.second, th.fences, op.file, op.line };
+        }
+    }
+    th.pending.swap(keep);
+}
+} // namespace
+
+/* cp.async into shared bytes: an error while an mma_async of the block (any thread) still reads them. */
+void wg_check_shared_write(uint32_t dst, int bytes) {
+    if (wg_reading_block != block_serial()) return;
+    for (int i = 0; i < bytes; i++) {
+        if ((size_t) dst + (size_t) i < wg_reading.size() && wg_reading[(size_t) dst + (size_t) i]) {
+            for (const wg_thread & t : wgt) {
+                if (t.block != block_serial()) continue;
+                for (const wg_op & op : t.pending) {
+                    for (const auto & r : op.reads) {
+                        if (r.first + 2 > dst + (uint32_t) i && r.first <= dst + (uint32_t) i) {
+                            fault("cp.async into shared bytes [%u, %u) that the wgmma.mma_async at %s:%d (in flight, "
+                                  "not yet retired by a wgmma.wait_group) reads", dst, dst + (uint32_t) bytes,
+                                  op.file, op.line);
+                        }
+                    }
+                }
+            }
+            fault("cp.async into shared bytes [%u, %u) that a wgmma.mma_async in flight reads", dst,
+                  dst + (uint32_t) bytes);
+        }
     }
 }
+
+/* A thread returns: an error with mma_async ops it never retired. */
+void wg_thread_exit() {
+    wg_thread & t = wgt[(size_t) thread_linear()];
+    if (t.block == block_serial() && !t.pending.empty()) {
+        fault("thread returns with %zu wgmma.mma_async ops never retired by a wgmma.wait_group (the first at %s:%d)",
+              t.pending.size(), t.pending[0].file, t.pending[0].line);
+    }
+}
+
+namespace {
 
 void exec(const instr & in, const ctx & c) {
     switch (in.op) {
@@ -497,9 +684,19 @@ void exec(const instr & in, const ctx & c) {
             need_cc(90, in, c);
             (void) warpgroup_gather(nullptr, 0, "wgmma.fence", c.file, c.line);
             my_wg().fenced = true;
+            my_wgt().fences++;
             break;
         }
-        case WG_COMMIT: need_cc(90, in, c); (void) warpgroup_gather(nullptr, 0, "wgmma.commit_group", c.file, c.line); break;
+        case WG_COMMIT: {
+            need_cc(90, in, c);
+            (void) warpgroup_gather(nullptr, 0, "wgmma.commit_group", c.file, c.line);
+            wg_thread & th = my_wgt();
+            for (wg_op & op : th.pending) {
+                if (op.group < 0) op.group = th.commits;
+            }
+            th.commits++;
+            break;
+        }
         case WG_WAIT: {
             need_cc(90, in, c);
             const long long n = c.imm(in.ops.at(0), in);
@@ -509,6 +706,7 @@ void exec(const instr & in, const ctx & c) {
             for (int s = 0; s < 128; s++) {
                 if (t[s * 8] != v) fault("'%s' at %s:%d: threads of the warpgroup wait with different N", in.text.c_str(), c.file, c.line);
             }
+            wg_retire(n, c.file, c.line);
             break;
         }
         case FENCE_PROXY_ASYNC: need_cc(90, in, c); fence_proxy_async(); break;

@@ -66,7 +66,10 @@ static __device__ void own_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_
 
 enum { A_KMAJOR, A_MMAJOR, A_REGS };
 /* what a kernel gets wrong on purpose */
-enum { OK, BAD_SBO, BAD_SWIZZLE, BAD_BASE_OFFSET, BAD_OUTSIDE, NO_PROXY_FENCE, NO_WG_FENCE, DIVERGE };
+enum { OK, BAD_SBO, BAD_SWIZZLE, BAD_BASE_OFFSET, BAD_OUTSIDE, NO_PROXY_FENCE, NO_WG_FENCE, DIVERGE,
+       /* the asynchrony of mma_async: D read before the wait_group, D written before it, the B tile stored to or
+          loaded into (cp.async) before it, D changed after the wait and used again with no wgmma.fence, no wait */
+       EARLY_READ, WRITE_IN_FLIGHT, STORE_IN_FLIGHT, CP_ASYNC_IN_FLIGHT, NO_FENCE_AFTER_CHANGE, NEVER_WAITED };
 
 /* A: 64 x KD row-major, B: KD x N row-major (k, n), C and D: 64 x N row-major per warpgroup; 16-bit inputs as raw
  * bits. init_c: D starts as C and every k-step accumulates; else D starts as NaN and the first has scale-d 0. */
@@ -135,8 +138,29 @@ __global__ void k_gemm(const uint16_t * A, const uint16_t * B, const float * C, 
         }
     }
     wg_commit();
+    if (BAD == NEVER_WAITED) return;
+    if (BAD == WRITE_IN_FLIGHT && T == 5) d[3] = 1.0f;
+    if (BAD == STORE_IN_FLIGHT && tid == 0) sm[b_off + 2] ^= 0x40;
+    if (BAD == CP_ASYNC_IN_FLIGHT && tid == 0) {
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(base + b_off), "l"(B) : "memory");
+        asm volatile("cp.async.wait_all;\n" ::: "memory");
+    }
+    if (BAD == EARLY_READ) {
+        for (int i = 0; i < N / 2; i++) {
+            const int row = 16 * w + g + 8 * ((i / 2) % 2), col = 8 * (i / 4) + 2 * t + (i % 2);
+            D[(size_t) wgi * 64 * N + row * N + col] = d[i];
+        }
+        wg_wait<0>();
+        return;
+    }
     wg_wait<0>();
     wg_fence_regs(d);
+    if (BAD == NO_FENCE_AFTER_CHANGE) { /* D = 2 D + A B: the doubling needs a wgmma.fence before the next product */
+        for (int i = 0; i < N / 2; i++) d[i] *= 2.0f;
+        wg_mma_ss<N, BF16>(d, wg_desc(base + a_off, 16, 1024), wg_desc(base + b_off, 16, 1024), 1);
+        wg_commit();
+        wg_wait<0>();
+    }
     for (int i = 0; i < N / 2; i++) {
         const int row = 16 * w + g + 8 * ((i / 2) % 2), col = 8 * (i / 4) + 2 * t + (i % 2);
         D[(size_t) wgi * 64 * N + row * N + col] = d[i];
@@ -270,6 +294,19 @@ int main() {
                  [] { run<64, true, A_REGS, true, 1, 1, NO_WG_FENCE>(0); }, "no wgmma.fence");
     expect_fault("a warp of the warpgroup that returns is an error",
                  [] { run<64, false, A_KMAJOR, false, 1, 1, DIVERGE>(0); }, "warpgroup");
+    /* asynchrony: D is not there before the wait (poison), and the operands belong to the op until it retires */
+    check("reading D before wgmma.wait_group gives no product (the poison)",
+          !run<64, true, A_KMAJOR, false, 1, 1, EARLY_READ>(1, true));
+    expect_fault("writing D while the mma_async is in flight is an error",
+                 [] { run<64, true, A_KMAJOR, false, 1, 1, WRITE_IN_FLIGHT>(1); }, "written while");
+    expect_fault("a store into the B tile while the mma_async is in flight is an error",
+                 [] { run<64, true, A_KMAJOR, false, 1, 1, STORE_IN_FLIGHT>(0); }, "changed before the wgmma.wait_group");
+    expect_fault("a cp.async into the B tile while the mma_async is in flight is an error",
+                 [] { run<64, false, A_REGS, true, 1, 1, CP_ASYNC_IN_FLIGHT>(0); }, "cp.async into shared bytes");
+    expect_fault("D changed after the wait and used with no wgmma.fence is an error",
+                 [] { run<64, true, A_KMAJOR, false, 1, 1, NO_FENCE_AFTER_CHANGE>(0); }, "no wgmma.fence of this thread");
+    expect_fault("a thread that returns with an mma_async never waited for is an error",
+                 [] { run<128, true, A_KMAJOR, false, 1, 1, NEVER_WAITED>(0); }, "never retired");
 #else
     printf("sm_%d: wgmma needs sm_90a; checking that it is an illegal instruction\n", __CUDA_ARCH__ / 10);
     expect_fault("wgmma.fence on sm_75 is an illegal instruction", [] {
