@@ -473,6 +473,7 @@ size_t          smem_in_use() { return smem_top; }
 /* ---- cp.async -------------------------------------------------------------------------------------------------- */
 
 static void cp_do(const cp_req & c) {
+    wg_check_shared_write(c.dst, c.bytes); /* landing under an mma_async in flight (issued before it) */
     if (c.src_bytes > 0) memcpy(smem + c.dst, c.src, (size_t) c.src_bytes);
     if (c.bytes > c.src_bytes) memset(smem + c.dst + c.src_bytes, 0, (size_t) (c.bytes - c.src_bytes));
 }

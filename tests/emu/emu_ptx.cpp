@@ -713,7 +713,11 @@ void exec(const instr & in, const ctx & c) {
         case WG_MMA: wg_mma(in, c); break;
         case CP_COMMIT: need_cc(80, in, c); cp_commit(); break;
         case CP_WAIT: need_cc(80, in, c); cp_wait((int) c.value(in.ops.at(0))); break;
-        case CP_WAIT_ALL: need_cc(80, in, c); cp_wait(0); break;
+        case CP_WAIT_ALL: /* PTX ISA: cp.async.commit_group; cp.async.wait_group 0 */
+            need_cc(80, in, c);
+            cp_commit();
+            cp_wait(0);
+            break;
         case CP_ASYNC: {
             need_cc(80, in, c);
             if (in.ops.size() < 3) bad(in.text, c.file, c.line);

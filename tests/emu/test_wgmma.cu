@@ -69,7 +69,8 @@ enum { A_KMAJOR, A_MMAJOR, A_REGS };
 enum { OK, BAD_SBO, BAD_SWIZZLE, BAD_BASE_OFFSET, BAD_OUTSIDE, NO_PROXY_FENCE, NO_WG_FENCE, DIVERGE,
        /* the asynchrony of mma_async: D read before the wait_group, D written before it, the B tile stored to or
           loaded into (cp.async) before it, D changed after the wait and used again with no wgmma.fence, no wait */
-       EARLY_READ, WRITE_IN_FLIGHT, STORE_IN_FLIGHT, CP_ASYNC_IN_FLIGHT, NO_FENCE_AFTER_CHANGE, NEVER_WAITED };
+       EARLY_READ, WRITE_IN_FLIGHT, STORE_IN_FLIGHT, CP_ASYNC_IN_FLIGHT, CP_ASYNC_LANDS_IN_FLIGHT,
+       NO_FENCE_AFTER_CHANGE, NEVER_WAITED };
 
 /* A: 64 x KD row-major, B: KD x N row-major (k, n), C and D: 64 x N row-major per warpgroup; 16-bit inputs as raw
  * bits. init_c: D starts as C and every k-step accumulates; else D starts as NaN and the first has scale-d 0. */
@@ -108,6 +109,8 @@ __global__ void k_gemm(const uint16_t * A, const uint16_t * B, const float * C, 
         d[i] = init_c ? C[row * N + col] : __int_as_float(0x7fc00000);
     }
     if (BAD != NO_WG_FENCE) wg_fence();
+    if (BAD == CP_ASYNC_LANDS_IN_FLIGHT && tid == 0) /* issued before the products, waited for after they start */
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(base + b_off), "l"(B) : "memory");
     for (int kk = 0; kk < KD / 16; kk++) {
         const int acc = init_c || kk > 0;
         /* K-major: k-step kk at panel kk / 4, byte 32 (kk % 4) of the row; SBO 1024 (8 rows of 128 bytes), LBO
@@ -141,6 +144,7 @@ __global__ void k_gemm(const uint16_t * A, const uint16_t * B, const float * C, 
     if (BAD == NEVER_WAITED) return;
     if (BAD == WRITE_IN_FLIGHT && T == 5) d[3] = 1.0f;
     if (BAD == STORE_IN_FLIGHT && tid == 0) sm[b_off + 2] ^= 0x40;
+    if (BAD == CP_ASYNC_LANDS_IN_FLIGHT && tid == 0) asm volatile("cp.async.wait_all;\n" ::: "memory");
     if (BAD == CP_ASYNC_IN_FLIGHT && tid == 0) {
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(base + b_off), "l"(B) : "memory");
         asm volatile("cp.async.wait_all;\n" ::: "memory");
@@ -303,6 +307,8 @@ int main() {
                  [] { run<64, true, A_KMAJOR, false, 1, 1, STORE_IN_FLIGHT>(0); }, "changed before the wgmma.wait_group");
     expect_fault("a cp.async into the B tile while the mma_async is in flight is an error",
                  [] { run<64, false, A_REGS, true, 1, 1, CP_ASYNC_IN_FLIGHT>(0); }, "cp.async into shared bytes");
+    expect_fault("a cp.async issued before the mma_async that lands while it is in flight is an error",
+                 [] { run<64, true, A_KMAJOR, false, 1, 1, CP_ASYNC_LANDS_IN_FLIGHT>(0); }, "cp.async into shared bytes");
     expect_fault("D changed after the wait and used with no wgmma.fence is an error",
                  [] { run<64, true, A_KMAJOR, false, 1, 1, NO_FENCE_AFTER_CHANGE>(0); }, "no wgmma.fence of this thread");
     expect_fault("a thread that returns with an mma_async never waited for is an error",
