@@ -247,6 +247,8 @@ if [ -x build/bench/bench_attn ] && nvidia-smi --query-gpu=compute_cap --format=
     done
 fi
 [ -x build/bench/bench_ops ] && EXTRA+=("build/bench/bench_ops gelu --variant all" "build/bench/bench_ops layernorm --variant all")
+# the BERT forward with the residual added by the LayerNorm (the path before it moved into the GEMM epilogue)
+[ -x build/bench/bench_bert ] && EXTRA+=("env RK_BERT_RESIDUAL_VARIANT=2 build/bench/bench_bert --config base")
 for cmd in "${EXTRA[@]}"; do
     if out_of_time; then
         NOTES+=("$cmd: not run (out of time)")

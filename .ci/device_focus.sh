@@ -66,6 +66,8 @@ fi
 run "$L_BENCH" 60 build/bench/bench_attn
 for v in 6 7 8 9; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
 run "$L_BENCH" 60 build/bench/bench_bert
+# the residual added by the LayerNorm instead of the GEMM epilogue (the default until the residual moved; key @res-v2)
+run "$L_BENCH" 60 env RK_BERT_RESIDUAL_VARIANT=2 build/bench/bench_bert --config base
 for v in 6 8 9; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
 # the GELU and LayerNorm variants (the other part of the BERT forward that is not at copy speed), and all together
 run "$L_BENCH" 60 build/bench/bench_ops gelu --variant all

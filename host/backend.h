@@ -72,10 +72,13 @@ enum rk_act { RK_ACT_NONE = 0, RK_ACT_GELU, RK_ACT_COUNT };
 
 /*
  * MATMUL. src[0] x (M,K) rows contiguous; src[1] w (N,K), PyTorch Linear layout; src[2] bias (N) or NULL.
- * dst (M,N). Shapes given as 2-D; a (B,T,C) tensor is passed as a 2-D view (B*T,C).
+ * dst (M,N) = act(x w^T + bias (+ dst)). Shapes given as 2-D; a (B,T,C) tensor is passed as a 2-D view (B*T,C).
+ * dst must not overlap x, w or bias.
  */
 struct rk_matmul_params {
     enum rk_act act;     /* epilogue after the bias */
+    bool accumulate;     /* dst's old value is added before the activation (a residual added in the GEMM's
+                            epilogue: beta = 1), else dst is only written */
 };
 
 /* SOFTMAX. src[0] x (N,C); dst (N,C) = softmax(x * scale) along C. */
@@ -357,6 +360,14 @@ static inline enum rk_status rk_op_matmul(struct rk_backend * be, struct rk_tens
                                           const struct rk_tensor * w, const struct rk_tensor * b, enum rk_act act) {
     struct rk_op_call c = { .op = RK_OP_MATMUL, .dst = dst, .src = { x, w, b } };
     c.p.matmul.act      = act;
+    return rk_op(be, &c);
+}
+
+/* RK_OP_MATMUL with accumulate: dst += x w^T (+ b) (the residual added by the GEMM itself). */
+static inline enum rk_status rk_op_matmul_add(struct rk_backend * be, struct rk_tensor * dst, const struct rk_tensor * x,
+                                              const struct rk_tensor * w, const struct rk_tensor * b) {
+    struct rk_op_call c    = { .op = RK_OP_MATMUL, .dst = dst, .src = { x, w, b } };
+    c.p.matmul.accumulate = true;
     return rk_op(be, &c);
 }
 

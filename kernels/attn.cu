@@ -1155,9 +1155,10 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
     /* wgmma (v6 to v9): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
     const bool wg_ok = tc_ok && !sm75 && cc == 90 && (HS == 64 || HS == 128);
     if (variant == 0) {
+        /* RK_ATTN_FWD_VARIANT when it names a variant that takes this call (unset: 0, the table below) */
         const int ev = attn_env_variant();
-        const bool ev_ok = ev == 1 || (ev >= 6 ? wg_ok : (tc_ok && (sm75 ? ev == 2 : (ev != 4 || HS == 128) &&
-                                                                                        (ev != 5 || HS <= 64))));
+        const bool ev_ok = ev == 1 || (ev >= 6 ? wg_ok : (ev >= 2 && tc_ok && (sm75 ? ev == 2 : (ev != 4 || HS == 128) &&
+                                                                                                   (ev != 5 || HS <= 64))));
         variant = ev_ok ? ev : (tc_ok ? (sm75 ? 2 : attn_auto_variant((int) HS)) : 1);
     }
     if (variant == 1) {

@@ -1,6 +1,7 @@
 /*
- * matmul.cu: CUDA RK_OP_MATMUL: dst (M,N) = x (M,K) @ w (N,K)^T (+ bias) (then GELU), through cuBLASLt with a plain
- * cuBLAS fallback. The CPU reference is kernels/matmul_cpu.c (OpenBLAS sgemm); parity cases MATMUL(...) in
+ * matmul.cu: CUDA RK_OP_MATMUL: dst (M,N) = x (M,K) @ w (N,K)^T (+ bias) (+ dst with accumulate: beta = 1, C = D,
+ * the residual of a post-LN block added in the GEMM's epilogue) (then GELU), through cuBLASLt with a plain cuBLAS
+ * fallback. The CPU reference is kernels/matmul_cpu.c (OpenBLAS sgemm); parity cases MATMUL(...) in
  * tests/test_ops.c. Bench: build/bench/bench_matmul (peer: bench/peers/gemm_torch.py).
  * Also RK_OP_MATMUL_BWD (rk_cuda_matmul_bwd at the end; CPU reference kernels/matmul_bwd_cpu.c, parity cases
  * MATMUL_BWD(...) in tests/test_ops_bwd.c): dx and dw are two cublasGemmEx calls, db the kernel colsum_kernel_v1.
@@ -250,7 +251,7 @@ extern "C" enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_t
     k.align_bias = bias ? rk_ptr_align(bias->data) : 0;
     struct plan * pl = plan_get(blas, &k, bias ? bias->data : NULL);
 
-    const float alpha = 1.0f, beta = 0.0f;
+    const float alpha = 1.0f, beta = p->accumulate ? 1.0f : 0.0f; /* C is dst itself (same layout) */
     if (pl->use_lt) {
         if (bias) {
             const void * bp = bias->data;

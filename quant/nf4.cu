@@ -519,7 +519,7 @@ extern "C" enum rk_status rk_cuda_nf4_matmul(struct rk_cuda_blas * blas, struct 
     struct rk_tensor wt;
     rk_tensor_init(&wt, x->dtype, 2, ne, "nf4_scratch");
     wt.data = p->scratch;
-    struct rk_matmul_params mp;
+    struct rk_matmul_params mp = {}; /* every field: accumulate stays false */
     mp.act = p->act;
     return rk_cuda_matmul(blas, dst, x, &wt, bias, &mp, stream);
 }

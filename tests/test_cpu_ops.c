@@ -1,6 +1,6 @@
 /*
  * test_cpu_ops.c: the CPU backend's fast paths against independent references: the BLAS attention against the
- * plain per-row attention, the OpenBLAS matmul (with bias and GELU) against a double-precision triple loop, and
+ * plain per-row attention, the OpenBLAS matmul (with bias, GELU and accumulate) against a double-precision triple loop, and
  * LayerNorm / softmax / pooling against double-precision formulas. Seeded inputs (RK_TEST_SEED overrides).
  * Also the error bound of rk_erf_ex2 (kernels/erf_ex2.h, the fast erf of the CUDA GELU variants) against erf() in
  * double over a dense grid of float bit patterns.
@@ -109,17 +109,23 @@ Test(cpu_ops, matmul_matches_double_loop) {
     struct rk_tensor W  = rk_tensor_host(w, RK_DTYPE_F32, 2, (int64_t[]) { N, K });
     struct rk_tensor Bv = rk_tensor_host(b, RK_DTYPE_F32, 1, (int64_t[]) { N });
     struct rk_tensor O  = rk_tensor_host(o, RK_DTYPE_F32, 2, (int64_t[]) { M, N });
-    for (int act = 0; act < 2; act++) {
-        struct rk_matmul_params p = { .act = act ? RK_ACT_GELU : RK_ACT_NONE };
-        rk_cpu_matmul(&O, &X, &W, &Bv, &p);
+    float * d0 = rand_buf(M * N); /* dst before an accumulating product (the residual) */
+    for (int mode = 0; mode < 6; mode++) { /* act (none, GELU) x accumulate (no, yes) x bias (yes, yes, none) */
+        const int act = mode & 1, acc = (mode >> 1) & 1, nob = mode >= 4;
+        struct rk_matmul_params p = { .act = act ? RK_ACT_GELU : RK_ACT_NONE, .accumulate = acc || nob };
+        memcpy(o, d0, sizeof(float) * (size_t) (M * N));
+        rk_cpu_matmul(&O, &X, &W, nob ? NULL : &Bv, &p);
         for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) {
-                double s = b[n];
+                double s = (nob ? 0.0 : b[n]) + (p.accumulate ? d0[m * N + n] : 0.0);
                 for (int64_t kk = 0; kk < K; kk++) s += (double) x[m * ldx + kk] * w[n * K + kk];
                 ref[m * N + n] = act ? (float) (0.5 * s * (1.0 + erf(s / sqrt(2.0)))) : (float) s;
             }
-        assert_close(o, ref, M * N, 1e-4, 1e-4, act ? "MATMUL(gelu)" : "MATMUL");
+        char what[64];
+        snprintf(what, sizeof(what), "MATMUL(gelu=%d, accumulate=%d, bias=%d)", act, p.accumulate, !nob);
+        assert_close(o, ref, M * N, 1e-4, 1e-4, what);
     }
+    free(d0);
     free(x); free(w); free(b); free(o); free(ref);
 }
 

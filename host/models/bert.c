@@ -289,6 +289,20 @@ static struct rk_tensor rows_view(const struct rk_tensor * t, int64_t rows, int6
     return rk_tensor_view(t, 2, (int64_t[]) { rows, cols }, (int64_t[]) { t->nb[0], t->nb[1] }, 0);
 }
 
+/* x = LN(x + h w^T + b) * ln_w + ln_b, the end of a post-LN block. in_gemm: the GEMM adds x itself (accumulate,
+   cuBLASLt beta = 1) and the LayerNorm runs in place (x read and written: two passes); else the GEMM writes tmp and
+   the LayerNorm adds the residual (tmp and x read, x written: three). */
+static enum rk_status residual_ln(struct rk_backend * be, bool in_gemm, struct rk_tensor * x, struct rk_tensor * tmp,
+                                  const struct rk_tensor * h, const struct rk_tensor * w, const struct rk_tensor * b,
+                                  const struct rk_tensor * ln_w, const struct rk_tensor * ln_b, float eps) {
+    if (in_gemm) {
+        RK_TRY(rk_op_matmul_add(be, x, h, w, b));
+        return rk_op_layernorm(be, x, x, ln_w, ln_b, NULL, eps);
+    }
+    RK_TRY(rk_op_matmul(be, tmp, h, w, b, RK_ACT_NONE));
+    return rk_op_layernorm(be, x, tmp, ln_w, ln_b, x, eps);
+}
+
 enum rk_status rk_bert_forward(struct rk_bert * m, const int32_t * ids, const int32_t * mask, const int32_t * type_ids,
                                int64_t B, int64_t T) {
     const struct rk_bert_config * cfg = &m->cfg;
@@ -343,6 +357,9 @@ enum rk_status rk_bert_forward(struct rk_bert * m, const int32_t * ids, const in
     RK_TRY(rk_op_layernorm(be, &x, &x, &m->params.emb_ln_w, &m->params.emb_ln_b, NULL, cfg->layer_norm_eps));
     rk_backend_nvtx_pop(be);
 
+    /* post-LN blocks: the residual in the sublayer's last GEMM (residual_ln); RK_BERT_RESIDUAL_VARIANT=2 adds it in
+       the LayerNorm instead, for comparison (0, the default, and 1: the GEMM) */
+    const bool res_in_gemm = rk_env_variant("RK_BERT_RESIDUAL_VARIANT", 3) != 2;
     for (int64_t l = 0; l < cfg->n_layer; l++) {
         const struct rk_bert_layer * L = &m->params.layers[l];
         char name[32];
@@ -352,11 +369,10 @@ enum rk_status rk_bert_forward(struct rk_bert * m, const int32_t * ids, const in
         struct rk_op_call at = { .op = RK_OP_ATTN_FWD, .dst = &o4, .src = { &q, &k, &v, &mask_t, NULL } };
         at.p.attn = (struct rk_attn_params) { .scale = 1.0f / sqrtf((float) HS) };
         RK_TRY(rk_op(be, &at));
-        RK_TRY(rk_op_matmul(be, &tmp, &att, &L->ao_w, &L->ao_b, RK_ACT_NONE));
-        RK_TRY(rk_op_layernorm(be, &x, &tmp, &L->ln1_w, &L->ln1_b, &x, cfg->layer_norm_eps));
+        RK_TRY(residual_ln(be, res_in_gemm, &x, &tmp, &att, &L->ao_w, &L->ao_b, &L->ln1_w, &L->ln1_b, cfg->layer_norm_eps));
         RK_TRY(rk_op_matmul(be, &fc, &x, &L->fc_w, &L->fc_b, RK_ACT_GELU));
-        RK_TRY(rk_op_matmul(be, &tmp, &fc, &L->proj_w, &L->proj_b, RK_ACT_NONE));
-        RK_TRY(rk_op_layernorm(be, &x, &tmp, &L->ln2_w, &L->ln2_b, &x, cfg->layer_norm_eps));
+        RK_TRY(residual_ln(be, res_in_gemm, &x, &tmp, &fc, &L->proj_w, &L->proj_b, &L->ln2_w, &L->ln2_b,
+                           cfg->layer_norm_eps));
         rk_backend_nvtx_pop(be);
     }
     return RK_OK;

@@ -37,6 +37,10 @@ run test_lora "$dir/tests/test_lora" --jobs "$jobs"
 # steps (every forward, backward and optimizer kernel) against PyTorch
 run "test_train_model (CUDA gradients)" "$dir/tests/test_train_model" --jobs "$jobs" --filter 'bert_cls/cuda_*'
 run "test_train (CUDA)" "$dir/tests/test_train" --jobs "$jobs" --filter 'train/three_adamw_steps_cuda*'
+# the model-level checks with the automatic kernel choices (no variant forced): the tiny golden BERT against
+# PyTorch and all-MiniLM-L6-v2 against sentence-transformers, hidden states on the CUDA backend (the model as
+# `make models` fetches it, like the CPU suites). Nothing else runs the automatic choices on a whole model here.
+run "test_models (CUDA, default kernels)" "$dir/tests/test_models" --jobs "$jobs" --filter 'bert/*cuda*'
 # the BERT forward (2-layer BERT-base shape, padded batch) on the CUDA backend against the CPU's, as bench_bert
 # checks it before timing, with the kernel variants that are not the default yet forced (none has run on a GPU):
 # the wgmma attention variants (HS = 64), and the GELU and LayerNorm variants
