@@ -32,7 +32,8 @@ EMU_RT_OBJ   := $(patsubst %.cpp,$(EMU_DIR)/%.o,$(wildcard tests/emu/emu_*.cpp))
 EMU_C_OBJ    := $(patsubst %.c,$(EMU_DIR)/%.o,$(LIB_SRC))
 EMU_LIB      := $(EMU_DIR)/librk.a
 EMU_TESTS    := $(patsubst %,$(EMU_DIR)/tests/%,test_ops_bwd test_ops_train test_ops test_train test_attn_bwd \
-                                                   test_quant test_lora test_train_model test_wgmma test_models)
+                                                   test_quant test_lora test_train_model test_wgmma test_models \
+                                                   test_cli)
 
 EMU_DRIVERS  := $(patsubst host/drivers/%.c,$(EMU_DIR)/rk-%,$(DRV_SRC))
 # the emulator's own tests: CUDA sources under tests/emu, kernels and host code in one .cu

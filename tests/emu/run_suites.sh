@@ -41,6 +41,8 @@ run "test_train (CUDA)" "$dir/tests/test_train" --jobs "$jobs" --filter 'train/t
 # PyTorch and all-MiniLM-L6-v2 against sentence-transformers, hidden states on the CUDA backend (the model as
 # `make models` fetches it, like the CPU suites). Nothing else runs the automatic choices on a whole model here.
 run "test_models (CUDA, default kernels)" "$dir/tests/test_models" --jobs "$jobs" --filter 'bert/*cuda*'
+# the rk-embed driver end to end with --device cuda (the emulated build's binary) against --device cpu
+run "test_cli (rk-embed --device cuda)" env RK_TEST_BIN_DIR="$dir" "$dir/tests/test_cli" --jobs "$jobs" --filter 'cli/cuda*'
 # the BERT forward (2-layer BERT-base shape, padded batch) on the CUDA backend against the CPU's, as bench_bert
 # checks it before timing, with the kernel variants that are not the default yet forced (none has run on a GPU):
 # the wgmma attention variants (HS = 64), and the GELU and LayerNorm variants
