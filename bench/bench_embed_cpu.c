@@ -63,14 +63,8 @@ static double golden_check(struct rk_bert * m, struct rk_wordpiece * tok, const 
         if (rk_encode_texts(m, tok, (const char * const *) s, n, &o, e) == RK_OK) {
             worst = 1.0;
             for (int i = 0; i < n; i++) {
-                double ab = 0, aa = 0, bb = 0;
-                for (int64_t c = 0; c < C; c++) {
-                    ab += (double) e[i * C + c] * ref[i * C + c];
-                    aa += (double) e[i * C + c] * e[i * C + c];
-                    bb += (double) ref[i * C + c] * ref[i * C + c];
-                }
-                double cs = ab / sqrt(aa * bb);
-                if (cs < worst) worst = cs;
+                const double cs = rk_cosine_f32(e + i * C, ref + i * C, C);
+                if (!(cs >= worst)) worst = cs; /* NaN too */
             }
         }
         free(e);

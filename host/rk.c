@@ -54,6 +54,16 @@ int rk_env_variant(const char * name, int n_variants) {
 }
 void         rk_clear_error(void) { last_error[0] = '\0'; }
 
+double rk_cosine_f32(const float * a, const float * b, int64_t n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ab += (double) a[i] * b[i];
+        aa += (double) a[i] * a[i];
+        bb += (double) b[i] * b[i];
+    }
+    return ab / (sqrt(aa) * sqrt(bb) + 1e-30);
+}
+
 void rk_abort(const char * what, const char * file, int line) {
     fprintf(stderr, "rk: %s (%s:%d)\n", what, file, line);
     fflush(stderr);

@@ -53,6 +53,9 @@ void         rk_clear_error(void);
  */
 int rk_env_variant(const char * name, int n_variants);
 
+/* Cosine similarity of two float vectors of n, accumulated in double (NaN when either holds one; 0 / 0 gives 0). */
+double rk_cosine_f32(const float * a, const float * b, int64_t n);
+
 /* ------------------------------------------------------------------------------------------------
  * dtypes */
 enum rk_dtype {

@@ -3,6 +3,7 @@
  * golden model (the article's data set shape goes through the same path as Reuters), and every kind of bad input
  * giving one line on stderr that names the file, a non-zero exit, and no results file.
  */
+#include "rk.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -234,13 +235,7 @@ Test(cli, cuda_matches_cpu) {
     cr_assert(n1 == n2 && c1 == c2);
     double worst = 1.0;
     for (int64_t i = 0; i < n1; i++) {
-        double ab = 0, aa = 0, bb = 0;
-        for (int64_t c = 0; c < c1; c++) {
-            ab += (double) a[i * c1 + c] * b[i * c1 + c];
-            aa += (double) a[i * c1 + c] * a[i * c1 + c];
-            bb += (double) b[i * c1 + c] * b[i * c1 + c];
-        }
-        const double cs = ab / sqrt(aa * bb);
+        const double cs = rk_cosine_f32(a + i * c1, b + i * c1, c1);
         if (!(cs >= worst)) worst = cs; /* NaN too */
     }
     cr_log_info("cuda vs cpu: worst cosine %.6f over %lld documents", worst, (long long) n1);

@@ -25,16 +25,6 @@ static double max_abs_diff(const float * a, const float * b, int64_t n) {
     return m;
 }
 
-static double cosine(const float * a, const float * b, int64_t n) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int64_t i = 0; i < n; i++) {
-        ab += (double) a[i] * b[i];
-        aa += (double) a[i] * a[i];
-        bb += (double) b[i] * b[i];
-    }
-    return ab / (sqrt(aa) * sqrt(bb) + 1e-30);
-}
-
 /* Hidden states of the golden tiny model on backend be; returns max |diff| over valid tokens. */
 static double tiny_bert_diff(struct rk_backend * be) {
     char dir[4096], gpath[4096];
@@ -133,7 +123,7 @@ static void minilm_check(struct rk_backend * be, double min_cos) {
     cr_assert_eq(rk_encode_texts(m, tok, (const char * const *) s, n, &o, emb), RK_OK, "%s", rk_last_error());
     double worst = 1.0;
     for (int64_t i = 0; i < n; i++) {
-        double c = cosine(emb + i * C, (const float *) gemb->data + i * C, C);
+        double c = rk_cosine_f32(emb + i * C, (const float *) gemb->data + i * C, C);
         if (c < worst) worst = c;
         cr_assert(c > min_cos, "sentence %lld: cosine %.7f against sentence-transformers (limit %.5f)", (long long) i, c,
                   min_cos);
