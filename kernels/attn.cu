@@ -553,6 +553,18 @@ static __device__ __forceinline__ void attn_wg_issue_pv(float (&o)[HS / 2], cons
     for (int kk = 0; kk < BN / 16; kk++) wg_mma_rs_tb<HS, BF16>(o, pa[kk], wg_desc(v_addr + kk * 2048, BN * 128, 1024), 1);
 }
 
+/* O += P V as above, committed and waited for by this thread (a stage of V is free for reloading only once every
+   warp of the warpgroup has waited: after the caller's next barrier). */
+template <int HS, int BN, bool BF16>
+static __device__ __forceinline__ void attn_wg_pv_wait(float (&o)[HS / 2], const uint32_t (&pa)[BN / 16][4],
+                                                       uint32_t v_addr) {
+    wg_fence();
+    attn_wg_issue_pv<HS, BN, BF16>(o, pa, v_addr);
+    wg_commit();
+    wg_wait<0>();
+    wg_fence_regs(o);
+}
+
 /* The mask of one S tile of keys [n0, n0 + BN), as v2, as bits: bit 2 j + e of valid[r] says whether the element
    (row g + 8 r, column 8 j + 2 t + e) may be attended. row0 is the thread's first row (m0 + wrow + g); sm the tile's
    mask words in shared memory (read only when has_mask). The softmax applies the bits as it reads S. */
@@ -790,11 +802,7 @@ static __global__ void __launch_bounds__(attn_wg_cfg<HS, V>::THREADS, (attn_wg_c
         attn_wg_rescale<HS>(o, alpha);
 
         wg_fence_regs(o);
-        wg_fence();
-        attn_wg_issue_pv<HS, BN, BF16>(o, pa, k_addr + C::KV_BYTES);
-        wg_commit();
-        wg_wait<0>();
-        wg_fence_regs(o);
+        attn_wg_pv_wait<HS, BN, BF16>(o, pa, k_addr + C::KV_BYTES);
     }
 
     attn_cp_async_wait<0, false>(); /* nothing may still be landing in sQ (no key tile at all) */
@@ -926,11 +934,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
         attn_cp_async_wait<0, false>();
         wg_fence_proxy_async();
         __syncthreads();
-        wg_fence();
-        attn_wg_issue_pv<HS, BN, BF16>(o, pp, v_addr + ((t_end - 1 - t_begin) & 1) * C::KV_BYTES);
-        wg_commit();
-        wg_wait<0>();
-        wg_fence_regs(o);
+        attn_wg_pv_wait<HS, BN, BF16>(o, pp, v_addr + ((t_end - 1 - t_begin) & 1) * C::KV_BYTES);
     }
 
     attn_cp_async_wait<0, false>(); /* nothing may still be landing in sQ (no key tile at all) */
