@@ -54,6 +54,27 @@ int rk_env_variant(const char * name, int n_variants) {
 }
 void         rk_clear_error(void) { last_error[0] = '\0'; }
 
+static int variant_knob_default(struct rk_variant_knob * k) {
+    if (k->dflt < 0) {
+        const int e = rk_env_variant(k->env, k->n);
+        k->dflt     = e > 0 ? e : k->builtin;
+    }
+    return k->dflt;
+}
+
+int rk_variant_knob_get(struct rk_variant_knob * k) {
+    if (k->now < 0) k->now = variant_knob_default(k);
+    return k->now;
+}
+
+enum rk_status rk_variant_knob_set(struct rk_variant_knob * k, int variant) {
+    if (variant < 0 || variant >= k->n) {
+        return rk_set_error(RK_STATUS_ARG, "%s: variant %d out of range (0..%d)", k->what, variant, k->n - 1);
+    }
+    k->now = variant == 0 ? variant_knob_default(k) : variant;
+    return RK_OK;
+}
+
 double rk_cosine_f32(const float * a, const float * b, int64_t n) {
     double ab = 0, aa = 0, bb = 0;
     for (int64_t i = 0; i < n; i++) {

@@ -53,6 +53,23 @@ void         rk_clear_error(void);
  */
 int rk_env_variant(const char * name, int n_variants);
 
+/*
+ * The kernel variant in effect for one op (GELU, LayerNorm): a process-wide setting. Its default is $env (read
+ * once, through rk_env_variant) or, unset, builtin; rk_variant_knob_set changes it (0: back to the default).
+ *   static struct rk_variant_knob k = RK_VARIANT_KNOB("RK_GELU_VARIANT", "cuda gelu", 5, 1);
+ */
+struct rk_variant_knob {
+    const char * env;     /* environment variable */
+    const char * what;    /* for messages */
+    int          n;       /* variants 1 .. n - 1 (0 means the default) */
+    int          builtin; /* the default when $env is unset */
+    int          dflt;    /* resolved default; -1 until read */
+    int          now;     /* in effect; -1 until read */
+};
+#define RK_VARIANT_KNOB(env, what, n, builtin) { (env), (what), (n), (builtin), -1, -1 }
+int            rk_variant_knob_get(struct rk_variant_knob * k);
+enum rk_status rk_variant_knob_set(struct rk_variant_knob * k, int variant); /* RK_STATUS_ARG outside 0 .. n - 1 */
+
 /* Cosine similarity of two float vectors of n, accumulated in double (NaN when either holds one; 0 / 0 gives 0). */
 double rk_cosine_f32(const float * a, const float * b, int64_t n);
 

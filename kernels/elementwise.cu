@@ -234,30 +234,12 @@ static void elementwise_launch(T * dst, const T * a, const T * b, int64_t nrows,
 /* ------------------------------------------------------------------------------------------------
  * GELU variant selection (kernels/cuda_ops.h) */
 
-static int gelu_variant_now = -1; /* -1: not resolved yet */
+/* the default: $RK_GELU_VARIANT when it names a variant (read once), else 1 */
+static struct rk_variant_knob gelu_knob = RK_VARIANT_KNOB("RK_GELU_VARIANT", "cuda gelu", RK_GELU_N_VARIANTS, 1);
 
-/* The default: $RK_GELU_VARIANT when it names a variant (read once), else 1. */
-static int gelu_variant_default(void) {
-    static int dflt = -1;
-    if (dflt < 0) {
-        const int e = rk_env_variant("RK_GELU_VARIANT", RK_GELU_N_VARIANTS);
-        dflt        = e > 0 ? e : 1;
-    }
-    return dflt;
-}
+extern "C" int rk_cuda_gelu_variant(void) { return rk_variant_knob_get(&gelu_knob); }
 
-extern "C" int rk_cuda_gelu_variant(void) {
-    if (gelu_variant_now < 0) gelu_variant_now = gelu_variant_default();
-    return gelu_variant_now;
-}
-
-extern "C" enum rk_status rk_cuda_gelu_set_variant(int variant) {
-    if (variant < 0 || variant >= RK_GELU_N_VARIANTS) {
-        return rk_set_error(RK_STATUS_ARG, "cuda gelu: variant %d out of range (0..%d)", variant, RK_GELU_N_VARIANTS - 1);
-    }
-    gelu_variant_now = variant == 0 ? gelu_variant_default() : variant;
-    return RK_OK;
-}
+extern "C" enum rk_status rk_cuda_gelu_set_variant(int variant) { return rk_variant_knob_set(&gelu_knob, variant); }
 
 extern "C" const char * rk_cuda_gelu_variant_name(int variant) {
     static const char * const names[RK_GELU_N_VARIANTS] = { "default", "v1_erff", "v2u4_erff", "v2u4_ex2",

@@ -171,31 +171,13 @@ static __global__ void __launch_bounds__(RK_LAYERNORM_BLOCK_SIZE)
 /* ------------------------------------------------------------------------------------------------
  * variant selection (kernels/cuda_ops.h) */
 
-static int ln_variant_now = -1; /* -1: not resolved yet */
+/* the default: $RK_LAYERNORM_VARIANT when it names a variant (read once), else 1 */
+static struct rk_variant_knob ln_knob = RK_VARIANT_KNOB("RK_LAYERNORM_VARIANT", "cuda layernorm",
+                                                        RK_LAYERNORM_N_VARIANTS, 1);
 
-/* The default: $RK_LAYERNORM_VARIANT when it names a variant (read once), else 1. */
-static int ln_variant_default(void) {
-    static int dflt = -1;
-    if (dflt < 0) {
-        const int e = rk_env_variant("RK_LAYERNORM_VARIANT", RK_LAYERNORM_N_VARIANTS);
-        dflt        = e > 0 ? e : 1;
-    }
-    return dflt;
-}
+extern "C" int rk_cuda_layernorm_variant(void) { return rk_variant_knob_get(&ln_knob); }
 
-extern "C" int rk_cuda_layernorm_variant(void) {
-    if (ln_variant_now < 0) ln_variant_now = ln_variant_default();
-    return ln_variant_now;
-}
-
-extern "C" enum rk_status rk_cuda_layernorm_set_variant(int variant) {
-    if (variant < 0 || variant >= RK_LAYERNORM_N_VARIANTS) {
-        return rk_set_error(RK_STATUS_ARG, "cuda layernorm: variant %d out of range (0..%d)", variant,
-                            RK_LAYERNORM_N_VARIANTS - 1);
-    }
-    ln_variant_now = variant == 0 ? ln_variant_default() : variant;
-    return RK_OK;
-}
+extern "C" enum rk_status rk_cuda_layernorm_set_variant(int variant) { return rk_variant_knob_set(&ln_knob, variant); }
 
 extern "C" const char * rk_cuda_layernorm_variant_name(int variant) {
     static const char * const names[RK_LAYERNORM_N_VARIANTS] = { "default", "v1_warp", "v2_regs", "v2_regs_2rows",

@@ -276,3 +276,26 @@ Test(cpu_ops, env_variant_parsing) {
     }
     unsetenv(name);
 }
+
+/* rk_variant_knob: the builtin default when the variable is unset, the variable's value otherwise (read once), set
+ * and reset to the default with 0, out-of-range values refused and the setting kept. */
+Test(cpu_ops, variant_knob) {
+    unsetenv("RK_TEST_KNOB_A");
+    struct rk_variant_knob a = RK_VARIANT_KNOB("RK_TEST_KNOB_A", "test a", 4, 1);
+    cr_assert_eq(rk_variant_knob_get(&a), 1);
+    cr_assert_eq(rk_variant_knob_set(&a, 3), RK_OK);
+    cr_assert_eq(rk_variant_knob_get(&a), 3);
+    cr_assert_eq(rk_variant_knob_set(&a, 4), RK_STATUS_ARG);
+    cr_assert_eq(rk_variant_knob_set(&a, -1), RK_STATUS_ARG);
+    cr_assert_eq(rk_variant_knob_get(&a), 3, "a refused value keeps the setting");
+    cr_assert_eq(rk_variant_knob_set(&a, 0), RK_OK);
+    cr_assert_eq(rk_variant_knob_get(&a), 1);
+    setenv("RK_TEST_KNOB_B", "2", 1);
+    struct rk_variant_knob b = RK_VARIANT_KNOB("RK_TEST_KNOB_B", "test b", 4, 1);
+    cr_assert_eq(rk_variant_knob_get(&b), 2);
+    setenv("RK_TEST_KNOB_B", "3", 1); /* read once */
+    cr_assert_eq(rk_variant_knob_set(&b, 1), RK_OK);
+    cr_assert_eq(rk_variant_knob_set(&b, 0), RK_OK);
+    cr_assert_eq(rk_variant_knob_get(&b), 2);
+    unsetenv("RK_TEST_KNOB_B");
+}
