@@ -846,7 +846,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
     unsigned char * sQ    = attn_wg_smem_base(attn_wg_smem);
     unsigned char * sK    = sQ + C::Q_BYTES;          /* stage st at sK + st * KV_BYTES */
     unsigned char * sV    = sK + 2 * C::KV_BYTES;     /* stage st at sV + st * KV_BYTES */
-    int *           sMask = reinterpret_cast<int *>(sV + 2 * C::KV_BYTES); /* buffer mi at sMask + mi * BN */
+    int *           sMask = reinterpret_cast<int *>(sV + 2 * C::KV_BYTES); /* mask of iteration i at sMask + (i % 2) * BN */
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
     const int wrow = warp * 16;

@@ -272,6 +272,18 @@ template <int V, typename T> __device__ __forceinline__ void rk_load_f32(const T
 #pragma unroll
     for (int i = 0; i < V; i++) out[i] = rk_to_f32(pk.v[i]);
 }
+
+/* V columns from c of a LayerNorm's weight w and bias b (zeros when b is NULL), as f32. */
+template <int V, typename T>
+__device__ __forceinline__ void rk_load_ln_wb(const T * w, const T * b, int64_t c, float (&wv)[V], float (&bv)[V]) {
+    rk_load_f32<V>(w + c, wv);
+    if (b) {
+        rk_load_f32<V>(b + c, bv);
+    } else {
+#pragma unroll
+        for (int i = 0; i < V; i++) bv[i] = 0.0f;
+    }
+}
 /* Stores V fp32 values at p (aligned to V * sizeof(T)), rounding to T once. */
 template <int V, typename T> __device__ __forceinline__ void rk_store_f32(T * p, const float (&in)[V]) {
     rk_pack<T, V> pk;
@@ -339,13 +351,7 @@ __device__ __forceinline__ void rk_layernorm_row_warp(const Load & load, T * dst
     for (int64_t c = (int64_t) lane * V; c < C; c += 32 * V) {
         float x[V], wv[V], bv[V];
         load(c, x);
-        rk_load_f32<V>(w + c, wv);
-        if (b) {
-            rk_load_f32<V>(b + c, bv);
-        } else {
-#pragma unroll
-            for (int i = 0; i < V; i++) bv[i] = 0.0f;
-        }
+        rk_load_ln_wb<V>(w, b, c, wv, bv);
 #pragma unroll
         for (int i = 0; i < V; i++) x[i] = (x[i] - mean) * rstd * wv[i] + bv[i];
         rk_store_f32<V>(dst + c, x);

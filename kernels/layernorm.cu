@@ -79,33 +79,26 @@ static __global__ void __launch_bounds__(RK_LAYERNORM_BLOCK_SIZE)
 #pragma unroll
     for (int k = 0; k < NV; k++) col_ok[k] = (int64_t) (k * G + gl) * V < C;
 
-    float v[R][NV][V];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-#pragma unroll
-        for (int k = 0; k < NV; k++) {
-            if (row_ok[r] && col_ok[k]) {
-                rk_load_f32<V>(x + row[r] * x_stride + (k * G + gl) * V, v[r][k]);
-            } else {
-#pragma unroll
-                for (int i = 0; i < V; i++) v[r][k][i] = 0.0f;
-            }
-        }
-    }
-    if (residual) {
-        float rv[R][NV][V];
+    /* this lane's vectors of the R rows of src (row stride st) into t, zeros where out of range */
+    auto load_rows = [&](const T * src, int64_t st, float (&t)[R][NV][V]) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
 #pragma unroll
             for (int k = 0; k < NV; k++) {
                 if (row_ok[r] && col_ok[k]) {
-                    rk_load_f32<V>(residual + row[r] * res_stride + (k * G + gl) * V, rv[r][k]);
+                    rk_load_f32<V>(src + row[r] * st + (k * G + gl) * V, t[r][k]);
                 } else {
 #pragma unroll
-                    for (int i = 0; i < V; i++) rv[r][k][i] = 0.0f;
+                    for (int i = 0; i < V; i++) t[r][k][i] = 0.0f;
                 }
             }
         }
+    };
+    float v[R][NV][V];
+    load_rows(x, x_stride, v);
+    if (residual) {
+        float rv[R][NV][V];
+        load_rows(residual, res_stride, rv);
 #pragma unroll
         for (int r = 0; r < R; r++) {
 #pragma unroll
@@ -150,13 +143,7 @@ static __global__ void __launch_bounds__(RK_LAYERNORM_BLOCK_SIZE)
         if (!col_ok[k]) continue;
         const int64_t c = (int64_t) (k * G + gl) * V;
         float         wv[V], bv[V];
-        rk_load_f32<V>(w + c, wv);
-        if (b) {
-            rk_load_f32<V>(b + c, bv);
-        } else {
-#pragma unroll
-            for (int i = 0; i < V; i++) bv[i] = 0.0f;
-        }
+        rk_load_ln_wb<V>(w, b, c, wv, bv);
 #pragma unroll
         for (int r = 0; r < R; r++) {
             if (!row_ok[r]) continue;
