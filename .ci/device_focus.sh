@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # .ci/device_focus.sh: the short first command for a lent GPU when new kernels wait for their first run (about
-# 2 minutes; the full check is .ci/device_check.sh). Today: the Hopper wgmma attention (kernels/attn.cu variants 6-8,
-# docs/ATTN.md) and what it rests on.
+# 2 minutes; the full check is .ci/device_check.sh). Today: the Hopper wgmma attention (kernels/attn.cu variants 6-9,
+# docs/ATTN.md), the fused wgmma GEMM + GELU (kernels/matmul_wg.cu) and what they rest on.
 #
 #   bash .ci/device_focus.sh                 with binaries in build/ (RK_PREBUILT=1 is implied; build first, or
 #                                            unpack the bundle: bash .ci/device_unbundle.sh, RK_DEVLIBS=...)
 #   RK_FOCUS_BUDGET=300                      seconds for the whole run (default 300; later steps are skipped)
 #
 # Steps, each under `timeout`: 1. the wgmma primitives alone (build/tests/test_wgmma: which layout, if any, is wrong);
-# 2. every attention forward parity case, all variants (build/tests/test_ops, cuda_ops/attn_fwd*); 3. compute-sanitizer
-# memcheck and racecheck on the wgmma attention cases; 4. bench_attn for the default and the wgmma variants, the
-# BERT forward with each (RK_ATTN_FWD_VARIANT), the GELU and LayerNorm variants alone and with the wgmma attention in
-# the BERT forward, and the peers (PyTorch ops, attention SDPA, HF BERT) in the same run; 5. when .devembed was
+# 2. every attention forward parity case, all variants (build/tests/test_ops, cuda_ops/attn_fwd*), and the MATMUL
+# cases (the fused GEMM + GELU variants among them); 3. compute-sanitizer memcheck and racecheck on the wgmma
+# attention and fused GEMM cases; 4. bench_attn for the default and the wgmma variants, the BERT forward with each
+# (RK_ATTN_FWD_VARIANT), the GELU and LayerNorm variants alone and with the wgmma attention in the BERT forward, the
+# GEMMs with every matmul + GELU variant (bench_matmul) and the BERT forward with the fused ones, and the peers
+# (PyTorch GEMMs and ops, attention SDPA, HF BERT) in the same run; 5. when .devembed was
 # carried, rk-embed --device cuda against the CPU's F1 (.ci/device_embed_check.sh).
 # Logs under $OUT (or /tmp/rk_device_focus); the last lines are the table of .ci/result_table.awk.
 set -u
@@ -52,6 +54,7 @@ run() {
 
 run "$L_TEST" 60 build/tests/test_wgmma --verbose
 run "$L_TEST" 120 build/tests/test_ops --verbose --jobs 8 --filter 'cuda_ops/attn_fwd*'
+run "$L_TEST" 60 build/tests/test_ops --verbose --filter 'cuda_ops/matmul'
 grep -a -E '^\s+FAIL |\[FAIL\]|CRASH|passed, ' "$L_TEST" | head -n 30
 
 SAN=$(command -v compute-sanitizer 2>/dev/null || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
@@ -59,6 +62,9 @@ if [ -n "$SAN" ]; then
     for tool in memcheck racecheck; do
         run "$LOGDIR/focus_sanitizer.log" 90 env RK_TEST_FILTER='variant=wgmma' "$SAN" --tool "$tool" \
             --error-exitcode 86 --target-processes all build/tests/test_ops --filter 'cuda_ops/attn_fwd'
+        grep -a -E '(ERROR|RACECHECK) SUMMARY' "$LOGDIR/focus_sanitizer.log" | tail -n 2
+        run "$LOGDIR/focus_sanitizer.log" 60 env RK_TEST_FILTER='variant=mm-v' "$SAN" --tool "$tool" \
+            --error-exitcode 86 --target-processes all build/tests/test_ops --filter 'cuda_ops/matmul'
         grep -a -E '(ERROR|RACECHECK) SUMMARY' "$LOGDIR/focus_sanitizer.log" | tail -n 2
     done
 fi
@@ -73,6 +79,12 @@ for v in 6 8 9; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/benc
 run "$L_BENCH" 60 build/bench/bench_ops gelu --variant all
 run "$L_BENCH" 60 build/bench/bench_ops layernorm --variant all
 run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=6 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2 build/bench/bench_bert --config base
+# the fused wgmma FFN-up GEMM + GELU (kernels/matmul_wg.cu): alone (bench_matmul, keys "@v1".."@v3") and in the forward
+run "$L_BENCH" 60 build/bench/bench_matmul
+for v in 2 3 4; do run "$L_BENCH" 60 env RK_MATMUL_GELU_VARIANT=$v build/bench/bench_bert --config base; done
+run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=6 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2 RK_MATMUL_GELU_VARIANT=2 \
+    build/bench/bench_bert --config base
+run "$L_PEER" 60 python3 bench/peers/gemm_torch.py
 run "$L_PEER" 60 python3 bench/peers/ops_torch.py
 run "$L_PEER" 90 python3 bench/peers/attn_sdpa.py
 run "$L_PEER" 120 python3 bench/peers/bert_hf.py

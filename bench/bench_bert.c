@@ -4,6 +4,7 @@
  *   build/bench/bench_bert [--device cuda|cpu] [--config base|large|minilm] [--B 64] [--T 256] [--dtype bf16|f16]
  *                          [--reps 10]
  *
+ * --reps 0 runs the correctness check below and times nothing.
  * Correctness first: a model of the same shape (2 layers) with the same seeded weights runs a padded batch on the
  * CPU backend (f32 reference) and on the chosen backend; the hidden states must agree (|diff| <= 0.05 max(1, |ref|)
  * for 16-bit activations and weights, about 6 bf16 ulps at |ref| = 2 after two layers; 1e-4 max(1, |ref|) on the
@@ -88,6 +89,10 @@ static int run_one(const char * device, const char * cname, const char * dtype, 
         rk_backend_free(cpu);
         if (!(worst <= lim)) return 1;
     }
+    if (reps <= 0) { /* --reps 0: the check alone (the emulated suites, tests/emu/run_suites.sh) */
+        rk_backend_free(be);
+        return 0;
+    }
 
     /* ---- timing */
     struct rk_bert * m = NULL;
@@ -113,12 +118,14 @@ static int run_one(const char * device, const char * cname, const char * dtype, 
            (long long) T, be->name, rk_dtype_traits[be->act_dtype].name, med * 1e3, (double) B / med);
     /* the key bench/peers/bert_hf.py prints for the same shape and dtype; with kernel variants forced through the
        environment (RK_ATTN_FWD_VARIANT, RK_GELU_VARIANT, RK_LAYERNORM_VARIANT, RK_BERT_RESIDUAL_VARIANT: 2 = the
-       residual added by the LayerNorm instead of the GEMM) the key gets "@attn-vN-gelu-vN-ln-vN-res-vN" (those
-       set), which the device check's table joins with the same peer line */
-    static const char * const envs[4][2] = { { "RK_ATTN_FWD_VARIANT", "attn" }, { "RK_GELU_VARIANT", "gelu" },
-                                             { "RK_LAYERNORM_VARIANT", "ln" }, { "RK_BERT_RESIDUAL_VARIANT", "res" } };
-    char suffix[80] = "";
-    for (int e = 0; e < 4; e++) {
+       residual added by the LayerNorm instead of the GEMM, RK_MATMUL_GELU_VARIANT: 2, 3 = the fused wgmma FFN-up
+       GEMM + GELU) the key gets "@attn-vN-gelu-vN-ln-vN-res-vN-mmgelu-vN" (those set), which the device check's
+       table joins with the same peer line */
+    static const char * const envs[5][2] = { { "RK_ATTN_FWD_VARIANT", "attn" }, { "RK_GELU_VARIANT", "gelu" },
+                                             { "RK_LAYERNORM_VARIANT", "ln" }, { "RK_BERT_RESIDUAL_VARIANT", "res" },
+                                             { "RK_MATMUL_GELU_VARIANT", "mmgelu" } };
+    char suffix[96] = "";
+    for (int e = 0; e < 5; e++) {
         const char * v = getenv(envs[e][0]);
         if (!v || !*v || !strcmp(v, "0")) continue;
         const size_t n = strlen(suffix);

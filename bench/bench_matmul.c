@@ -3,6 +3,10 @@
  *
  *   build/bench/bench_matmul [--reps N]
  *
+ * The shapes with GELU are timed with the default path (key without suffix) and then with every matmul + GELU
+ * variant (kernels/matmul_wg.cu header: 1 cuBLASLt + GELU pass, 2 and 3 the fused wgmma kernels, sm_90 only),
+ * keys "<key>@vN", each checked against the CPU first; a fused variant the device cannot run is reported, not timed.
+ *
  * First checks the CUDA op against the CPU reference (rk_cpu_matmul) on a small awkward case with bias and GELU;
  * a failing check exits 1 and nothing is timed. Then, per shape: uploads random bf16 data, checks the first rows of
  * the product against the CPU, and times the op with CUDA events on the backend's stream (3 warm-ups, median of N
@@ -45,6 +49,7 @@ static const struct shape shapes[] = {
     { "bert_base_attn_out_B64_T256", 16384, 768, 768, true, RK_ACT_NONE },
     { "bert_base_ffn_up_gelu_B64_T256", 16384, 3072, 768, true, RK_ACT_GELU },
     { "bert_base_ffn_down_B64_T256", 16384, 768, 3072, true, RK_ACT_NONE },
+    { "bert_large_ffn_up_gelu_B32_T512", 16384, 4096, 1024, true, RK_ACT_GELU },
 };
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
@@ -146,28 +151,39 @@ int main(int argc, char ** argv) {
     int     failed = 0;
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         const struct shape * s = &shapes[si];
-        struct rk_tensor *   tx, *tw, *tb, *td;
-        if (!run_and_check(be, s, 16, &tx, &tw, &tb, &td)) {
-            failed++;
-        } else {
-            struct rk_op_call call = { .op = RK_OP_MATMUL, .dst = td, .src = { tx, tw, s->bias ? tb : NULL } };
-            call.p.matmul.act      = s->act;
-            struct op_run run = { be, &call };
-            const double  med = rk_bench_time_ms(&tm, run_op, &run);
-            /* FLOPs: 2 M N K multiply-adds; the bias and GELU epilogue are not counted */
-            const double tflops = 2.0 * (double) s->M * (double) s->N * (double) s->K / (med * 1e-3) / 1e12;
-            char key[160];
-            snprintf(key, sizeof(key), "gemm_bf16_M%lld_N%lld_K%lld%s%s", (long long) s->M, (long long) s->N,
-                     (long long) s->K, s->bias ? "_bias" : "", s->act == RK_ACT_GELU ? "_gelu" : "");
-            printf("matmul %-32s %-40s median_ms=%.4f (min %.4f) %.1f TFLOP/s\n", s->what, key, med, (double) tm.ms[0],
-                   tflops);
-            printf("RESULT %s %.1f TFLOP/s\n", key, tflops);
+        /* GELU shapes: the default, then every matmul + GELU variant (kernels/matmul_wg.cu), keys "@vN" */
+        const int nv = s->act == RK_ACT_GELU ? RK_MATMUL_GELU_N_VARIANTS : 1;
+        for (int v = 0; v < nv; v++) {
+            RK_ASSERT(rk_cuda_matmul_gelu_set_variant(v) == RK_OK);
+            struct rk_tensor * tx, *tw, *tb, *td;
+            const uint64_t     fused0 = rk_cuda_matmul_gelu_wg_calls();
+            if (!run_and_check(be, s, 16, &tx, &tw, &tb, &td)) {
+                failed++;
+            } else if (v >= 2 && rk_cuda_matmul_gelu_wg_calls() == fused0) {
+                printf("matmul %-32s variant %s: not taken on this device (falls back to variant 1)\n", s->what,
+                       rk_cuda_matmul_gelu_variant_name(v));
+            } else {
+                struct rk_op_call call = { .op = RK_OP_MATMUL, .dst = td, .src = { tx, tw, s->bias ? tb : NULL } };
+                call.p.matmul.act      = s->act;
+                struct op_run run = { be, &call };
+                const double  med = rk_bench_time_ms(&tm, run_op, &run);
+                /* FLOPs: 2 M N K multiply-adds; the bias and GELU epilogue are not counted */
+                const double tflops = 2.0 * (double) s->M * (double) s->N * (double) s->K / (med * 1e-3) / 1e12;
+                char key[160];
+                snprintf(key, sizeof(key), "gemm_bf16_M%lld_N%lld_K%lld%s%s", (long long) s->M, (long long) s->N,
+                         (long long) s->K, s->bias ? "_bias" : "", s->act == RK_ACT_GELU ? "_gelu" : "");
+                if (v > 0) snprintf(key + strlen(key), sizeof(key) - strlen(key), "@v%d", v);
+                printf("matmul %-32s %-40s median_ms=%.4f (min %.4f) %.1f TFLOP/s%s%s\n", s->what, key, med,
+                       (double) tm.ms[0], tflops, v > 0 ? " " : "", v > 0 ? rk_cuda_matmul_gelu_variant_name(v) : "");
+                printf("RESULT %s %.1f TFLOP/s\n", key, tflops);
+            }
+            rk_tensor_free(tx);
+            rk_tensor_free(tw);
+            rk_tensor_free(tb);
+            rk_tensor_free(td);
         }
-        rk_tensor_free(tx);
-        rk_tensor_free(tw);
-        rk_tensor_free(tb);
-        rk_tensor_free(td);
     }
+    RK_ASSERT(rk_cuda_matmul_gelu_set_variant(0) == RK_OK);
     rk_bench_timer_free(&tm);
     rk_backend_free(be);
     return failed ? 1 : 0;

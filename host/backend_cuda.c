@@ -451,6 +451,11 @@ bool rk_backend_cuda_forced_sm75(struct rk_backend * be) {
     return ((struct cuda_ctx *) be->ctx)->force_sm75;
 }
 
+int rk_backend_cuda_cc(struct rk_backend * be) {
+    RK_ASSERT(be && be->device == RK_DEVICE_CUDA);
+    return ((struct cuda_ctx *) be->ctx)->cc;
+}
+
 void rk_backend_nvtx_push(struct rk_backend * be, const char * name) {
     if (be && be->device == RK_DEVICE_CUDA) nvtxRangePushA(name);
 }

@@ -510,25 +510,6 @@ template <int HS, int V> struct attn_wg_cfg {
     static constexpr int MIN_BLOCKS = NWG == 2 ? (HS == 64 ? 2 : 1) : (SMEM <= 75 * 1024 ? 3 : (SMEM <= 113 * 1024 ? 2 : 1));
 };
 
-/*
- * Rows [row0, row0 + ROWS) of a strided (n_valid, HS) matrix into a 128-byte-swizzled tile (wg_swz) with cp.async;
- * rows >= n_valid are zero-filled. The 128 threads copy consecutive 16-byte chunks of a row: coalesced.
- */
-template <int ROWS, int CPR, int THREADS>
-static __device__ __forceinline__ void attn_wg_load_tile(unsigned char * s, const char * g, int64_t stride, int row0,
-                                                         int n_valid, int tid) {
-    constexpr int RSTEP = THREADS / CPR; /* 8 to 32 rows per pass: the swizzle key r & 7 stays */
-    static_assert(RSTEP % 8 == 0 && ROWS % RSTEP == 0, "RSTEP");
-    const int       r   = tid / CPR, c = tid % CPR;
-    unsigned char * dst = s + wg_swz<ROWS>(r, c);
-    const char *    src = g + (int64_t) (row0 + r) * stride + c * 16;
-#pragma unroll
-    for (int it = 0; it < ROWS / RSTEP; it++) {
-        const bool ok = row0 + r + it * RSTEP < n_valid;
-        attn_cp_async_16(attn_smem_u32(dst + it * RSTEP * 128), ok ? src + (int64_t) it * RSTEP * stride : g, ok);
-    }
-}
-
 /* ---- pieces shared by the wgmma kernels (one warpgroup's 64 rows; thread rows g, g + 8 of warp w's 16) ---- */
 
 /* S (64 x BN) = Q K^T: HS / 16 wgmma, A = Q and B = K from shared memory, K-major; k-step kk reads 32 bytes at byte
@@ -758,13 +739,13 @@ static __global__ void __launch_bounds__(attn_wg_cfg<HS, V>::THREADS, (attn_wg_c
     auto load_kv = [&](int t, int st) {
         const int       n0 = t * BN;
         unsigned char * sk = sKV + st * 2 * C::KV_BYTES;
-        attn_wg_load_tile<BN, CPR, NT>(sk, kg, a.k_st, n0, a.Tk, tid);
-        attn_wg_load_tile<BN, CPR, NT>(sk + C::KV_BYTES, vg, a.v_st, n0, a.Tk, tid);
+        wg_load_tile<BN, CPR, NT>(sk, kg, a.k_st, n0, a.Tk, tid);
+        wg_load_tile<BN, CPR, NT>(sk + C::KV_BYTES, vg, a.v_st, n0, a.Tk, tid);
         if (mg) attn_load_words<BN, false>(sMask + st * BN, mg, n0, a.Tk, tid);
     };
 
     /* prologue: Q, then K, V and the mask of the first tile (two groups; the loop waits for both) */
-    attn_wg_load_tile<BM, CPR, NT>(sQ, qg, a.q_st, m0, a.Tq, tid);
+    wg_load_tile<BM, CPR, NT>(sQ, qg, a.q_st, m0, a.Tq, tid);
     attn_cp_async_commit<false>();
     if (t_begin < t_end) load_kv(t_begin, 0);
     attn_cp_async_commit<false>();
@@ -860,15 +841,15 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
        i % 2 */
     auto load_k = [&](int t) {
         const int i = t - t_begin;
-        attn_wg_load_tile<BN, CPR, NT>(sK + (i & 1) * C::KV_BYTES, kg, a.k_st, t * BN, a.Tk, tid);
+        wg_load_tile<BN, CPR, NT>(sK + (i & 1) * C::KV_BYTES, kg, a.k_st, t * BN, a.Tk, tid);
         if (mg) attn_load_words<BN, false>(sMask + (i & 1) * BN, mg, t * BN, a.Tk, tid);
     };
     auto load_v = [&](int t) {
-        attn_wg_load_tile<BN, CPR, NT>(sV + ((t - t_begin) & 1) * C::KV_BYTES, vg, a.v_st, t * BN, a.Tk, tid);
+        wg_load_tile<BN, CPR, NT>(sV + ((t - t_begin) & 1) * C::KV_BYTES, vg, a.v_st, t * BN, a.Tk, tid);
     };
 
     /* prologue: Q, K(0), mask(0) */
-    attn_wg_load_tile<BM, CPR, NT>(sQ, qg, a.q_st, m0, a.Tq, tid);
+    wg_load_tile<BM, CPR, NT>(sQ, qg, a.q_st, m0, a.Tq, tid);
     if (t_begin < t_end) load_k(t_begin);
     attn_cp_async_commit<false>();
 

@@ -208,6 +208,30 @@ enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_tensor * dst
                               const struct rk_matmul_params * p, cudaStream_t stream);
 
 /*
+ * The matmul with the GELU epilogue (p->act == RK_ACT_GELU, no accumulate): which kernel rk_cuda_matmul runs
+ * (kernels/matmul_wg.cu header). Variant 1, the built-in default: cuBLASLt with the bias epilogue, then the GELU pass;
+ * 2, 3 and 4: the fused wgmma kernels (bias and erf GELU applied to the fp32 accumulators, one rounding), used when
+ * rk_cuda_matmul_gelu_wg takes the call, else variant 1. RK_MATMUL_GELU_VARIANT=N sets the default, as the GELU
+ * variants above (same contract for *_variant, *_set_variant, *_variant_name).
+ *   rk_cuda_matmul_gelu_wg: dst (M,N) = gelu(x (M,K) w (N,K)^T + bias (N)) with wgmma variant 2, 3 or 4. Takes the
+ *     call when the device is compute capability 9.0 (the build has sm_90a), x, w, bias and dst are all f16 or all
+ *     bf16, K is a multiple of 64, N a multiple of rk_cuda_matmul_gelu_wg_tile_n(variant) (256 or 128), every row
+ *     stride a multiple of 8 elements, x, w, dst 16-byte aligned and bias 4-byte aligned; RK_STATUS_UNSUPPORTED
+ *     otherwise (nothing launched), RK_STATUS_ARG for another variant or mismatched shapes. dst must not overlap
+ *     the inputs.
+ *   rk_cuda_matmul_gelu_wg_calls: launches of the fused kernels so far in this process (tests: the dispatch took
+ *     them). Cannot fail.
+ */
+#define RK_MATMUL_GELU_N_VARIANTS 5 /* 0 (default) .. 4 */
+int            rk_cuda_matmul_gelu_variant(void);
+enum rk_status rk_cuda_matmul_gelu_set_variant(int variant);
+const char *   rk_cuda_matmul_gelu_variant_name(int variant);
+int            rk_cuda_matmul_gelu_wg_tile_n(int variant); /* 256 (variants 2, 4), 128 (3), else 0 */
+enum rk_status rk_cuda_matmul_gelu_wg(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_tensor * w,
+                                      const struct rk_tensor * bias, int variant, cudaStream_t stream);
+uint64_t       rk_cuda_matmul_gelu_wg_calls(void);
+
+/*
  * MATMUL_BWD (kernels/matmul.cu), the backward of dst = x w^T + b:
  *   dx (M,K) = dout @ w, or += with p->dx_accumulate; not touched with p->skip_dx (dx may then be NULL);
  *   dw (N,K) = dout^T @ x, or += with p->accumulate; NULL: not computed;
@@ -227,6 +251,8 @@ enum rk_status rk_cuda_matmul_bwd(struct rk_cuda_blas * blas, struct rk_tensor *
 cudaStream_t rk_backend_cuda_stream(struct rk_backend * be);
 /* True when the backend was created with RK_CUDA_FORCE_SM75=1 (fp16 activations, sm_75 attention path). */
 bool         rk_backend_cuda_forced_sm75(struct rk_backend * be);
+/* The device's compute capability as 10 major + minor (75, 80, 86, 90). be must be CUDA. */
+int          rk_backend_cuda_cc(struct rk_backend * be);
 
 #ifdef __cplusplus
 }

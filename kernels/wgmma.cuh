@@ -1,6 +1,6 @@
 /*
- * wgmma.cuh: the Hopper warpgroup MMA (wgmma.mma_async, sm_90a) as the attention kernels use it, and the shared
- * memory layout it reads. Only compiled into real instructions for sm_90a (nvcc defines __CUDA_ARCH_FEAT_SM90_ALL
+ * wgmma.cuh: the Hopper warpgroup MMA (wgmma.mma_async, sm_90a) as the attention kernels and kernels/matmul_wg.cu
+ * use it, and the shared memory layout it reads. Only compiled into real instructions for sm_90a (nvcc defines __CUDA_ARCH_FEAT_SM90_ALL
  * there); on every other target the functions trap, and launchers never pick a wgmma kernel on a device that is
  * not compute capability 9.0. Design: docs/ATTN.md ("wgmma kernel").
  *
@@ -30,6 +30,8 @@
 #define RK_KERNELS_WGMMA_CUH
 
 #include <stdint.h>
+
+#include "attn_tc.cuh" /* attn_cp_async_16, attn_smem_u32 */
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define RK_WGMMA_ENABLED 1
@@ -105,6 +107,9 @@ template <int N> static __device__ __forceinline__ void wg_fence_regs(uint32_t (
         "+f"(d[(i) + 6]), "+f"(d[(i) + 7])
 #define RK_WG_ACC32 RK_WG_ACC8(0), RK_WG_ACC8(8), RK_WG_ACC8(16), RK_WG_ACC8(24)
 #define RK_WG_ACC64 RK_WG_ACC32, RK_WG_ACC8(32), RK_WG_ACC8(40), RK_WG_ACC8(48), RK_WG_ACC8(56)
+#define RK_WG_ACC128                                                                                                  \
+    RK_WG_ACC64, RK_WG_ACC8(64), RK_WG_ACC8(72), RK_WG_ACC8(80), RK_WG_ACC8(88), RK_WG_ACC8(96), RK_WG_ACC8(104),    \
+        RK_WG_ACC8(112), RK_WG_ACC8(120)
 
 #define RK_WG_D64                                                                                                     \
     "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                         \
@@ -115,9 +120,19 @@ template <int N> static __device__ __forceinline__ void wg_fence_regs(uint32_t (
     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                                \
     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
 
+#define RK_WG_D256                                                                                                    \
+    "{" "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+    "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+    "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+    "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+    "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" "}"
+
 /*
  * d (64 x N f32) = (accumulate ? d : 0) + A (64 x 16, shared, K-major, descriptor da) * B (16 x N, shared, K-major,
- * descriptor db). N = 64 or 128; BF16 selects bf16 inputs, else f16.
+ * descriptor db). N = 64, 128 or 256; BF16 selects bf16 inputs, else f16.
  */
 template <int N, bool BF16>
 static __device__ __forceinline__ void wg_mma_ss(float (&d)[N / 2], uint64_t da, uint64_t db, int accumulate) {
@@ -132,6 +147,18 @@ static __device__ __forceinline__ void wg_mma_ss(float (&d)[N / 2], uint64_t da,
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " RK_WG_D64 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
                          : RK_WG_ACC32
+                         : "l"(da), "l"(db), "r"(accumulate));
+        }
+    } else if constexpr (N == 256) { /* the GEMM of kernels/matmul_wg.cu */
+        if constexpr (BF16) {
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " RK_WG_D256 ", %128, %129, p, 1, 1, 0, 0;\n}\n"
+                         : RK_WG_ACC128
+                         : "l"(da), "l"(db), "r"(accumulate));
+        } else {
+            asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                         "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " RK_WG_D256 ", %128, %129, p, 1, 1, 0, 0;\n}\n"
+                         : RK_WG_ACC128
                          : "l"(da), "l"(db), "r"(accumulate));
         }
     } else {
@@ -196,6 +223,27 @@ static __device__ __forceinline__ void wg_mma_rs_tb(float (&d)[N / 2], const uin
     (void) d; (void) a; (void) db; (void) accumulate;
     __trap();
 #endif
+}
+
+/*
+ * Rows [row0, row0 + ROWS) of a strided (n_valid, 8 CPR) 16-bit matrix (stride in bytes) into a 128-byte-swizzled
+ * tile (wg_swz) with cp.async; rows >= n_valid are zero-filled (nothing read there). The attention kernels load Q, K
+ * and V with it, the GEMM of kernels/matmul_wg.cu its 64-column k-blocks. Consecutive threads copy consecutive
+ * 16-byte chunks of a row: coalesced.
+ */
+template <int ROWS, int CPR, int THREADS>
+static __device__ __forceinline__ void wg_load_tile(unsigned char * s, const char * g, int64_t stride, int row0,
+                                                    int n_valid, int tid) {
+    constexpr int RSTEP = THREADS / CPR; /* 8 to 32 rows per pass: the swizzle key r & 7 stays */
+    static_assert(RSTEP % 8 == 0 && ROWS % RSTEP == 0, "RSTEP");
+    const int       r   = tid / CPR, c = tid % CPR;
+    unsigned char * dst = s + wg_swz<ROWS>(r, c);
+    const char *    src = g + (int64_t) (row0 + r) * stride + c * 16;
+#pragma unroll
+    for (int it = 0; it < ROWS / RSTEP; it++) {
+        const bool ok = row0 + r + it * RSTEP < n_valid;
+        attn_cp_async_16(attn_smem_u32(dst + it * RSTEP * 128), ok ? src + (int64_t) it * RSTEP * stride : g, ok);
+    }
 }
 
 #endif

@@ -28,13 +28,17 @@
 #include <stdarg.h>
 
 /* ------------------------------------------------------------------------------------------------
- * the GELU and LayerNorm kernel variants (kernels/cuda_ops.h): every one on CUDA, only the default elsewhere */
+ * the GELU, LayerNorm and matmul + GELU kernel variants (kernels/cuda_ops.h): every one on CUDA, only the default
+ * elsewhere */
 
-enum { VK_GELU = 0, VK_LAYERNORM };
+enum { VK_GELU = 0, VK_LAYERNORM, VK_MMGELU };
 
 static int variant_count(struct rk_backend * be, int kind) {
 #ifdef RK_HAVE_CUDA
-    if (be->device == RK_DEVICE_CUDA) return kind == VK_GELU ? RK_GELU_N_VARIANTS : RK_LAYERNORM_N_VARIANTS;
+    if (be->device == RK_DEVICE_CUDA) {
+        return kind == VK_GELU ? RK_GELU_N_VARIANTS : kind == VK_LAYERNORM ? RK_LAYERNORM_N_VARIANTS
+                                                                            : RK_MATMUL_GELU_N_VARIANTS;
+    }
 #endif
     (void) be;
     (void) kind;
@@ -43,7 +47,9 @@ static int variant_count(struct rk_backend * be, int kind) {
 
 static const char * variant_name(int kind, int v) {
 #ifdef RK_HAVE_CUDA
-    return kind == VK_GELU ? rk_cuda_gelu_variant_name(v) : rk_cuda_layernorm_variant_name(v);
+    return kind == VK_GELU ? rk_cuda_gelu_variant_name(v)
+           : kind == VK_LAYERNORM ? rk_cuda_layernorm_variant_name(v)
+                                  : rk_cuda_matmul_gelu_variant_name(v);
 #else
     (void) kind;
     (void) v;
@@ -55,7 +61,9 @@ static const char * variant_name(int kind, int v) {
 static void variant_set(struct rk_backend * be, int kind, int v) {
 #ifdef RK_HAVE_CUDA
     if (be->device == RK_DEVICE_CUDA) {
-        const enum rk_status s = kind == VK_GELU ? rk_cuda_gelu_set_variant(v) : rk_cuda_layernorm_set_variant(v);
+        const enum rk_status s = kind == VK_GELU ? rk_cuda_gelu_set_variant(v)
+                                 : kind == VK_LAYERNORM ? rk_cuda_layernorm_set_variant(v)
+                                                        : rk_cuda_matmul_gelu_set_variant(v);
         cr_assert(s == RK_OK, "setting variant %d: %s", v, rk_last_error());
     }
 #endif
@@ -228,6 +236,13 @@ static const struct mm_case mm_cases[] = {
     { RK_DTYPE_BF16, 77, 768, 768, true, false, 1536, 0, false }, /* x = a 768-column slice of a (77, 2304) buffer */
     { RK_DTYPE_BF16, 33, 64, 96, true, true, 37, 3, false },       /* odd strides: cuBLAS fallback territory */
     { RK_DTYPE_BF16, 130, 96, 64, false, true, 0, 8, false },
+    /* the fused wgmma GEMM + GELU (matmul + GELU variants 2 to 4; kernels/matmul_wg.cu): M a partial tile, two N tiles,
+     * padded rows; one exact tile with one k-block and no bias; a MiniLM FFN-up shape with 3 rows; N = 384 (3 tiles
+     * of 128, not of 256: variant 2 falls back) */
+    { RK_DTYPE_F16, 200, 512, 128, true, true, 16, 48, false },
+    { RK_DTYPE_BF16, 128, 256, 64, false, true, 0, 0, false },
+    { RK_DTYPE_BF16, 3, 1536, 384, true, true, 0, 0, false },
+    { RK_DTYPE_BF16, 300, 384, 448, true, true, 0, 0, false },
     { RK_DTYPE_F16, 77, 385, 129, true, true, 0, 0, false },
     { RK_DTYPE_F16, 200, 2304, 768, true, false, 0, 0, false },
     { RK_DTYPE_F16, 33, 64, 96, true, false, 37, 3, false },
@@ -295,7 +310,34 @@ static int run_matmul(struct rk_backend * be, const struct mm_case * c, const ch
     return rc;
 }
 
-/* The cases with the GELU epilogue run every GELU variant (rk_cuda_bias_act), "[variant=..]" in their strings. */
+/* True when the fused wgmma GEMM of matmul + GELU variant v must take case c on this backend: the limits that
+   kernels/cuda_ops.h documents for rk_cuda_matmul_gelu_wg (the harness's buffers are 256-byte aligned, a padded view
+   starts pad / 2 elements into its buffer). */
+static bool mm_wg_takes(struct rk_backend * be, const struct mm_case * c, int v) {
+#ifdef RK_HAVE_CUDA
+    const int64_t bn = rk_cuda_matmul_gelu_wg_tile_n(v);
+    return be->device == RK_DEVICE_CUDA && rk_backend_cuda_cc(be) == 90 && bn > 0 && c->gelu && !c->acc &&
+           c->dt != RK_DTYPE_F32 && c->K % 64 == 0 && c->N % bn == 0 && (c->K + c->x_pad) % 8 == 0 &&
+           (c->N + c->d_pad) % 8 == 0 && (c->x_pad / 2) % 8 == 0 && (c->d_pad / 2) % 8 == 0;
+#else
+    (void) be;
+    (void) c;
+    (void) v;
+    return false;
+#endif
+}
+
+static uint64_t mm_wg_calls(struct rk_backend * be) {
+#ifdef RK_HAVE_CUDA
+    if (be->device == RK_DEVICE_CUDA) return rk_cuda_matmul_gelu_wg_calls();
+#endif
+    (void) be;
+    return 0;
+}
+
+/* The cases with the GELU epilogue run every GELU pass variant behind cuBLASLt (matmul + GELU variant 1,
+   "[variant=<GELU variant>]") and every fused wgmma variant ("[variant=mm-<variant>]"): the fused kernel must have
+   run for the cases within its limits (mm_wg_takes), and the others must fall back to the cuBLASLt path. */
 Test(cuda_ops, matmul) {
     struct rk_backend * be = cuda_or_skip("MATMUL");
     struct tally        t  = { 0 };
@@ -305,21 +347,35 @@ Test(cuda_ops, matmul) {
         snprintf(cs0, sizeof(cs0), "MATMUL(dtype=%s,M=%lld,N=%lld,K=%lld,bias=%d,gelu=%d,x_pad=%lld,dst_pad=%lld%s)",
                  dtn(c->dt), (long long) c->M, (long long) c->N, (long long) c->K, c->bias, c->gelu,
                  (long long) c->x_pad, (long long) c->d_pad, c->acc ? ",accumulate=1" : "");
-        const int nv = c->gelu ? variant_count(be, VK_GELU) : 1;
-        for (int v = 0; v < nv; v++) {
-            if (c->gelu) {
-                snprintf(cs, sizeof(cs), "%s[variant=%s]", cs0, variant_name(VK_GELU, v));
-            } else {
+        const int ngv = c->gelu ? variant_count(be, VK_GELU) : 1;
+        const int nmv = c->gelu ? variant_count(be, VK_MMGELU) : 1;
+        /* runs 0 .. ngv - 1: the GELU pass variants; then the fused matmul variants 2 .. nmv - 1 */
+        for (int run = 0; run < ngv + (nmv > 2 ? nmv - 2 : 0); run++) {
+            const int gv = run < ngv ? run : 0, mv = run < ngv ? 1 : run - ngv + 2;
+            if (!c->gelu) {
                 snprintf(cs, sizeof(cs), "%s", cs0);
+            } else if (run < ngv) {
+                snprintf(cs, sizeof(cs), "%s[variant=%s]", cs0, variant_name(VK_GELU, gv));
+            } else {
+                snprintf(cs, sizeof(cs), "%s[variant=mm-%s]", cs0, variant_name(VK_MMGELU, mv));
             }
             if (!case_selected(cs)) continue;
             struct rng r  = { run_seed() ^ fnv1a(cs0) };
             double     t0 = now_ms();
-            variant_set(be, VK_GELU, v);
-            tally_add(&t, cs, run_matmul(be, c, cs, &r), t0);
+            variant_set(be, VK_GELU, gv);
+            if (c->gelu) variant_set(be, VK_MMGELU, mv);
+            const uint64_t calls0 = mm_wg_calls(be);
+            int            rc     = run_matmul(be, c, cs, &r);
+            const bool     fused  = mm_wg_calls(be) != calls0, want = mv >= 2 && mm_wg_takes(be, c, mv);
+            if (rc == CASE_PASS && fused != want) {
+                fprintf(stderr, "    %s: the fused wgmma kernel %s\n", cs, want ? "did not run" : "ran outside its limits");
+                rc = CASE_FAIL;
+            }
+            tally_add(&t, cs, rc, t0);
         }
     }
     variant_set(be, VK_GELU, 0);
+    variant_set(be, VK_MMGELU, 0);
     rk_backend_free(be);
     tally_finish("MATMUL", &t);
 }
@@ -1047,6 +1103,18 @@ Test(cuda_ops, variant_selection) {
     for (int v = 0; v < RK_GELU_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_gelu_variant_name(v), "?") != 0);
     for (int v = 0; v < RK_LAYERNORM_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_layernorm_variant_name(v), "?") != 0);
     cr_assert_str_eq(rk_cuda_gelu_variant_name(RK_GELU_N_VARIANTS), "?");
+    /* the matmul + GELU choice: the same knob; only 2 to 4 have a fused kernel, whose launcher refuses the others */
+    setenv("RK_MATMUL_GELU_VARIANT", "3", 1);
+    cr_assert_eq(rk_cuda_matmul_gelu_variant(), 3);
+    cr_assert(rk_cuda_matmul_gelu_set_variant(1) == RK_OK);
+    cr_assert_eq(rk_cuda_matmul_gelu_variant(), 1);
+    cr_assert(rk_cuda_matmul_gelu_set_variant(RK_MATMUL_GELU_N_VARIANTS) == RK_STATUS_ARG);
+    for (int v = 0; v < RK_MATMUL_GELU_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_matmul_gelu_variant_name(v), "?") != 0);
+    cr_assert_eq(rk_cuda_matmul_gelu_wg_tile_n(1), 0);
+    cr_assert_eq(rk_cuda_matmul_gelu_wg_tile_n(2), 256);
+    cr_assert_eq(rk_cuda_matmul_gelu_wg_tile_n(3), 128);
+    cr_assert_eq(rk_cuda_matmul_gelu_wg_tile_n(4), 256);
+    cr_assert(rk_cuda_matmul_gelu_wg(NULL, NULL, NULL, NULL, 1, NULL) == RK_STATUS_ARG);
 #else
     cr_skip_test("no CUDA in this build");
 #endif

@@ -23,6 +23,7 @@ SHAPES = [
     ("bert_base_attn_out_B64_T256", 16384, 768, 768, True, False),
     ("bert_base_ffn_up_gelu_B64_T256", 16384, 3072, 768, True, True),
     ("bert_base_ffn_down_B64_T256", 16384, 768, 3072, True, False),
+    ("bert_large_ffn_up_gelu_B32_T512", 16384, 4096, 1024, True, True),
 ]
 REPS = 30
 

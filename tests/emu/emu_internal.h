@@ -20,6 +20,7 @@ namespace emu {
 struct settings {
     int    cc;          /* RK_EMU_CC */
     int    smem_optin;  /* opt-in shared memory per block, bytes */
+    int    n_sm;        /* EMU_SM_COUNT: multiprocessors the device reports (default 132 on sm_90, 40 on sm_75) */
     bool   protect;     /* EMU_PROTECT (default 1): device memory inaccessible to host code between device calls */
     int    sched;       /* EMU_SCHED: 0 forward (default), 1 reverse, 2 shuffled thread order per pass */
     bool   cp_early;    /* EMU_CP_ASYNC=early: cp.async copies land at issue instead of at the wait */

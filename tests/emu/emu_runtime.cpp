@@ -188,6 +188,8 @@ void init() {
     g_inited          = true;
     g_cfg.cc          = RK_EMU_CC;
     g_cfg.smem_optin  = g_cfg.cc >= 90 ? 232448 : g_cfg.cc >= 80 ? 166912 : 65536;
+    g_cfg.n_sm        = env_int("EMU_SM_COUNT", g_cfg.cc >= 90 ? 132 : 40);
+    if (g_cfg.n_sm < 1) g_cfg.n_sm = 1;
     g_cfg.protect     = env_int("EMU_PROTECT", 1) != 0;
     const char * s    = getenv("EMU_SCHED");
     g_cfg.sched       = !s ? 0 : strcmp(s, "reverse") == 0 ? 1 : strcmp(s, "shuffle") == 0 ? 2 : 0;
@@ -322,7 +324,7 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp * p, int device) {
     p->maxGridSize[2]              = 65535;
     p->major                       = cfg().cc / 10;
     p->minor                       = cfg().cc % 10;
-    p->multiProcessorCount         = cfg().cc >= 90 ? 132 : 40;
+    p->multiProcessorCount         = cfg().n_sm;
     p->l2CacheSize                 = cfg().cc >= 90 ? 50 << 20 : 4 << 20;
     p->maxThreadsPerMultiProcessor = cfg().cc >= 80 ? 2048 : 1024;
     p->sharedMemPerMultiprocessor  = (size_t) cfg().smem_optin + 1024;
@@ -340,7 +342,7 @@ cudaError_t cudaDeviceGetAttribute(int * value, enum cudaDeviceAttr attr, int de
         case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
         case cudaDevAttrMaxSharedMemoryPerBlock: *value = 48 * 1024; break;
         case cudaDevAttrWarpSize: *value = 32; break;
-        case cudaDevAttrMultiProcessorCount: *value = cfg().cc >= 90 ? 132 : 40; break;
+        case cudaDevAttrMultiProcessorCount: *value = cfg().n_sm; break;
         case cudaDevAttrComputeCapabilityMajor: *value = cfg().cc / 10; break;
         case cudaDevAttrComputeCapabilityMinor: *value = cfg().cc % 10; break;
         case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = cfg().smem_optin; break;

@@ -1,0 +1,286 @@
+/*
+ * matmul_wg.cu: RK_OP_MATMUL with the GELU in the GEMM's epilogue, dst = gelu(x w^T + bias), on Hopper (wgmma,
+ * sm_90a; kernels/wgmma.cuh). cuBLASLt has no erf-GELU epilogue (its GELU is the tanh form, kernels/matmul.cu), so the
+ * default path writes x w^T + bias and runs a separate GELU pass over the (M, N) result: at BERT-base B64 T256 the
+ * FFN-up GEMM is 0.11 ms and the pass another 0.077 ms (201 MB read and written; docs/PERF.md, H200: "16384 x 3072 x
+ * 768 + bias + GELU" at 403 TFLOP/s against 747 for the same GEMM shape without it). Here the accumulators get the
+ * bias and the GELU in registers and the result is written once: the fused kernel beats the two-pass path whenever it
+ * reaches more than ~413 TFLOP/s on that shape. CPU reference: rk_cpu_matmul (kernels/matmul_cpu.c); parity: the
+ * MATMUL cases with gelu=1 in tests/test_ops.c ("[variant=wg...]") and cuda_ops/matmul_gelu_wg.
+ *
+ * Variants of the matmul + GELU (RK_MATMUL_GELU_VARIANT=N or rk_cuda_matmul_gelu_set_variant, kernels/cuda_ops.h):
+ *   1  cuBLASLt (bias epilogue), then the GELU pass of kernels/elementwise.cu (the default until measured)
+ *   2  matmul_gelu_kernel_wg<256, 4, 1>: CTA tile 128 x 256, two warpgroups (64 x 256 each, m64n256k16), 4-stage
+ *      cp.async pipeline (48 KB a stage, 192 KB), one wgmma group kept in flight, one CTA per SM
+ *   3  matmul_gelu_kernel_wg<128, 3, 0>: CTA tile 128 x 128 (m64n128k16), 3 stages (96 KB), each k-block waited for
+ *      before the next barrier, two CTAs per SM (the other CTA's MMAs fill the gaps and overlap the epilogue)
+ *   4  v2 persistent: one CTA per SM walks the tiles and loads the first two k-blocks of its next tile before the
+ *      epilogue of the current one (v2 waits for them after a new CTA starts, with the tensor cores idle)
+ *
+ * The kernel, per CTA (256 threads = warpgroups 0 and 1, rows [64 wg, 64 wg + 64) of the tile):
+ *   k-blocks of 64 columns: the x tile (128 x 64) and the w tile (BN x 64) of one k-block are one stage, each a
+ *   128-byte-swizzled K-major tile (wg_load_tile, zero rows past M); LEAD = STAGES - 1 - WAIT k-blocks are loaded
+ *   ahead. Iteration kb: wait for this thread's copies of k-block kb, fence.proxy.async, barrier; then load k-block
+ *   kb + LEAD into the stage of k-block kb + LEAD - STAGES, which every thread's wgmma.wait_group<WAIT> of the
+ *   previous iteration retired before the barrier; then four wgmma (k-steps of 16: 32 bytes further in the 128-byte
+ *   rows) into the accumulators, commit, wait_group<WAIT>.
+ *   Epilogue: wait_group 0, barrier (every stage is free: all wgmma retired, every copy landed), then each thread
+ *   adds the bias to its accumulator pairs, applies the GELU (rk_gelu_ex2: erf form, error ~1e-7, far below the
+ *   16-bit rounding; kernels/erf_ex2.h), rounds once and stores the pair into its warpgroup's swizzled (64 x BN)
+ *   staging tile in a freed stage; barrier; 16-byte coalesced stores of the rows below M.
+ * Limits (else UNSUPPORTED, and rk_cuda_matmul takes the cuBLASLt path): compute capability 9.0, f16/bf16, K a
+ * multiple of 64, N a multiple of the tile's BN, row strides multiples of 8 elements, data 16-byte aligned, bias
+ * 4-byte aligned, no accumulate.
+ *
+ * Bench: build/bench/bench_matmul (the FFN-up shapes with every variant, keys "@vN");
+ *        RK_MATMUL_GELU_VARIANT=N build/bench/bench_bert --config base (the whole forward, key "@mmgelu-vN").
+ */
+#include "attn_tc.cuh"
+#include "cuda_check.h"
+#include "kernels/cuda_ops.h"
+#include "kernels/erf_ex2.h"
+#include "wgmma.cuh"
+
+#include <stdint.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------------
+ * CUDA kernels */
+
+struct mmwg_args {
+    const char * x;    /* (M, K) rows, ldx bytes apart */
+    const char * w;    /* (N, K) rows, ldw bytes apart */
+    const char * bias; /* (N) or NULL */
+    char *       d;    /* (M, N) rows, ldd bytes apart */
+    int64_t      ldx, ldw, ldd;
+    int          M, N, K;
+};
+
+template <int BN, int STAGES, int WAIT> struct mmwg_cfg {
+    static constexpr int BM          = 128;
+    static constexpr int THREADS     = 256;
+    static constexpr int A_BYTES     = BM * 128; /* 64 16-bit columns: one 128-byte swizzled panel */
+    static constexpr int B_BYTES     = BN * 128;
+    static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+    static constexpr int LEAD        = STAGES - 1 - WAIT; /* k-blocks in flight ahead of the one computed */
+    static constexpr int SMEM        = 1024 + STAGES * STAGE_BYTES;
+    static constexpr int MIN_BLOCKS  = BN == 128 ? 2 : 1;
+    static_assert(LEAD >= 1, "stages");
+    static_assert(64 * BN * 2 <= STAGE_BYTES, "a warpgroup's output tile fits in one stage");
+    static_assert(MIN_BLOCKS * SMEM <= 228 * 1024, "shared memory of the CTAs per SM");
+};
+
+/* Two 16-bit values at p (4-byte aligned) as floats, the first in x. */
+template <bool BF16> static __device__ __forceinline__ float2 mmwg_load2(const char * p) {
+    const uint32_t u = __ldg(reinterpret_cast<const unsigned int *>(p));
+    if constexpr (BF16) return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xFFFF0000u));
+    return make_float2(__half2float(__ushort_as_half((unsigned short) (u & 0xFFFFu))),
+                       __half2float(__ushort_as_half((unsigned short) (u >> 16))));
+}
+
+/*
+ * One CTA computes (128 x BN) output tiles: tile t is rows [128 (t / (N / BN)), +128), columns [BN (t % (N / BN)),
+ * +BN). Not PERSIST: one tile per CTA (grid N / BN x ceil(M / 128)). PERSIST: a grid of at most one CTA per SM walks
+ * the tiles t = blockIdx.x, + gridDim.x, ...; the first LEAD k-blocks of its next tile are loaded before the epilogue
+ * of the current one (the epilogue stages its output in the other two stages), so their latency hides behind it.
+ * Stage of the g-th k-block this CTA loads: g % STAGES (g counts across tiles).
+ */
+template <int BN, int STAGES, int WAIT, bool PERSIST, bool BF16>
+static __global__ void __launch_bounds__(256, (mmwg_cfg<BN, STAGES, WAIT>::MIN_BLOCKS))
+    matmul_gelu_kernel_wg(const struct mmwg_args a) {
+    using C = mmwg_cfg<BN, STAGES, WAIT>;
+    static_assert(!PERSIST || STAGES >= C::LEAD + 2, "persistent: LEAD stages prefetched, two for the epilogue");
+    extern __shared__ __align__(128) unsigned char mmwg_smem[];
+    const uint32_t  raw = attn_smem_u32(mmwg_smem);
+    unsigned char * sm  = mmwg_smem + (((raw + 1023u) & ~1023u) - raw); /* 128-byte swizzle: 1024-aligned tiles */
+    const uint32_t  sm_addr = attn_smem_u32(sm);
+
+    const int tid = threadIdx.x, wg = tid >> 7;
+    const int nk = a.K / 64, tiles_n = a.N / BN, n_tiles = tiles_n * ((a.M + C::BM - 1) / C::BM);
+    int       tile = PERSIST ? (int) blockIdx.x : (int) (blockIdx.y * gridDim.x + blockIdx.x);
+    const int step = PERSIST ? (int) gridDim.x : n_tiles;
+    if (tile >= n_tiles) return;
+
+    /* k-block kb of tile t as the CTA's g-th: x rows [m0, m0 + 128) and w rows [n0, n0 + BN), columns [64 kb, +64) */
+    auto load = [&](int t, int kb, int g) {
+        unsigned char * s = sm + (g % STAGES) * C::STAGE_BYTES;
+        wg_load_tile<C::BM, 8, C::THREADS>(s, a.x + (int64_t) kb * 128, a.ldx, (t / tiles_n) * C::BM, a.M, tid);
+        wg_load_tile<BN, 8, C::THREADS>(s + C::A_BYTES, a.w + (int64_t) kb * 128, a.ldw, (t % tiles_n) * BN, a.N, tid);
+    };
+    /* the first LEAD k-blocks of tile t: one cp.async group per k-block, empty past the end (the wait count stays) */
+    auto prologue = [&](int t, int g) {
+#pragma unroll
+        for (int s = 0; s < C::LEAD; s++) {
+            if (s < nk) load(t, s, g + s);
+            attn_cp_async_commit<false>();
+        }
+    };
+
+    int g = 0; /* k-blocks of earlier tiles */
+    prologue(tile, g);
+    for (;;) {
+        const int m0 = (tile / tiles_n) * C::BM, n0 = (tile % tiles_n) * BN;
+        float     acc[BN / 2];
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) acc[i] = 0.f;
+        for (int kb = 0; kb < nk; kb++) {
+            attn_cp_async_wait<C::LEAD - 1, false>(); /* this thread's copies of k-block kb landed */
+            wg_fence_proxy_async();
+            __syncthreads(); /* everyone's copies of kb landed; every wgmma of k-block kb - 1 - WAIT retired; the
+                                previous tile's epilogue is done with its staging stages */
+            if (kb + C::LEAD < nk) load(tile, kb + C::LEAD, g + kb + C::LEAD);
+            attn_cp_async_commit<false>();
+            const uint32_t st  = sm_addr + (uint32_t) (((g + kb) % STAGES) * C::STAGE_BYTES);
+            const uint32_t s_a = st + (uint32_t) (wg * 64 * 128), s_b = st + (uint32_t) C::A_BYTES;
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                wg_mma_ss<BN, BF16>(acc, wg_desc(s_a + kk * 32, 16, 1024), wg_desc(s_b + kk * 32, 16, 1024),
+                                    kb > 0 || kk > 0);
+            }
+            wg_commit();
+            wg_wait<WAIT>();
+        }
+        wg_wait<0>();
+        wg_fence_regs(acc);
+        __syncthreads(); /* every wgmma of this tile retired, every copy landed: all stages are free */
+        g += nk;
+        const int next = tile + step;
+        if (next < n_tiles) prologue(next, g); /* into the stages of k-blocks g .. g + LEAD - 1 */
+
+        /* epilogue: warpgroup wg stages its 64 x BN outputs in the stage of k-block g + LEAD + wg (not one the
+           prologue just filled; without PERSIST stage wg), accumulator pair (4 j + 2 h, + 1) at row 16 warp + gq +
+           8 h, columns 8 j + 2 t, + 1 (wgmma.cuh); a staged row is BN / 8 chunks of 16 bytes, chunk j at j ^ (row & 7):
+           the 8 rows of one store instruction hit 8 different bank groups */
+        const int       lane = tid & 31, gq = lane >> 2, t = lane & 3;
+        const int       row0 = ((tid >> 5) & 3) * 16 + gq;
+        constexpr int   RB   = BN * 2;
+        unsigned char * out  = sm + (PERSIST ? (g + C::LEAD + wg) % STAGES : wg) * C::STAGE_BYTES;
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            const int col = j * 8 + 2 * t;
+            float2    b   = make_float2(0.f, 0.f);
+            if (a.bias) b = mmwg_load2<BF16>(a.bias + (int64_t) (n0 + col) * 2);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int      r = row0 + 8 * h; /* r & 7 == gq */
+                const uint32_t u = attn_pack2<BF16>(rk_gelu_ex2(acc[4 * j + 2 * h] + b.x),
+                                                    rk_gelu_ex2(acc[4 * j + 2 * h + 1] + b.y));
+                *reinterpret_cast<uint32_t *>(out + r * RB + ((j ^ gq) << 4) + 4 * t) = u;
+            }
+        }
+        __syncthreads(); /* (a barrier of the warpgroup would do; both finish together) */
+        constexpr int CPR = BN / 8;
+        const int     wt  = tid & 127, mw = m0 + wg * 64;
+#pragma unroll 4
+        for (int e = wt; e < 64 * CPR; e += 128) {
+            const int r = e / CPR, c = e % CPR;
+            if (mw + r >= a.M) break; /* rows only grow with e */
+            const uint4 v = *reinterpret_cast<const uint4 *>(out + r * RB + ((c ^ (r & 7)) << 4));
+            *reinterpret_cast<uint4 *>(a.d + (int64_t) (mw + r) * a.ldd + (int64_t) (n0 + c * 8) * 2) = v;
+        }
+        if (next >= n_tiles) break;
+        tile = next;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * kernel launchers */
+
+static struct rk_variant_knob mmgelu_knob = RK_VARIANT_KNOB("RK_MATMUL_GELU_VARIANT", "cuda matmul gelu",
+                                                            RK_MATMUL_GELU_N_VARIANTS, 1);
+static uint64_t               mmwg_calls;
+
+extern "C" int rk_cuda_matmul_gelu_variant(void) { return rk_variant_knob_get(&mmgelu_knob); }
+
+extern "C" enum rk_status rk_cuda_matmul_gelu_set_variant(int variant) {
+    return rk_variant_knob_set(&mmgelu_knob, variant);
+}
+
+extern "C" const char * rk_cuda_matmul_gelu_variant_name(int variant) {
+    static const char * const names[RK_MATMUL_GELU_N_VARIANTS] = { "default", "v1_cublaslt_pass", "v2_wg128x256",
+                                                                   "v3_wg128x128", "v4_wg128x256_persistent" };
+    return variant >= 0 && variant < RK_MATMUL_GELU_N_VARIANTS ? names[variant] : "?";
+}
+
+extern "C" uint64_t rk_cuda_matmul_gelu_wg_calls(void) { return mmwg_calls; }
+
+extern "C" int rk_cuda_matmul_gelu_wg_tile_n(int variant) {
+    return variant == 2 || variant == 4 ? 256 : variant == 3 ? 128 : 0;
+}
+
+/* Launches one instantiation: a grid of one CTA per tile, or (PERSIST) at most one per SM. */
+template <int BN, int STAGES, int WAIT, bool PERSIST>
+static void mmwg_launch(const struct mmwg_args & a, bool bf16, int n_sm, cudaStream_t stream) {
+    using C = mmwg_cfg<BN, STAGES, WAIT>;
+    auto kern = bf16 ? matmul_gelu_kernel_wg<BN, STAGES, WAIT, PERSIST, true>
+                     : matmul_gelu_kernel_wg<BN, STAGES, WAIT, PERSIST, false>;
+    RK_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+    const int  tiles_n = a.N / BN, tiles_m = (a.M + C::BM - 1) / C::BM;
+    const dim3 grid = PERSIST ? dim3((unsigned) (tiles_n * tiles_m < n_sm ? tiles_n * tiles_m : n_sm))
+                              : dim3((unsigned) tiles_n, (unsigned) tiles_m);
+    kern<<<grid, C::THREADS, C::SMEM, stream>>>(a);
+    RK_CUDA_CHECK(cudaGetLastError());
+}
+
+extern "C" enum rk_status rk_cuda_matmul_gelu_wg(struct rk_tensor * dst, const struct rk_tensor * x,
+                                                 const struct rk_tensor * w, const struct rk_tensor * bias,
+                                                 int variant, cudaStream_t stream) {
+    /* x (M,K) rows, w (N,K) rows, bias (N) or NULL, dst (M,N) rows */
+    const int bn = rk_cuda_matmul_gelu_wg_tile_n(variant);
+    if (bn == 0) return rk_set_error(RK_STATUS_ARG, "matmul gelu wg: no wgmma variant %d", variant);
+    const enum rk_dtype dt = x->dtype;
+    if ((dt != RK_DTYPE_BF16 && dt != RK_DTYPE_F16) || w->dtype != dt || dst->dtype != dt || (bias && bias->dtype != dt)) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu wg: x, w, bias and dst must be all bf16 or all f16");
+    }
+    rk_rows rx, rw, rd, rb;
+    if (!rk_rows_of(x, &rx) || !rk_rows_of(w, &rw) || !rk_rows_of(dst, &rd) || (bias && !rk_rows_of(bias, &rb))) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu wg: tensors must be rows with a contiguous last dim");
+    }
+    const int64_t M = rx.nrows, K = rx.ncols, N = rw.nrows;
+    if (rw.ncols != K || rd.nrows != M || rd.ncols != N || (bias && (rb.nrows != 1 || rb.ncols != N))) {
+        return rk_set_error(RK_STATUS_ARG, "matmul gelu wg: shape mismatch x (%lld,%lld) w (%lld,%lld) dst (%lld,%lld)",
+                            (long long) M, (long long) K, (long long) rw.nrows, (long long) rw.ncols,
+                            (long long) rd.nrows, (long long) rd.ncols);
+    }
+    int cc = 0, smem_optin = 0;
+    attn_device_caps(&cc, &smem_optin);
+    const int smem = bn == 256 ? mmwg_cfg<256, 4, 1>::SMEM : mmwg_cfg<128, 3, 0>::SMEM;
+    if (cc != 90 || smem > smem_optin) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu wg: needs an sm_90 device with %d bytes of shared "
+                                                   "memory per block (device sm_%d, %d)", smem, cc, smem_optin);
+    }
+    if (K <= 0 || K % 64 != 0 || N <= 0 || N % bn != 0 || M > (int64_t) 65535 * 128 || K > INT32_MAX ||
+        N / bn * ((M + 127) / 128) > INT32_MAX || rx.stride % 8 != 0 || rw.stride % 8 != 0 || rd.stride % 8 != 0 ||
+        rk_ptr_align(x->data) < 16 || rk_ptr_align(w->data) < 16 || rk_ptr_align(dst->data) < 16 ||
+        (bias && rk_ptr_align(bias->data) < 4)) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu wg: needs K %% 64 == 0, N %% %d == 0, row strides of 8 "
+                                                   "elements and 16-byte aligned data (M=%lld N=%lld K=%lld)", bn,
+                            (long long) M, (long long) N, (long long) K);
+    }
+    if (M == 0) return RK_OK;
+
+    struct mmwg_args a;
+    memset(&a, 0, sizeof(a));
+    a.x    = (const char *) x->data;
+    a.w    = (const char *) w->data;
+    a.bias = bias ? (const char *) bias->data : NULL;
+    a.d    = (char *) dst->data;
+    a.ldx  = rx.stride * 2;
+    a.ldw  = rw.stride * 2;
+    a.ldd  = rd.stride * 2;
+    a.M    = (int) M;
+    a.N    = (int) N;
+    a.K    = (int) K;
+    int n_sm = 0, dev = 0;
+    RK_CUDA_CHECK(cudaGetDevice(&dev));
+    RK_CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    const bool bf16 = dt == RK_DTYPE_BF16;
+    switch (variant) {
+        case 2: mmwg_launch<256, 4, 1, false>(a, bf16, n_sm, stream); break;
+        case 3: mmwg_launch<128, 3, 0, false>(a, bf16, n_sm, stream); break;
+        default: mmwg_launch<256, 4, 1, true>(a, bf16, n_sm, stream); break;
+    }
+    mmwg_calls++;
+    return RK_OK;
+}
