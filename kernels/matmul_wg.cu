@@ -210,17 +210,25 @@ extern "C" int rk_cuda_matmul_gelu_wg_tile_n(int variant) {
 }
 
 /* Launches one instantiation: a grid of one CTA per tile, or (PERSIST) at most one per SM. */
-template <int BN, int STAGES, int WAIT, bool PERSIST>
-static void mmwg_launch(const struct mmwg_args & a, bool bf16, int n_sm, cudaStream_t stream) {
+template <int BN, int STAGES, int WAIT, bool PERSIST, bool BF16>
+static void mmwg_launch(const struct mmwg_args & a, int n_sm, cudaStream_t stream) {
     using C = mmwg_cfg<BN, STAGES, WAIT>;
-    auto kern = bf16 ? matmul_gelu_kernel_wg<BN, STAGES, WAIT, PERSIST, true>
-                     : matmul_gelu_kernel_wg<BN, STAGES, WAIT, PERSIST, false>;
-    RK_CUDA_CHECK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+    RK_CUDA_CHECK(cudaFuncSetAttribute(matmul_gelu_kernel_wg<BN, STAGES, WAIT, PERSIST, BF16>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
     const int  tiles_n = a.N / BN, tiles_m = (a.M + C::BM - 1) / C::BM;
     const dim3 grid = PERSIST ? dim3((unsigned) (tiles_n * tiles_m < n_sm ? tiles_n * tiles_m : n_sm))
                               : dim3((unsigned) tiles_n, (unsigned) tiles_m);
-    kern<<<grid, C::THREADS, C::SMEM, stream>>>(a);
+    matmul_gelu_kernel_wg<BN, STAGES, WAIT, PERSIST, BF16><<<grid, C::THREADS, C::SMEM, stream>>>(a);
     RK_CUDA_CHECK(cudaGetLastError());
+}
+
+template <int BN, int STAGES, int WAIT, bool PERSIST>
+static void mmwg_launch(const struct mmwg_args & a, bool bf16, int n_sm, cudaStream_t stream) {
+    if (bf16) {
+        mmwg_launch<BN, STAGES, WAIT, PERSIST, true>(a, n_sm, stream);
+    } else {
+        mmwg_launch<BN, STAGES, WAIT, PERSIST, false>(a, n_sm, stream);
+    }
 }
 
 extern "C" enum rk_status rk_cuda_matmul_gelu_wg(struct rk_tensor * dst, const struct rk_tensor * x,
