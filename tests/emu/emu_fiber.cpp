@@ -64,6 +64,9 @@ namespace {
 constexpr size_t STACK_BYTES = 256 * 1024;
 constexpr size_t SMEM_ARENA  = 256 * 1024;
 
+/* Per shared byte of the running block: cp.async copies issued (any thread) that have not landed yet. */
+uint16_t cp_landing[SMEM_ARENA];
+
 struct cp_req {
     uint32_t     dst;
     const void * src;
@@ -240,6 +243,7 @@ void run_block() {
     block_seq++;
     memset(smem, 0xff, smem_top); /* NaN: a read of shared memory this block never wrote shows up */
     memset(smem_async, 0xff, smem_top);
+    memset(cp_landing, 0, sizeof(cp_landing)); /* a block that faulted may have left copies in flight */
     for (int w = 0; w < 32; w++) warps[w] = warp_state{ 0, 0, 0, 0, 0, nullptr, nullptr, 0 };
     for (int g = 0; g < 8; g++) wgroups[g] = wgroup_state{ 0, 0, nullptr, nullptr, 0 };
     blk  = block_state{ 0, 0, 0, 0, { 0, 0 }, nullptr, 0 };
@@ -472,6 +476,27 @@ size_t          smem_in_use() { return smem_top; }
 
 /* ---- cp.async -------------------------------------------------------------------------------------------------- */
 
+static void cp_landing_add(const cp_req & c, int d) {
+    for (int b = 0; b < c.bytes; b++) cp_landing[c.dst + (uint32_t) b] = (uint16_t) (cp_landing[c.dst + (uint32_t) b] + d);
+}
+
+const char * cp_pending_at(uint32_t a, int n) {
+    bool any = false;
+    for (int b = 0; b < n && !any; b++) any = a + (uint32_t) b < SMEM_ARENA && cp_landing[a + (uint32_t) b] != 0;
+    if (!any) return nullptr;
+    static char msg[160];
+    for (int t = 0; t < nthreads; t++) {
+        for (const cp_req & c : fibers[(size_t) t].cp) {
+            if (c.dst < a + (uint32_t) n && a < c.dst + (uint32_t) c.bytes) {
+                snprintf(msg, sizeof(msg), "the cp.async of thread %d into shared bytes [%u, %u), not waited for yet",
+                         t, c.dst, c.dst + (uint32_t) c.bytes);
+                return msg;
+            }
+        }
+    }
+    return "a cp.async not waited for yet";
+}
+
 static void cp_do(const cp_req & c) {
     wg_check_shared_write(c.dst, c.bytes); /* landing under an mma_async in flight (issued before it) */
     if (c.src_bytes > 0) memcpy(smem + c.dst, c.src, (size_t) c.src_bytes);
@@ -489,6 +514,7 @@ void cp_async(uint32_t dst, const void * src, int bytes, int src_bytes) {
         cp_do(c);
     } else {
         me().cp.push_back(c);
+        cp_landing_add(c, 1);
     }
 }
 
@@ -499,6 +525,7 @@ void cp_wait(int n) {
     std::vector<cp_req> keep;
     for (const cp_req & c : f.cp) {
         if (c.group < f.cp_groups - n) {
+            cp_landing_add(c, -1);
             cp_do(c);
         } else {
             keep.push_back(c);

@@ -76,6 +76,9 @@ void wg_thread_exit();
 void cp_async(uint32_t dst, const void * src, int bytes, int src_bytes);
 void cp_commit();
 void cp_wait(int n_pending_allowed);
+/* NULL, or what describes a cp.async of any thread of the block, issued and not landed yet (not waited for), whose
+ * target overlaps shared bytes [a, a + n): a read of those bytes races with the copy (PTX reads check it). */
+const char * cp_pending_at(uint32_t a, int n);
 /* Warp collective with up to 8 words per lane: returns the 32 x 8 table of what the lanes published (row = lane),
  * valid until this warp's next-but-one collective. Every lane of mask must call it at the same site. */
 const uint64_t * warp_gather(unsigned mask, const uint64_t * words, int n, const char * kind, const char * file,

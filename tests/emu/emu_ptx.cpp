@@ -55,7 +55,10 @@
  * thread of the warpgroup arrives at the same site with the same descriptors, immediates and scale-d; a wgmma.fence
  * before the warpgroup's first mma_async; shared bytes inside the arena in use; and (the async proxy) that the
  * bytes wgmma reads are what they were at the last fence.proxy.async of any thread, i.e. no generic-proxy write
- * (st.shared, cp.async landing) since then.
+ * (st.shared, cp.async landing) since then. Every PTX read of shared memory here (wgmma operands, ldmatrix,
+ * ld.shared) is also an error when a cp.async of any thread of the block, issued and not yet waited for, targets
+ * those bytes: on the GPU the copy may land before or after the read (here it lands at the wait, so the read would
+ * silently see the old bytes).
  */
 #include "emu_internal.h"
 
@@ -315,10 +318,15 @@ float h16(bool bf16, uint32_t w, int hi) {
     return bf16 ? rk_bf16_to_f32(h) : rk_f16_to_f32(h);
 }
 
+/* A PTX read of shared bytes [addr, addr + n): inside the bytes in use, and no cp.async still landing there. */
 void shared_range(uint64_t addr, size_t n, const instr & in, const ctx & c) {
     if (addr + n > smem_in_use()) {
         fault("'%s' at %s:%d: shared bytes [%llu, %llu) outside the %zu in use", in.text.c_str(), c.file, c.line,
               (unsigned long long) addr, (unsigned long long) (addr + n), smem_in_use());
+    }
+    if (const char * why = cp_pending_at((uint32_t) addr, (int) n)) {
+        fault("'%s' at %s:%d: reads shared bytes [%llu, %llu) that %s: the copy may land before or after the read",
+              in.text.c_str(), c.file, c.line, (unsigned long long) addr, (unsigned long long) (addr + n), why);
     }
 }
 
@@ -451,6 +459,10 @@ float smem_elem(const smem_operand & o, bool bf16, int mn, int k, const instr & 
     if ((uint64_t) a + 2 > smem_in_use()) {
         fault("'%s' at %s:%d: %s element (%d, %d) at shared bytes [%u, %u), outside the %zu in use (start %u, LBO %u, "
               "SBO %u)", in.text.c_str(), c.file, c.line, o.name, mn, k, a, a + 2, smem_in_use(), o.start, o.lbo, o.sbo);
+    }
+    if (const char * why = cp_pending_at(a, 2)) {
+        fault("'%s' at %s:%d: %s element (%d, %d) at shared byte %u is the target of %s: the copy may land before or "
+              "after the read", in.text.c_str(), c.file, c.line, o.name, mn, k, a, why);
     }
     const unsigned char * sm = smem_arena();
     if (memcmp(sm + a, smem_async_view() + a, 2) != 0) {

@@ -174,6 +174,47 @@ __global__ void k_gemm(const uint16_t * A, const uint16_t * B, const float * C, 
 /* sm_75: any wgmma instruction is illegal */
 __global__ void k_fence_only() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 
+/* ldmatrix (x1) of the 16-byte rows at shared [16 r, 16 r + 16), r < 8, which lane 0 fills with one cp.async each;
+   WAIT: the copies are waited for (and the warp synchronized) before the read, else the read races with them. */
+template <bool WAIT> __global__ void k_ldsm_pending(const uint16_t * src, uint32_t * out) {
+    __shared__ __align__(128) uint16_t tile[64];
+    const uint32_t base = (uint32_t) __cvta_generic_to_shared(tile);
+    const int      lane = threadIdx.x;
+    if (lane == 0) {
+        for (int r = 0; r < 8; r++) {
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(base + 16 * r), "l"(src + 8 * r) : "memory");
+        }
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+        if (WAIT) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    }
+    if (WAIT) __syncwarp();
+    uint32_t r0;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r0) : "r"(base + 16 * (lane % 8)));
+    out[lane] = r0;
+    if (!WAIT && lane == 0) asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+template <bool WAIT> static int run_ldsm_pending() {
+    uint16_t * src;
+    uint32_t * out;
+    cudaMalloc((void **) &src, 128);
+    cudaMalloc((void **) &out, 128);
+    std::vector<uint16_t> h(64);
+    for (int i = 0; i < 64; i++) h[(size_t) i] = (uint16_t) (i + 1);
+    cudaMemcpy(src, h.data(), 128, cudaMemcpyHostToDevice);
+    k_ldsm_pending<WAIT><<<1, 32>>>(src, out);
+    std::vector<uint32_t> o(32);
+    cudaMemcpy(o.data(), out, 128, cudaMemcpyDeviceToHost);
+    cudaFree(src);
+    cudaFree(out);
+    /* lane l holds row l / 4, elements 2 (l % 4) and 2 (l % 4) + 1 */
+    for (int l = 0; l < 32; l++) {
+        const uint32_t want = (uint32_t) (8 * (l / 4) + 2 * (l % 4) + 1) | ((uint32_t) (8 * (l / 4) + 2 * (l % 4) + 2) << 16);
+        if (o[(size_t) l] != want) return 0;
+    }
+    return 1;
+}
+
 static uint16_t to16(bool bf16, float f) {
     return bf16 ? __bfloat16_as_ushort(__float2bfloat16(f)) : __half_as_ushort(__float2half(f));
 }
@@ -307,12 +348,16 @@ int main() {
                  [] { run<64, true, A_KMAJOR, false, 1, 1, STORE_IN_FLIGHT>(0); }, "changed before the wgmma.wait_group");
     expect_fault("a cp.async into the B tile while the mma_async is in flight is an error",
                  [] { run<64, false, A_REGS, true, 1, 1, CP_ASYNC_IN_FLIGHT>(0); }, "cp.async into shared bytes");
-    expect_fault("a cp.async issued before the mma_async that lands while it is in flight is an error",
-                 [] { run<64, true, A_KMAJOR, false, 1, 1, CP_ASYNC_LANDS_IN_FLIGHT>(0); }, "cp.async into shared bytes");
+    expect_fault("an mma_async reading bytes of a cp.async issued before it and not waited for is an error",
+                 [] { run<64, true, A_KMAJOR, false, 1, 1, CP_ASYNC_LANDS_IN_FLIGHT>(0); }, "not waited for yet");
     expect_fault("D changed after the wait and used with no wgmma.fence is an error",
                  [] { run<64, true, A_KMAJOR, false, 1, 1, NO_FENCE_AFTER_CHANGE>(0); }, "no wgmma.fence of this thread");
     expect_fault("a thread that returns with an mma_async never waited for is an error",
                  [] { run<128, true, A_KMAJOR, false, 1, 1, NEVER_WAITED>(0); }, "never retired");
+    /* copies in flight: any PTX read of shared bytes a cp.async has not landed in yet races with it */
+    check("ldmatrix of rows whose cp.async was waited for reads them", run_ldsm_pending<true>());
+    expect_fault("ldmatrix of rows a cp.async has not landed in yet is an error", [] { run_ldsm_pending<false>(); },
+                 "not waited for yet");
 #else
     printf("sm_%d: wgmma needs sm_90a; checking that it is an illegal instruction\n", __CUDA_ARCH__ / 10);
     expect_fault("wgmma.fence on sm_75 is an illegal instruction", [] {
