@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
 # .ci/device_focus.sh: the short first command for a lent GPU when new kernels wait for their first run (about
-# 2 minutes; the full check is .ci/device_check.sh). Today: the Hopper wgmma attention (kernels/attn.cu variants 6-9,
-# docs/ATTN.md), the fused wgmma GEMM + GELU (kernels/matmul_wg.cu) and what they rest on.
+# 4-5 minutes; not yet run in this form; the full check is .ci/device_check.sh). Today: the Hopper wgmma attention
+# (kernels/attn.cu variants 6-9, docs/ATTN.md), the fused wgmma GEMM + GELU (kernels/matmul_wg.cu) and what they
+# rest on.
 #
 #   bash .ci/device_focus.sh                 with binaries in build/ (RK_PREBUILT=1 is implied; build first, or
 #                                            unpack the bundle: bash .ci/device_unbundle.sh, RK_DEVLIBS=...)
-#   RK_FOCUS_BUDGET=300                      seconds for the whole run (default 300; later steps are skipped)
+#   RK_FOCUS_BUDGET=360                      seconds for the whole run (default 360; later steps are skipped)
 #
 # Steps, each under `timeout`: 1. the wgmma primitives alone (build/tests/test_wgmma: which layout, if any, is wrong);
 # 2. every attention forward parity case, all variants (build/tests/test_ops, cuda_ops/attn_fwd*), and the MATMUL
-# cases (the fused GEMM + GELU variants among them); 3. compute-sanitizer memcheck and racecheck on the wgmma
-# attention and fused GEMM cases; 4. bench_attn for the default and the wgmma variants, the BERT forward with each
-# (RK_ATTN_FWD_VARIANT), the GELU and LayerNorm variants alone and with the wgmma attention in the BERT forward, the
-# GEMMs with every matmul + GELU variant (bench_matmul) and the BERT forward with the fused ones, and the peers
-# (PyTorch GEMMs and ops, attention SDPA, HF BERT) in the same run; 5. when .devembed was
-# carried, rk-embed --device cuda against the CPU's F1 (.ci/device_embed_check.sh).
+# cases (the fused GEMM + GELU variants among them); 3. our benches with the default choices (attention with every
+# variant, BERT, the GEMMs with every matmul + GELU variant), then the peers (attention SDPA, HF BERT, PyTorch GEMMs
+# and ops), then the BERT forward with each candidate variant (residual, wgmma attention, fused GEMM + GELU, GELU and
+# LayerNorm passes); 4. compute-sanitizer memcheck and racecheck on the wgmma attention and fused GEMM cases; 5. when
+# .devembed was carried, rk-embed --device cuda against the CPU's F1 (.ci/device_embed_check.sh).
 # Logs under $OUT (or /tmp/rk_device_focus); the last lines are the table of .ci/result_table.awk.
 set -u
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ FAIL=0
 say() { echo "[$(($(date +%s) - T0))s] $*"; }
 nvidia-smi -L 2>&1 | head -n 1
 
-BUDGET=${RK_FOCUS_BUDGET:-300} # seconds for the whole script: a step that hangs cannot eat the lease
+BUDGET=${RK_FOCUS_BUDGET:-360} # seconds for the whole script: a step that hangs cannot eat the lease
 
 # run LOG SECONDS CMD...: appends the output to LOG, prints failures and a one-line status; the step's timeout is
 # SECONDS or what is left of the budget, and a step with under 10 s left is skipped (and counts as a failure)
@@ -57,37 +57,39 @@ run "$L_TEST" 120 build/tests/test_ops --verbose --jobs 8 --filter 'cuda_ops/att
 run "$L_TEST" 60 build/tests/test_ops --verbose --filter 'cuda_ops/matmul'
 grep -a -E '^\s+FAIL |\[FAIL\]|CRASH|passed, ' "$L_TEST" | head -n 30
 
+# our benches with the default choices, then the peers (so that a short budget still gives every ratio), then the
+# variants that may become the defaults
+run "$L_BENCH" 60 build/bench/bench_attn
+for v in 6 7 8 9; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
+run "$L_BENCH" 60 build/bench/bench_bert
+# GEMMs; the fused wgmma FFN-up GEMM + GELU (kernels/matmul_wg.cu) alone: keys "@v1".."@v4"
+run "$L_BENCH" 60 build/bench/bench_matmul
+run "$L_PEER" 90 python3 bench/peers/attn_sdpa.py
+run "$L_PEER" 120 python3 bench/peers/bert_hf.py
+run "$L_PEER" 60 python3 bench/peers/gemm_torch.py
+run "$L_PEER" 60 python3 bench/peers/ops_torch.py
+# the residual added by the LayerNorm instead of the GEMM epilogue (the default until the residual moved; key @res-v2)
+run "$L_BENCH" 60 env RK_BERT_RESIDUAL_VARIANT=2 build/bench/bench_bert --config base
+for v in 6 8 9; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
+for v in 2 3 4; do run "$L_BENCH" 60 env RK_MATMUL_GELU_VARIANT=$v build/bench/bench_bert --config base; done
+# the GELU and LayerNorm variants (the other part of the BERT forward that is not at copy speed), and all together
+run "$L_BENCH" 60 build/bench/bench_ops gelu --variant all
+run "$L_BENCH" 60 build/bench/bench_ops layernorm --variant all
+run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=6 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2 RK_MATMUL_GELU_VARIANT=2 \
+    build/bench/bench_bert --config base
+
+# compute-sanitizer on the new kernels: the wgmma attention cases, and one small case per fused GEMM variant
 SAN=$(command -v compute-sanitizer 2>/dev/null || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 if [ -n "$SAN" ]; then
     for tool in memcheck racecheck; do
         run "$LOGDIR/focus_sanitizer.log" 90 env RK_TEST_FILTER='variant=wgmma' "$SAN" --tool "$tool" \
             --error-exitcode 86 --target-processes all build/tests/test_ops --filter 'cuda_ops/attn_fwd'
         grep -a -E '(ERROR|RACECHECK) SUMMARY' "$LOGDIR/focus_sanitizer.log" | tail -n 2
-        run "$LOGDIR/focus_sanitizer.log" 60 env RK_TEST_FILTER='variant=mm-v' "$SAN" --tool "$tool" \
-            --error-exitcode 86 --target-processes all build/tests/test_ops --filter 'cuda_ops/matmul'
+        run "$LOGDIR/focus_sanitizer.log" 60 env RK_TEST_FILTER='M=200,N=512,K=128,bias=1,gelu=1,x_pad=16,dst_pad=48)[variant=mm-v' \
+            "$SAN" --tool "$tool" --error-exitcode 86 --target-processes all build/tests/test_ops --filter 'cuda_ops/matmul'
         grep -a -E '(ERROR|RACECHECK) SUMMARY' "$LOGDIR/focus_sanitizer.log" | tail -n 2
     done
 fi
-
-run "$L_BENCH" 60 build/bench/bench_attn
-for v in 6 7 8 9; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
-run "$L_BENCH" 60 build/bench/bench_bert
-# the residual added by the LayerNorm instead of the GEMM epilogue (the default until the residual moved; key @res-v2)
-run "$L_BENCH" 60 env RK_BERT_RESIDUAL_VARIANT=2 build/bench/bench_bert --config base
-for v in 6 8 9; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
-# the GELU and LayerNorm variants (the other part of the BERT forward that is not at copy speed), and all together
-run "$L_BENCH" 60 build/bench/bench_ops gelu --variant all
-run "$L_BENCH" 60 build/bench/bench_ops layernorm --variant all
-run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=6 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2 build/bench/bench_bert --config base
-# the fused wgmma FFN-up GEMM + GELU (kernels/matmul_wg.cu): alone (bench_matmul, keys "@v1".."@v3") and in the forward
-run "$L_BENCH" 60 build/bench/bench_matmul
-for v in 2 3 4; do run "$L_BENCH" 60 env RK_MATMUL_GELU_VARIANT=$v build/bench/bench_bert --config base; done
-run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=6 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2 RK_MATMUL_GELU_VARIANT=2 \
-    build/bench/bench_bert --config base
-run "$L_PEER" 60 python3 bench/peers/gemm_torch.py
-run "$L_PEER" 60 python3 bench/peers/ops_torch.py
-run "$L_PEER" 90 python3 bench/peers/attn_sdpa.py
-run "$L_PEER" 120 python3 bench/peers/bert_hf.py
 grep -a -E 'FAILED|unsupported' "$L_BENCH" | head -n 10
 # rk-embed on the GPU against the CPU's F1 (issue 3), when .devembed was carried (.ci/device_embed_prep.sh)
 if [ -d .devembed ]; then
