@@ -63,6 +63,26 @@ static inline bool rk_rows_of(const struct rk_tensor * t, struct rk_rows * r) {
     return true;
 }
 
+/*
+ * The rows of a matmul dst (M,N) = x (M,K) w (N,K)^T (+ bias (N)) into rx, rw, rd. RK_STATUS_UNSUPPORTED when a tensor
+ * is not rows with a contiguous last dim, RK_STATUS_ARG when the shapes disagree; messages start with what.
+ */
+static inline enum rk_status rk_matmul_rows(const char * what, const struct rk_tensor * dst, const struct rk_tensor * x,
+                                            const struct rk_tensor * w, const struct rk_tensor * bias,
+                                            struct rk_rows * rx, struct rk_rows * rw, struct rk_rows * rd) {
+    struct rk_rows rb;
+    if (!rk_rows_of(x, rx) || !rk_rows_of(w, rw) || !rk_rows_of(dst, rd) || (bias && !rk_rows_of(bias, &rb))) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "%s: tensors must be rows with a contiguous last dim", what);
+    }
+    const int64_t M = rx->nrows, K = rx->ncols, N = rw->nrows;
+    if (rw->ncols != K || rd->nrows != M || rd->ncols != N || (bias && (rb.nrows != 1 || rb.ncols != N))) {
+        return rk_set_error(RK_STATUS_ARG, "%s: shape mismatch x (%lld,%lld) w (%lld,%lld) dst (%lld,%lld)", what,
+                            (long long) M, (long long) K, (long long) rw->nrows, (long long) rw->ncols,
+                            (long long) rd->nrows, (long long) rd->ncols);
+    }
+    return RK_OK;
+}
+
 /* Largest power of two (<= 256) dividing the address: what vector loads and cuBLASLt may assume. */
 static inline unsigned rk_ptr_align(const void * p) {
     uintptr_t a = (uintptr_t) p;

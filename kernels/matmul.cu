@@ -218,16 +218,9 @@ extern "C" enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_t
     if (p->act != RK_ACT_NONE && p->act != RK_ACT_GELU) {
         return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda matmul: activation %d", (int) p->act);
     }
-    rk_rows rx, rw, rd, rb;
-    if (!rk_rows_of(x, &rx) || !rk_rows_of(w, &rw) || !rk_rows_of(dst, &rd) || (bias && !rk_rows_of(bias, &rb))) {
-        return rk_set_error(RK_STATUS_UNSUPPORTED, "cuda matmul: tensors must be rows with a contiguous last dim");
-    }
+    rk_rows rx, rw, rd;
+    RK_TRY(rk_matmul_rows("cuda matmul", dst, x, w, bias, &rx, &rw, &rd));
     const int64_t M = rx.nrows, K = rx.ncols, N = rw.nrows;
-    if (rw.ncols != K || rd.nrows != M || rd.ncols != N || (bias && (rb.nrows != 1 || rb.ncols != N))) {
-        return rk_set_error(RK_STATUS_ARG, "cuda matmul: shape mismatch x (%lld,%lld) w (%lld,%lld) dst (%lld,%lld)",
-                            (long long) M, (long long) K, (long long) rw.nrows, (long long) rw.ncols,
-                            (long long) rd.nrows, (long long) rd.ncols);
-    }
     if (M == 0 || N == 0) return RK_OK;
     if (K == 0) return rk_set_error(RK_STATUS_ARG, "cuda matmul: K = 0");
     if (p->act == RK_ACT_GELU && !p->accumulate) {

@@ -241,16 +241,9 @@ extern "C" enum rk_status rk_cuda_matmul_gelu_wg(struct rk_tensor * dst, const s
     if ((dt != RK_DTYPE_BF16 && dt != RK_DTYPE_F16) || w->dtype != dt || dst->dtype != dt || (bias && bias->dtype != dt)) {
         return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu wg: x, w, bias and dst must be all bf16 or all f16");
     }
-    rk_rows rx, rw, rd, rb;
-    if (!rk_rows_of(x, &rx) || !rk_rows_of(w, &rw) || !rk_rows_of(dst, &rd) || (bias && !rk_rows_of(bias, &rb))) {
-        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu wg: tensors must be rows with a contiguous last dim");
-    }
+    rk_rows rx, rw, rd;
+    RK_TRY(rk_matmul_rows("matmul gelu wg", dst, x, w, bias, &rx, &rw, &rd));
     const int64_t M = rx.nrows, K = rx.ncols, N = rw.nrows;
-    if (rw.ncols != K || rd.nrows != M || rd.ncols != N || (bias && (rb.nrows != 1 || rb.ncols != N))) {
-        return rk_set_error(RK_STATUS_ARG, "matmul gelu wg: shape mismatch x (%lld,%lld) w (%lld,%lld) dst (%lld,%lld)",
-                            (long long) M, (long long) K, (long long) rw.nrows, (long long) rw.ncols,
-                            (long long) rd.nrows, (long long) rd.ncols);
-    }
     int cc = 0, smem_optin = 0;
     attn_device_caps(&cc, &smem_optin);
     const int smem = bn == 256 ? mmwg_cfg<256, 4, 1>::SMEM : mmwg_cfg<128, 3, 0>::SMEM;

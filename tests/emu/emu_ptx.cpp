@@ -45,8 +45,8 @@
  *   - an accumulator written by the thread while an mma_async that produces it is in flight (found at the retire:
  *     the variable no longer holds the poison);
  *   - shared bytes an in-flight mma_async reads changed before its retire (generic stores: compared at the retire),
- *     or the target of a cp.async issued, or landing, while an mma_async of any thread of the block still reads
- *     them;
+ *     or the target of a cp.async issued while an mma_async of any thread of the block still reads them (a copy
+ *     issued before the op and landing during it is caught at the op's issue: a read of bytes still landing);
  *   - an accumulator that a retired mma_async wrote, then the thread changed, used by the next mma_async with no
  *     wgmma.fence of the thread in between (the rule of 9.7.15.6.1 "register accesses ... need a wgmma.fence",
  *     seen only for writes: a read of a register by other code leaves no trace);
