@@ -13,8 +13,9 @@
 # cases (the fused GEMM + GELU variants among them); 3. our benches with the default choices (attention with every
 # variant, BERT, the GEMMs with every matmul + GELU variant), then the peers (attention SDPA, HF BERT, PyTorch GEMMs
 # and ops), then the BERT forward with each candidate variant (residual, wgmma attention, fused GEMM + GELU, GELU and
-# LayerNorm passes); 4. compute-sanitizer memcheck and racecheck on the wgmma attention and fused GEMM cases; 5. when
-# .devembed was carried, rk-embed --device cuda against the CPU's F1 (.ci/device_embed_check.sh).
+# LayerNorm passes), and the per-op profile of the BERT forward (RK_PROFILE=1); 4. compute-sanitizer memcheck and
+# racecheck on the wgmma attention and fused GEMM cases; 5. when .devembed was carried, rk-embed --device cuda
+# against the CPU's F1 (.ci/device_embed_check.sh).
 # Logs under $OUT (or /tmp/rk_device_focus); the last lines are the table of .ci/result_table.awk.
 set -u
 cd "$(dirname "$0")/.."
@@ -77,6 +78,12 @@ run "$L_BENCH" 60 build/bench/bench_ops gelu --variant all
 run "$L_BENCH" 60 build/bench/bench_ops layernorm --variant all
 run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=6 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2 RK_MATMUL_GELU_VARIANT=2 \
     build/bench/bench_bert --config base
+# where the BERT forward's time goes (RK_PROFILE=1: events around every op; its own log, so the table keeps the
+# unprofiled figures), with the defaults and with the candidates together
+run "$LOGDIR/focus_profile.log" 60 env RK_PROFILE=1 build/bench/bench_bert --config base --dtype f16 --reps 5
+run "$LOGDIR/focus_profile.log" 60 env RK_PROFILE=1 RK_ATTN_FWD_VARIANT=6 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2 \
+    RK_MATMUL_GELU_VARIANT=2 build/bench/bench_bert --config base --dtype f16 --reps 5
+grep -a -E '^rk cuda profile|^  [A-Z_+]+ +[0-9]+ calls' "$LOGDIR/focus_profile.log" | head -n 40
 
 # compute-sanitizer on the new kernels: the wgmma attention cases, and one small case per fused GEMM variant
 SAN=$(command -v compute-sanitizer 2>/dev/null || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)

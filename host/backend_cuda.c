@@ -40,6 +40,20 @@
 #define RK_SYNC_DEBUG 0
 #endif
 
+/* RK_PROFILE=1: a pair of events around every op; the times are read back at synchronize (or when the pool is full)
+   and summed per kind, printed when the backend is freed. Kinds: the ops, plus MATMUL with the GELU epilogue and
+   MATMUL accumulating into dst, which run other kernels than the plain one. */
+#define RK_CUDA_PROF_EVENTS 1024
+#define RK_CUDA_PROF_KINDS  (RK_OP_COUNT + 2)
+
+struct cuda_prof {
+    cudaEvent_t ev[RK_CUDA_PROF_EVENTS][2];
+    int         kind[RK_CUDA_PROF_EVENTS];
+    int         n;                         /* pairs recorded and not read yet */
+    double      ms[RK_CUDA_PROF_KINDS];    /* summed */
+    long        calls[RK_CUDA_PROF_KINDS];
+};
+
 struct cuda_ctx {
     int                   device;
     int                   cc;          /* compute capability, major * 10 + minor */
@@ -50,7 +64,59 @@ struct cuda_ctx {
     float *               scratch;     /* device scratch of launchers that need one (cuda_scratch) */
     int64_t               scratch_n;   /* its size in floats */
     char                  name[320];
+    struct cuda_prof *    prof;        /* RK_PROFILE=1, else NULL */
 };
+
+static const char * prof_kind_name(int k) {
+    if (k == RK_OP_COUNT) return "MATMUL+GELU";
+    if (k == RK_OP_COUNT + 1) return "MATMUL+acc";
+    return rk_op_names[k];
+}
+
+/* Reads back every recorded pair (waits for the last one) into the sums. */
+static void prof_drain(struct cuda_prof * pr) {
+    if (pr->n == 0) return;
+    RK_CUDA_CHECK(cudaEventSynchronize(pr->ev[pr->n - 1][1]));
+    for (int i = 0; i < pr->n; i++) {
+        float ms = 0.f;
+        RK_CUDA_CHECK(cudaEventElapsedTime(&ms, pr->ev[i][0], pr->ev[i][1]));
+        pr->ms[pr->kind[i]] += ms;
+        pr->calls[pr->kind[i]]++;
+    }
+    pr->n = 0;
+}
+
+static void prof_report(const struct cuda_ctx * ctx) {
+    const struct cuda_prof * pr    = ctx->prof;
+    double                   total = 0.0;
+    for (int k = 0; k < RK_CUDA_PROF_KINDS; k++) total += pr->ms[k];
+    fprintf(stderr, "rk cuda profile (%s): %.3f ms in ops (events around each op, summed)\n", ctx->name, total);
+    for (int k = 0; k < RK_CUDA_PROF_KINDS; k++) {
+        if (pr->calls[k]) {
+            fprintf(stderr, "  %-13s %8ld calls %10.3f ms %8.4f ms/call %5.1f%%\n", prof_kind_name(k), pr->calls[k],
+                    pr->ms[k], pr->ms[k] / (double) pr->calls[k], 100.0 * pr->ms[k] / (total > 0 ? total : 1));
+        }
+    }
+}
+
+double rk_backend_cuda_profile_ms(struct rk_backend * be, enum rk_op op, long * calls) {
+    RK_ASSERT(be && be->device == RK_DEVICE_CUDA);
+    struct cuda_ctx * ctx = be->ctx;
+    if (calls) *calls = 0;
+    if (!ctx->prof || (int) op < 0 || (int) op >= RK_OP_COUNT) return 0.0;
+    RK_CUDA_CHECK(cudaSetDevice(ctx->device));
+    prof_drain(ctx->prof);
+    double ms = ctx->prof->ms[op];
+    long   n  = ctx->prof->calls[op];
+    if (op == RK_OP_MATMUL) {
+        for (int k = RK_OP_COUNT; k < RK_CUDA_PROF_KINDS; k++) {
+            ms += ctx->prof->ms[k];
+            n += ctx->prof->calls[k];
+        }
+    }
+    if (calls) *calls = n;
+    return ms;
+}
 
 void rk_fatal_cuda(const char * lib, const char * errstr, const char * expr, const char * func, const char * file,
                    int line) {
@@ -238,6 +304,14 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
     enum rk_status    s;
     RK_CUDA_CHECK(cudaSetDevice(ctx->device));
     nvtxRangePushA(opn);
+    struct cuda_prof * pr = ctx->prof;
+    if (pr) {
+        if (pr->n == RK_CUDA_PROF_EVENTS) prof_drain(pr);
+        pr->kind[pr->n] = c->op >= 0 && c->op < RK_OP_COUNT ? (int) c->op : 0;
+        if (c->op == RK_OP_MATMUL && c->p.matmul.act == RK_ACT_GELU) pr->kind[pr->n] = RK_OP_COUNT;
+        if (c->op == RK_OP_MATMUL && c->p.matmul.accumulate) pr->kind[pr->n] = RK_OP_COUNT + 1;
+        RK_CUDA_CHECK(cudaEventRecord(pr->ev[pr->n][0], st));
+    }
     switch (c->op) {
         case RK_OP_EMBED:
             s = rk_cuda_embed(c->dst, c->src[0], c->src[1], c->src[2], c->src[3], c->src[4], &c->p.embed, NULL, NULL,
@@ -319,6 +393,7 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
             rk_fatal_cuda("CUDA", cudaGetErrorString(err), what, __func__, __FILE__, __LINE__);
         }
     }
+    if (pr) RK_CUDA_CHECK(cudaEventRecord(pr->ev[pr->n++][1], st));
     nvtxRangePop();
     return s;
 }
@@ -361,6 +436,7 @@ static enum rk_status cuda_copy_to_host(struct rk_backend * be, void * dst, cons
 static enum rk_status cuda_synchronize(struct rk_backend * be) {
     struct cuda_ctx * ctx = be->ctx;
     RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    if (ctx->prof) prof_drain(ctx->prof);
     return RK_OK;
 }
 
@@ -368,6 +444,15 @@ static void cuda_destroy(struct rk_backend * be) {
     struct cuda_ctx * ctx = be->ctx;
     RK_CUDA_CHECK(cudaSetDevice(ctx->device));
     RK_CUDA_CHECK(cudaStreamSynchronize(ctx->stream));
+    if (ctx->prof) {
+        prof_drain(ctx->prof);
+        prof_report(ctx);
+        for (int i = 0; i < RK_CUDA_PROF_EVENTS; i++) {
+            RK_CUDA_CHECK(cudaEventDestroy(ctx->prof->ev[i][0]));
+            RK_CUDA_CHECK(cudaEventDestroy(ctx->prof->ev[i][1]));
+        }
+        free(ctx->prof);
+    }
     rk_cuda_blas_free(ctx->blas);
     RK_CUDA_FREE(ctx->scratch);
     RK_CUDA_CHECK(cudaStreamDestroy(ctx->stream));
@@ -417,6 +502,13 @@ struct rk_backend * rk_backend_cuda_init(int device) {
         RK_CUDA_CHECK(cudaStreamDestroy(ctx->stream));
         free(ctx);
         return NULL;
+    }
+    if (env_flag("RK_PROFILE")) {
+        ctx->prof = rk_xcalloc(1, sizeof(*ctx->prof));
+        for (int i = 0; i < RK_CUDA_PROF_EVENTS; i++) {
+            RK_CUDA_CHECK(cudaEventCreate(&ctx->prof->ev[i][0]));
+            RK_CUDA_CHECK(cudaEventCreate(&ctx->prof->ev[i][1]));
+        }
     }
     snprintf(ctx->name, sizeof(ctx->name), "cuda:%d (%s, sm_%d%s)", device, prop.name, cc,
              ctx->force_sm75 ? ", forced sm_75 path" : "");

@@ -273,6 +273,14 @@ cudaStream_t rk_backend_cuda_stream(struct rk_backend * be);
 bool         rk_backend_cuda_forced_sm75(struct rk_backend * be);
 /* The device's compute capability as 10 major + minor (75, 80, 86, 90). be must be CUDA. */
 int          rk_backend_cuda_cc(struct rk_backend * be);
+/*
+ * RK_PROFILE=1 (read when the backend is created): every op is timed on the device with a pair of CUDA events (GPU
+ * time from the op's first launch to its last, gaps between launches of one op included), summed per op (MATMUL also
+ * split into plain, with the GELU epilogue and accumulating), printed on stderr when the backend is freed. This
+ * returns the milliseconds summed so far for op (MATMUL: all three kinds) and their count in *calls (may be NULL);
+ * 0 without RK_PROFILE. Waits for the ops recorded so far. be must be CUDA.
+ */
+double       rk_backend_cuda_profile_ms(struct rk_backend * be, enum rk_op op, long * calls);
 
 #ifdef __cplusplus
 }

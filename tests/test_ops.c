@@ -1120,6 +1120,42 @@ Test(cuda_ops, variant_selection) {
 #endif
 }
 
+/* RK_PROFILE=1 on the CUDA backend: the ops are timed with events and summed per op, MATMUL's kinds together. */
+Test(cuda_ops, profile) {
+#ifdef RK_HAVE_CUDA
+    setenv("RK_PROFILE", "1", 1); /* this process only: Criterion runs each test in its own */
+    struct rk_backend * be = cuda_or_skip("PROFILE");
+    if (be->device != RK_DEVICE_CUDA) {
+        rk_backend_free(be);
+        cr_skip_test("the profile is the CUDA backend's");
+    }
+    const enum rk_dtype dt = be->act_dtype;
+    struct rk_tensor *  x  = rk_tensor_new(be, dt, 2, (int64_t[]) { 4, 64 }, "x");
+    struct rk_tensor *  w  = rk_tensor_new(be, dt, 2, (int64_t[]) { 128, 64 }, "w");
+    struct rk_tensor *  d  = rk_tensor_new(be, dt, 2, (int64_t[]) { 4, 128 }, "d");
+    cr_assert(x && w && d);
+    float * h = rk_xcalloc(128 * 64, sizeof(float));
+    for (int i = 0; i < 128 * 64; i++) h[i] = (float) ((i * 7) % 13 - 6) / 8.0f;
+    cr_assert(rk_tensor_set_f32(x, h) == RK_OK && rk_tensor_set_f32(w, h) == RK_OK);
+    cr_assert(rk_op_matmul(be, d, x, w, NULL, RK_ACT_NONE) == RK_OK);
+    cr_assert(rk_op_matmul(be, d, x, w, NULL, RK_ACT_GELU) == RK_OK);
+    cr_assert(rk_op_matmul_add(be, d, x, w, NULL) == RK_OK);
+    long         calls = -1;
+    const double ms    = rk_backend_cuda_profile_ms(be, RK_OP_MATMUL, &calls);
+    cr_assert_eq(calls, 3, "three MATMUL calls (plain, GELU, accumulate), got %ld", calls);
+    cr_assert(ms > 0.0 && isfinite(ms), "MATMUL time %g ms", ms);
+    cr_assert_eq(rk_backend_cuda_profile_ms(be, RK_OP_SOFTMAX, &calls), 0.0);
+    cr_assert_eq(calls, 0);
+    free(h);
+    rk_tensor_free(x);
+    rk_tensor_free(w);
+    rk_tensor_free(d);
+    rk_backend_free(be);
+#else
+    cr_skip_test("no CUDA in this build");
+#endif
+}
+
 Test(cuda_ops, unsupported_is_reported) {
     struct rk_backend * be = cuda_or_skip("UNSUPPORTED");
     struct odd_views    v;
