@@ -243,7 +243,9 @@ void run_block() {
     block_seq++;
     memset(smem, 0xff, smem_top); /* NaN: a read of shared memory this block never wrote shows up */
     memset(smem_async, 0xff, smem_top);
-    memset(cp_landing, 0, sizeof(cp_landing)); /* a block that faulted may have left copies in flight */
+    /* copies never waited for end the run (a thread that returns with one faults), so only defensively: the bytes in
+       use, not the whole 512 KiB table, for every block of every launch */
+    memset(cp_landing, 0, smem_top * sizeof(cp_landing[0]));
     for (int w = 0; w < 32; w++) warps[w] = warp_state{ 0, 0, 0, 0, 0, nullptr, nullptr, 0 };
     for (int g = 0; g < 8; g++) wgroups[g] = wgroup_state{ 0, 0, nullptr, nullptr, 0 };
     blk  = block_state{ 0, 0, 0, 0, { 0, 0 }, nullptr, 0 };
