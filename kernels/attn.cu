@@ -21,8 +21,9 @@
  *   v6  attn_fwd_kernel_wg<HS, 6>: Hopper warpgroup MMA (wgmma, sm_90a; kernels/wgmma.cuh), one warpgroup per
  *       64 query rows, 128-key tiles at HS = 64, 64-key at HS = 128; Q, K, V in 128-byte-swizzled shared memory.
  *   v7  v6 with the other key tile (64 at HS = 64, 128 at HS = 128).  v8  v6 with two warpgroups (128 rows), 64 keys.
- *   v9  attn_fwd_kernel_wgp<HS>: v6's tiles, P V of tile t-1 overlapped with the softmax of tile t (FA3).
- *   v6-v9 run only on sm_90 and have never run on a GPU: not chosen automatically (RK_ATTN_FWD_VARIANT=N forces).
+ *   v9  attn_fwd_kernel_wgp<HS, 9>: v6's tiles, P V of tile t-1 overlapped with the softmax of tile t (FA3).
+ *   v10 attn_fwd_kernel_wgp<HS, 10>: v9 with two warpgroups (128 rows) sharing 128-key tiles, one CTA per SM.
+ *   v6-v10 run only on sm_90 and have never run on a GPU: not chosen automatically (RK_ATTN_FWD_VARIANT=N forces).
  * The sm_75 path (a real sm_75 card, or force_sm75) runs v2 with fp16 mma.sync m16n8k8 and synchronous tile
  * loads (no cp.async); bf16 there goes to v1.
  *
@@ -791,16 +792,23 @@ static __global__ void __launch_bounds__(attn_wg_cfg<HS, V>::THREADS, (attn_wg_c
     attn_wg_epilogue<HS, BM, BF16>(o, row_m, row_l, sQ, a, b, h, m0, wrow, lane);
 }
 
-/* ---- v9: wgmma with the products of consecutive tiles overlapped inside the warpgroup ------------------------ */
+/* ---- v9, v10: wgmma with the products of consecutive tiles overlapped inside the warpgroup ------------------------ */
 
 /*
- * One warpgroup, 64 query rows, BN = 128 keys at HS = 64 and 64 at HS = 128 (v6's tiles). Shared memory: sQ, two
- * stages of K, two of V, two mask buffers (each loaded with its K), 1 KB of alignment slack.
+ * v9: one warpgroup, 64 query rows, BN = 128 keys at HS = 64 and 64 at HS = 128 (v6's tiles), 2 CTAs per SM.
+ * v10: two warpgroups, 128 query rows (each K/V tile serves both, as v8), BN = 128 keys at both head sizes (S is
+ * m64n128 per warpgroup, FA3's causal tile at HS = 128), one CTA of 8 warps per SM (registers: S, O and the packed P
+ * of the previous tile live together). Shared memory: sQ, two stages of K, two of V, two mask buffers (each loaded
+ * with its K), 1 KB of alignment slack: 73 / 81.5 KB (v9), 81 / 161 KB (v10, HS = 64 / 128).
  */
-template <int HS> struct attn_wgp_cfg {
+template <int HS, int V> struct attn_wgp_cfg {
     static_assert(HS == 64 || HS == 128, "HS");
-    static constexpr int BM       = 64;
-    static constexpr int BN       = HS == 64 ? 128 : 64;
+    static_assert(V == 9 || V == 10, "variant");
+    static constexpr int NWG      = V == 10 ? 2 : 1;
+    static constexpr int THREADS  = 128 * NWG;
+    static constexpr int BM       = 64 * NWG;
+    static constexpr int BN       = V == 10 || HS == 64 ? 128 : 64;
+    static constexpr int MIN_BLOCKS = V == 10 ? 1 : 2;
     static constexpr int CPR      = HS / 8;
     static constexpr int Q_BYTES  = BM * HS * 2;
     static constexpr int KV_BYTES = BN * HS * 2;
@@ -817,12 +825,14 @@ template <int HS> struct attn_wgp_cfg {
  * 9.7.15.7): that barrier is the first point where all four warps have waited for S(t-1) and P(t-2) V(t-2) (the
  * earlier version loaded K(t+2) right after its own warp's wait for S(t); the emulator's asynchrony model caught
  * it). The top of iteration i waits for every cp.async group (the newest holds K(t), mask(t), V(t-1)): one
- * iteration of lead, as v6. grid, block and row ownership as v6.
+ * iteration of lead, as v6. grid and row ownership as v6 (v9) and v8 (v10: warpgroup wg multiplies the 64 rows of
+ * sQ from row 64 wg); block C::THREADS.
  */
-template <int HS, bool BF16>
-static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_wgp(const struct attn_args a) {
-    using C = attn_wgp_cfg<HS>;
-    constexpr int BM = C::BM, BN = C::BN, CPR = C::CPR, PSTEPS = BN / 16, NT = RK_ATTN_TC_THREADS;
+template <int HS, int V, bool BF16>
+static __global__ void __launch_bounds__(attn_wgp_cfg<HS, V>::THREADS, (attn_wgp_cfg<HS, V>::MIN_BLOCKS))
+    attn_fwd_kernel_wgp(const struct attn_args a) {
+    using C = attn_wgp_cfg<HS, V>;
+    constexpr int BM = C::BM, BN = C::BN, CPR = C::CPR, PSTEPS = BN / 16, NT = C::THREADS;
     extern __shared__ __align__(128) unsigned char attn_wg_smem[];
     unsigned char * sQ    = attn_wg_smem_base(attn_wg_smem);
     unsigned char * sK    = sQ + C::Q_BYTES;          /* stage st at sK + st * KV_BYTES */
@@ -853,7 +863,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
     if (t_begin < t_end) load_k(t_begin);
     attn_cp_async_commit<false>();
 
-    const uint32_t q_addr = attn_smem_u32(sQ);
+    const uint32_t q_addr = attn_smem_u32(sQ) + (uint32_t) (warp >> 2) * 64 * 128; /* this warpgroup's 64 rows */
     const uint32_t k_addr = attn_smem_u32(sK), v_addr = attn_smem_u32(sV);
 
     float    o[HS / 2];
@@ -928,6 +938,7 @@ static __global__ void __launch_bounds__(RK_ATTN_TC_THREADS, 2) attn_fwd_kernel_
 
 static const char * const attn_variant_names[RK_ATTN_FWD_N_VARIANTS] = {
     "auto", "plain", "tc64x64", "tc128x64", "tc64x64lean", "tc128x128", "wgmma", "wgmma-alt", "wgmma-2wg", "wgmma-pipe",
+    "wgmma-2wg-pipe",
 };
 
 extern "C" const char * rk_cuda_attn_fwd_variant_name(int variant) {
@@ -990,7 +1001,7 @@ static enum rk_status attn_launch_tc(const struct attn_args & a, int variant, in
     return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: variant %d does not take HS=%d", variant, HS);
 }
 
-/* Launches a wgmma variant (6, 7, 8; v9 below); UNSUPPORTED when its shared memory exceeds the device's opt-in limit. */
+/* Launches a wgmma variant (6, 7, 8; v9 and v10 below); UNSUPPORTED when its shared memory exceeds the device's opt-in limit. */
 template <int HS, int V, bool BF16>
 static enum rk_status attn_launch_wg(const struct attn_args & a, int B, int NH, int smem_optin, cudaStream_t stream) {
     using C = attn_wg_cfg<HS, V>;
@@ -1006,18 +1017,18 @@ static enum rk_status attn_launch_wg(const struct attn_args & a, int B, int NH, 
     return RK_OK;
 }
 
-/* Launches v9 (same contract as attn_launch_wg). */
-template <int HS, bool BF16>
+/* Launches v9 or v10 (same contract as attn_launch_wg). */
+template <int HS, int V, bool BF16>
 static enum rk_status attn_launch_wgp(const struct attn_args & a, int B, int NH, int smem_optin, cudaStream_t stream) {
-    using C = attn_wgp_cfg<HS>;
+    using C = attn_wgp_cfg<HS, V>;
     if (C::SMEM > smem_optin) {
         return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: tile %dx%d needs %d bytes of shared memory, device allows %d",
                             C::BM, C::BN, C::SMEM, smem_optin);
     }
-    RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_wgp<HS, BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_wgp<HS, V, BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        C::SMEM));
     const dim3 grid((unsigned) ((a.Tq + C::BM - 1) / C::BM), (unsigned) NH, (unsigned) B);
-    attn_fwd_kernel_wgp<HS, BF16><<<grid, RK_ATTN_TC_THREADS, C::SMEM, stream>>>(a);
+    attn_fwd_kernel_wgp<HS, V, BF16><<<grid, C::THREADS, C::SMEM, stream>>>(a);
     RK_CUDA_CHECK(cudaGetLastError());
     return RK_OK;
 }
@@ -1035,9 +1046,12 @@ static enum rk_status attn_launch_wg_hs(const struct attn_args & a, int variant,
         case 8:
             return bf16 ? attn_launch_wg<HS, 8, true>(a, B, NH, smem_optin, stream)
                         : attn_launch_wg<HS, 8, false>(a, B, NH, smem_optin, stream);
+        case 9:
+            return bf16 ? attn_launch_wgp<HS, 9, true>(a, B, NH, smem_optin, stream)
+                        : attn_launch_wgp<HS, 9, false>(a, B, NH, smem_optin, stream);
         default:
-            return bf16 ? attn_launch_wgp<HS, true>(a, B, NH, smem_optin, stream)
-                        : attn_launch_wgp<HS, false>(a, B, NH, smem_optin, stream);
+            return bf16 ? attn_launch_wgp<HS, 10, true>(a, B, NH, smem_optin, stream)
+                        : attn_launch_wgp<HS, 10, false>(a, B, NH, smem_optin, stream);
     }
 }
 
@@ -1137,7 +1151,7 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
     const bool tc_ok = (HS == 32 || HS == 64 || HS == 128) && attn_aligned16(q) && attn_aligned16(k) &&
                        attn_aligned16(v) && attn_aligned16(dst) && p->scale > 0.f && isfinite(p->scale) &&
                        !(sm75 && bf16);
-    /* wgmma (v6 to v9): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
+    /* wgmma (v6 to v10): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
     const bool wg_ok = tc_ok && !sm75 && cc == 90 && (HS == 64 || HS == 128);
     if (variant == 0) {
         /* RK_ATTN_FWD_VARIANT when it names a variant that takes this call (unset: 0, the table below) */

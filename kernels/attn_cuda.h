@@ -46,12 +46,13 @@ enum rk_status rk_cuda_attn_fwd(struct rk_tensor * dst, const struct rk_tensor *
  *   7  wgmma, 64 query rows x 64 keys at HS = 64, x 128 keys at HS = 128 (sm_90 only)
  *   8  wgmma, two warpgroups: 128 query rows x 64 keys (sm_90 only)
  *   9  wgmma as 6, with the products of consecutive key tiles overlapped with the softmax (sm_90 only)
- * Variants 2..9 need HS in {32, 64, 128} (4: HS = 128 only; 5: HS <= 64; 6 to 9: HS 64 or 128 on an sm_90 device,
+ *  10  wgmma as 9 with two warpgroups: 128 query rows x 128 keys, one CTA per SM (sm_90 only)
+ * Variants 2..10 need HS in {32, 64, 128} (4: HS = 128 only; 5: HS <= 64; 6 to 10: HS 64 or 128 on an sm_90 device,
  * not on the sm_75 path), 16-byte aligned rows and scale > 0; otherwise they return RK_STATUS_UNSUPPORTED. Same
  * contract as rk_cuda_attn_fwd otherwise. The environment variable RK_ATTN_FWD_VARIANT=N makes the automatic choice
  * take variant N for every call that N takes (read once per process).
  */
-#define RK_ATTN_FWD_N_VARIANTS 10
+#define RK_ATTN_FWD_N_VARIANTS 11
 
 enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const struct rk_tensor * q,
                                         const struct rk_tensor * k, const struct rk_tensor * v,
