@@ -140,7 +140,7 @@ SAN_TARGETS=(
     "ln_bwd|build/tests/test_ops_bwd|cuda_ops_bwd/layernorm_bwd|LAYERNORM_BWD(dtype=bf16,N=77,C=768|LAYERNORM_BWD(dtype=bf16,N=5,C=4103"
     "embed_bwd|build/tests/test_ops_train|cuda_train_ops/embed_bwd|B=2,T=77,C=768|B=1,T=1,C=5"
     "lora|build/tests/test_lora|lora_cuda/parity|LORA_FWD(dtype=bf16,M=64|LORA_BWD(dtype=bf16,M=64"
-    "mm_gelu_wg|build/tests/test_ops|cuda_ops/matmul|M=200,N=512,K=128,bias=1,gelu=1,x_pad=16,dst_pad=48)[variant=mm-|M=300,N=384,K=448,bias=1,gelu=1,x_pad=0,dst_pad=0)[variant=mm-"
+    "mm_gelu|build/tests/test_ops|cuda_ops/matmul|M=200,N=512,K=128,bias=1,gelu=1,x_pad=16,dst_pad=48)[variant=mm-|M=300,N=384,K=448,bias=1,gelu=1,x_pad=0,dst_pad=0)[variant=mm-"
 )
 SAN=$(command -v compute-sanitizer 2>/dev/null)
 for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
@@ -247,8 +247,9 @@ if [ -x build/bench/bench_attn ] && nvidia-smi --query-gpu=compute_cap --format=
     for v in 6 7 8 9 10; do
         EXTRA+=("build/bench/bench_attn --variant $v" "env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base")
     done
-    # the fused wgmma FFN-up GEMM + GELU (kernels/matmul_wg.cu; bench_matmul times it alone, keys "@v2", "@v3")
-    for v in 2 3 4; do EXTRA+=("env RK_MATMUL_GELU_VARIANT=$v build/bench/bench_bert --config base"); done
+    # the fused FFN-up GEMM + GELU (kernels/matmul_gelu.cu: wgmma 2-4, mma.sync 5; bench_matmul times it alone,
+    # keys "@v2".."@v5")
+    for v in 2 3 4 5; do EXTRA+=("env RK_MATMUL_GELU_VARIANT=$v build/bench/bench_bert --config base"); done
 fi
 [ -x build/bench/bench_ops ] && EXTRA+=("build/bench/bench_ops gelu --variant all" "build/bench/bench_ops layernorm --variant all")
 # the BERT forward with the residual added by the LayerNorm (the path before it moved into the GEMM epilogue)

@@ -4,7 +4,8 @@
  *   build/bench/bench_matmul [--reps N]
  *
  * The shapes with GELU are timed with the default path (key without suffix) and then with every matmul + GELU
- * variant (kernels/matmul_wg.cu header: 1 cuBLASLt + GELU pass, 2 and 3 the fused wgmma kernels, sm_90 only),
+ * variant (kernels/matmul_gelu.cu header: 1 cuBLASLt + GELU pass, 2 to 4 the fused wgmma kernels, sm_90 only, 5 the
+ * fused mma.sync kernel, sm_80 and newer),
  * keys "<key>@vN", each checked against the CPU first; a fused variant the device cannot run is reported, not timed.
  *
  * First checks the CUDA op against the CPU reference (rk_cpu_matmul) on a small awkward case with bias and GELU;
@@ -151,15 +152,15 @@ int main(int argc, char ** argv) {
     int     failed = 0;
     for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
         const struct shape * s = &shapes[si];
-        /* GELU shapes: the default, then every matmul + GELU variant (kernels/matmul_wg.cu), keys "@vN" */
+        /* GELU shapes: the default, then every matmul + GELU variant (kernels/matmul_gelu.cu), keys "@vN" */
         const int nv = s->act == RK_ACT_GELU ? RK_MATMUL_GELU_N_VARIANTS : 1;
         for (int v = 0; v < nv; v++) {
             RK_ASSERT(rk_cuda_matmul_gelu_set_variant(v) == RK_OK);
             struct rk_tensor * tx, *tw, *tb, *td;
-            const uint64_t     fused0 = rk_cuda_matmul_gelu_wg_calls();
+            const uint64_t     fused0 = rk_cuda_matmul_gelu_fused_calls();
             if (!run_and_check(be, s, 16, &tx, &tw, &tb, &td)) {
                 failed++;
-            } else if (v >= 2 && rk_cuda_matmul_gelu_wg_calls() == fused0) {
+            } else if (v >= 2 && rk_cuda_matmul_gelu_fused_calls() == fused0) {
                 printf("matmul %-32s variant %s: not taken on this device (falls back to variant 1)\n", s->what,
                        rk_cuda_matmul_gelu_variant_name(v));
             } else {

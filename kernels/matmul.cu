@@ -20,7 +20,7 @@
  * gelu(approximate="tanh") into it, and its non-Lt path applies gelu "tanh" to match). BERT uses the erf form,
  * which differs by up to ~5e-4 in absolute value, so we do NOT use that epilogue: the bias goes in the cuBLASLt
  * epilogue and the erf GELU runs as a separate in-place kernel (rk_cuda_bias_act, kernels/elementwise.cu), or, on
- * sm_90 when RK_MATMUL_GELU_VARIANT asks for it, the fused wgmma GEMM of kernels/matmul_wg.cu does all three.
+ * sm_90 when RK_MATMUL_GELU_VARIANT asks for it, the fused wgmma GEMM of kernels/matmul_gelu.cu does all three.
  *
  * Plans: the matmul descriptor, the three layouts and the heuristic's algorithm are cached per shape, strides,
  * dtype, epilogue and pointer alignment (the heuristic assumes 256-byte aligned buffers unless told otherwise, and
@@ -224,10 +224,10 @@ extern "C" enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_t
     if (M == 0 || N == 0) return RK_OK;
     if (K == 0) return rk_set_error(RK_STATUS_ARG, "cuda matmul: K = 0");
     if (p->act == RK_ACT_GELU && !p->accumulate) {
-        /* the fused GEMM + bias + GELU (kernels/matmul_wg.cu) when the variant asks for it and it takes the call */
+        /* the fused GEMM + bias + GELU (kernels/matmul_gelu.cu) when the variant asks for it and it takes the call */
         const int v = rk_cuda_matmul_gelu_variant();
         if (v >= 2) {
-            const enum rk_status st = rk_cuda_matmul_gelu_wg(dst, x, w, bias, v, stream);
+            const enum rk_status st = rk_cuda_matmul_gelu_fused(dst, x, w, bias, v, stream);
             if (st != RK_STATUS_UNSUPPORTED) return st;
             rk_clear_error();
         }

@@ -1,5 +1,5 @@
 /*
- * wgmma.cuh: the Hopper warpgroup MMA (wgmma.mma_async, sm_90a) as the attention kernels and kernels/matmul_wg.cu
+ * wgmma.cuh: the Hopper warpgroup MMA (wgmma.mma_async, sm_90a) as the attention kernels and kernels/matmul_gelu.cu
  * use it, and the shared memory layout it reads. Only compiled into real instructions for sm_90a (nvcc defines __CUDA_ARCH_FEAT_SM90_ALL
  * there); on every other target the functions trap, and launchers never pick a wgmma kernel on a device that is
  * not compute capability 9.0. Design: docs/ATTN.md ("wgmma kernel").
@@ -149,7 +149,7 @@ static __device__ __forceinline__ void wg_mma_ss(float (&d)[N / 2], uint64_t da,
                          : RK_WG_ACC32
                          : "l"(da), "l"(db), "r"(accumulate));
         }
-    } else if constexpr (N == 256) { /* the GEMM of kernels/matmul_wg.cu */
+    } else if constexpr (N == 256) { /* the GEMM of kernels/matmul_gelu.cu */
         if constexpr (BF16) {
             asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
                          "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " RK_WG_D256 ", %128, %129, p, 1, 1, 0, 0;\n}\n"
@@ -228,7 +228,7 @@ static __device__ __forceinline__ void wg_mma_rs_tb(float (&d)[N / 2], const uin
 /*
  * Rows [row0, row0 + ROWS) of a strided (n_valid, 8 CPR) 16-bit matrix (stride in bytes) into a 128-byte-swizzled
  * tile (wg_swz) with cp.async; rows >= n_valid are zero-filled (nothing read there). The attention kernels load Q, K
- * and V with it, the GEMM of kernels/matmul_wg.cu its 64-column k-blocks. Consecutive threads copy consecutive
+ * and V with it, the GEMM of kernels/matmul_gelu.cu its 64-column k-blocks. Consecutive threads copy consecutive
  * 16-byte chunks of a row: coalesced.
  */
 template <int ROWS, int CPR, int THREADS>

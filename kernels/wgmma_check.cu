@@ -10,7 +10,7 @@
  * out, with plain 16-byte stores), then fence.proxy.async and a barrier, then:
  *   ss     D (64 x N) = [C +] A (64 x K) B^T, A and B (N x K) K-major, K = 128: eight wg_mma_ss<N> with
  *          wg_desc(addr + panel (kk / 4) + 32 (kk % 4) bytes, 16, 1024), i.e. k-steps inside a 128-byte row and
- *          across the two 64-column panels; N = 64, 128 and 256 (the GEMM of kernels/matmul_wg.cu), bf16 and f16,
+ *          across the two 64-column panels; N = 64, 128 and 256 (the GEMM of kernels/matmul_gelu.cu), bf16 and f16,
  *          scale-d 0 (D starts as NaN, the first k-step has scale-d 0, as S = Q K^T) and 1 (D starts as C, every
  *          k-step accumulates).
  *   rs     D (64 x N) = [C +] P (64 x K) V (K x N), K = 128 keys: P is loaded into an accumulator-layout register
@@ -392,7 +392,7 @@ static enum rk_status wgc_run(const struct wgc_combo * cb, int defect, char * ms
 static const struct wgc_combo wgc_combos[] = {
     WGC_SS_COMBOS(64, true, "bf16"),  WGC_SS_COMBOS(64, false, "f16"),
     WGC_SS_COMBOS(128, true, "bf16"), WGC_SS_COMBOS(128, false, "f16"),
-    WGC_SS_COMBOS(256, true, "bf16"), WGC_SS_COMBOS(256, false, "f16"), /* the GEMM of kernels/matmul_wg.cu */
+    WGC_SS_COMBOS(256, true, "bf16"), WGC_SS_COMBOS(256, false, "f16"), /* the GEMM of kernels/matmul_gelu.cu */
     WGC_RS_COMBOS(64, true, "bf16"),  WGC_RS_COMBOS(64, false, "f16"),
     WGC_RS_COMBOS(128, true, "bf16"), WGC_RS_COMBOS(128, false, "f16"),
     /* the tile shapes of attn_wg_cfg: v6 (BN 128 at HS 64, 64 at HS 128), v7 (the other), v8 (two warpgroups) */

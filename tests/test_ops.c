@@ -236,7 +236,7 @@ static const struct mm_case mm_cases[] = {
     { RK_DTYPE_BF16, 77, 768, 768, true, false, 1536, 0, false }, /* x = a 768-column slice of a (77, 2304) buffer */
     { RK_DTYPE_BF16, 33, 64, 96, true, true, 37, 3, false },       /* odd strides: cuBLAS fallback territory */
     { RK_DTYPE_BF16, 130, 96, 64, false, true, 0, 8, false },
-    /* the fused wgmma GEMM + GELU (matmul + GELU variants 2 to 4; kernels/matmul_wg.cu): M a partial tile, two N tiles,
+    /* the fused GEMM + GELU (matmul + GELU variants 2 to 5; kernels/matmul_gelu.cu): M a partial tile, two N tiles,
      * padded rows; one exact tile with one k-block and no bias; a MiniLM FFN-up shape with 3 rows; N = 384 (3 tiles
      * of 128, not of 256: variant 2 falls back) */
     { RK_DTYPE_F16, 200, 512, 128, true, true, 16, 48, false },
@@ -310,13 +310,15 @@ static int run_matmul(struct rk_backend * be, const struct mm_case * c, const ch
     return rc;
 }
 
-/* True when the fused wgmma GEMM of matmul + GELU variant v must take case c on this backend: the limits that
-   kernels/cuda_ops.h documents for rk_cuda_matmul_gelu_wg (the harness's buffers are 256-byte aligned, a padded view
+/* True when the fused GEMM of matmul + GELU variant v must take case c on this backend: the limits that
+   kernels/cuda_ops.h documents for rk_cuda_matmul_gelu_fused (sm_90 for the wgmma variants 2-4, sm_80 and newer for
+   the mma.sync variant 5: every device the suites run on has its 96 KB of shared memory) (the harness's buffers are 256-byte aligned, a padded view
    starts pad / 2 elements into its buffer). */
 static bool mm_wg_takes(struct rk_backend * be, const struct mm_case * c, int v) {
 #ifdef RK_HAVE_CUDA
-    const int64_t bn = rk_cuda_matmul_gelu_wg_tile_n(v);
-    return be->device == RK_DEVICE_CUDA && rk_backend_cuda_cc(be) == 90 && bn > 0 && c->gelu && !c->acc &&
+    const int64_t bn = rk_cuda_matmul_gelu_tile_n(v);
+    const int     cc = be->device == RK_DEVICE_CUDA ? rk_backend_cuda_cc(be) : 0;
+    return be->device == RK_DEVICE_CUDA && (v == 5 ? cc >= 80 : cc == 90) && bn > 0 && c->gelu && !c->acc &&
            c->dt != RK_DTYPE_F32 && c->K % 64 == 0 && c->N % bn == 0 && (c->K + c->x_pad) % 8 == 0 &&
            (c->N + c->d_pad) % 8 == 0 && (c->x_pad / 2) % 8 == 0 && (c->d_pad / 2) % 8 == 0;
 #else
@@ -329,7 +331,7 @@ static bool mm_wg_takes(struct rk_backend * be, const struct mm_case * c, int v)
 
 static uint64_t mm_wg_calls(struct rk_backend * be) {
 #ifdef RK_HAVE_CUDA
-    if (be->device == RK_DEVICE_CUDA) return rk_cuda_matmul_gelu_wg_calls();
+    if (be->device == RK_DEVICE_CUDA) return rk_cuda_matmul_gelu_fused_calls();
 #endif
     (void) be;
     return 0;
@@ -368,7 +370,7 @@ Test(cuda_ops, matmul) {
             int            rc     = run_matmul(be, c, cs, &r);
             const bool     fused  = mm_wg_calls(be) != calls0, want = mv >= 2 && mm_wg_takes(be, c, mv);
             if (rc == CASE_PASS && fused != want) {
-                fprintf(stderr, "    %s: the fused wgmma kernel %s\n", cs, want ? "did not run" : "ran outside its limits");
+                fprintf(stderr, "    %s: the fused kernel %s\n", cs, want ? "did not run" : "ran outside its limits");
                 rc = CASE_FAIL;
             }
             tally_add(&t, cs, rc, t0);
@@ -1103,18 +1105,20 @@ Test(cuda_ops, variant_selection) {
     for (int v = 0; v < RK_GELU_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_gelu_variant_name(v), "?") != 0);
     for (int v = 0; v < RK_LAYERNORM_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_layernorm_variant_name(v), "?") != 0);
     cr_assert_str_eq(rk_cuda_gelu_variant_name(RK_GELU_N_VARIANTS), "?");
-    /* the matmul + GELU choice: the same knob; only 2 to 4 have a fused kernel, whose launcher refuses the others */
+    /* the matmul + GELU choice: the same knob; only 2 to 5 have a fused kernel, whose launcher refuses the others */
     setenv("RK_MATMUL_GELU_VARIANT", "3", 1);
     cr_assert_eq(rk_cuda_matmul_gelu_variant(), 3);
     cr_assert(rk_cuda_matmul_gelu_set_variant(1) == RK_OK);
     cr_assert_eq(rk_cuda_matmul_gelu_variant(), 1);
     cr_assert(rk_cuda_matmul_gelu_set_variant(RK_MATMUL_GELU_N_VARIANTS) == RK_STATUS_ARG);
     for (int v = 0; v < RK_MATMUL_GELU_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_matmul_gelu_variant_name(v), "?") != 0);
-    cr_assert_eq(rk_cuda_matmul_gelu_wg_tile_n(1), 0);
-    cr_assert_eq(rk_cuda_matmul_gelu_wg_tile_n(2), 256);
-    cr_assert_eq(rk_cuda_matmul_gelu_wg_tile_n(3), 128);
-    cr_assert_eq(rk_cuda_matmul_gelu_wg_tile_n(4), 256);
-    cr_assert(rk_cuda_matmul_gelu_wg(NULL, NULL, NULL, NULL, 1, NULL) == RK_STATUS_ARG);
+    cr_assert_eq(rk_cuda_matmul_gelu_tile_n(1), 0);
+    cr_assert_eq(rk_cuda_matmul_gelu_tile_n(2), 256);
+    cr_assert_eq(rk_cuda_matmul_gelu_tile_n(3), 128);
+    cr_assert_eq(rk_cuda_matmul_gelu_tile_n(4), 256);
+    cr_assert_eq(rk_cuda_matmul_gelu_tile_n(5), 128);
+    cr_assert_eq(rk_cuda_matmul_gelu_tile_n(RK_MATMUL_GELU_N_VARIANTS), 0);
+    cr_assert(rk_cuda_matmul_gelu_fused(NULL, NULL, NULL, NULL, 1, NULL) == RK_STATUS_ARG);
 #else
     cr_skip_test("no CUDA in this build");
 #endif

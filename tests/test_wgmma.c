@@ -1,7 +1,7 @@
 /*
  * test_wgmma.c: the device self-test of the Hopper warpgroup-MMA primitives (kernels/wgmma_check.cu) as the
  * attention kernel's wgmma variants (6, 7, 8) use them: every combo (wgmma SS at N = 64, 128 and 256, the last
- * for the GEMM of kernels/matmul_wg.cu, RS at N = 64 and 128, bf16 and f16, scale-d 0 and 1, and the attention
+ * for the GEMM of kernels/matmul_gelu.cu, RS at N = 64 and 128, bf16 and f16, scale-d 0 and 1, and the attention
  * chain S = Q K^T, P = 16-bit(S), O = P V at each variant's tile shape) is one case "WGMMA(combo=<name>)", printed
  * with its result and selected with RK_TEST_FILTER, e.g.
  *     RK_TEST_FILTER='combo=rs|chain-v8' build/tests/test_wgmma

@@ -29,7 +29,7 @@ run test_ops "$dir/tests/test_ops" --jobs "$jobs"
 # the cublasGemmEx fallback of the forward matmul (the emulated cuBLASLt heuristic offers no algorithm)
 run "test_ops matmul, no cuBLASLt algorithm" env EMU_LT_HEURISTIC=0 "$dir/tests/test_ops" --jobs "$jobs" \
     --filter 'cuda_ops/matmul'
-# the fused wgmma GEMM + GELU (kernels/matmul_wg.cu) with cp.async data landing at issue: a stage reloaded while a
+# the fused wgmma GEMM + GELU (kernels/matmul_gelu.cu) with cp.async data landing at issue: a stage reloaded while a
 # wgmma may still read it gives wrong products or an async-proxy error here (checked: one stage too many ahead fails);
 # 3 multiprocessors, so that the persistent variant walks several tiles per block and prefetches across them
 run "test_ops matmul, fused GEMM + GELU, early cp.async" env EMU_CP_ASYNC=early EMU_SM_COUNT=3 RK_TEST_FILTER='variant=mm-' \
@@ -58,7 +58,7 @@ if [ -x "$dir/bench/bench_bert" ]; then
     # residual in the LayerNorm)
     for env in RK_EMU_DEFAULTS=1 RK_BERT_RESIDUAL_VARIANT=2 RK_ATTN_FWD_VARIANT=6 RK_ATTN_FWD_VARIANT=8 RK_ATTN_FWD_VARIANT=10 \
         "RK_ATTN_FWD_VARIANT=9 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2" "RK_ATTN_FWD_VARIANT=7 RK_GELU_VARIANT=4 RK_LAYERNORM_VARIANT=4" \
-        RK_MATMUL_GELU_VARIANT=2 RK_MATMUL_GELU_VARIANT=3 RK_MATMUL_GELU_VARIANT=4; do
+        RK_MATMUL_GELU_VARIANT=2 RK_MATMUL_GELU_VARIANT=3 RK_MATMUL_GELU_VARIANT=4 RK_MATMUL_GELU_VARIANT=5; do
         run "bench_bert model check ($env)" env $env "$dir/bench/bench_bert" --config base --dtype "$dt" --B 1 --T 16 \
             --reps 0
     done

@@ -1,12 +1,12 @@
 /*
- * matmul_wg.cu: RK_OP_MATMUL with the GELU in the GEMM's epilogue, dst = gelu(x w^T + bias), on Hopper (wgmma,
- * sm_90a; kernels/wgmma.cuh). cuBLASLt has no erf-GELU epilogue (its GELU is the tanh form, kernels/matmul.cu), so the
+ * matmul_gelu.cu: RK_OP_MATMUL with the GELU in the GEMM's epilogue, dst = gelu(x w^T + bias): on Hopper with the
+ * warpgroup MMA (wgmma, sm_90a; kernels/wgmma.cuh), and on sm_80 and newer (A100, A40, and Hopper too) with mma.sync. cuBLASLt has no erf-GELU epilogue (its GELU is the tanh form, kernels/matmul.cu), so the
  * default path writes x w^T + bias and runs a separate GELU pass over the (M, N) result: at BERT-base B64 T256 the
  * FFN-up GEMM is 0.11 ms and the pass another 0.077 ms (201 MB read and written; docs/PERF.md, H200: "16384 x 3072 x
  * 768 + bias + GELU" at 403 TFLOP/s against 747 for the same GEMM shape without it). Here the accumulators get the
  * bias and the GELU in registers and the result is written once: the fused kernel beats the two-pass path whenever it
  * reaches more than ~413 TFLOP/s on that shape. CPU reference: rk_cpu_matmul (kernels/matmul_cpu.c); parity: the
- * MATMUL cases with gelu=1 in tests/test_ops.c ("[variant=wg...]") and cuda_ops/matmul_gelu_wg.
+ * MATMUL cases with gelu=1 in tests/test_ops.c ("[variant=mm-v...]").
  *
  * Variants of the matmul + GELU (RK_MATMUL_GELU_VARIANT=N or rk_cuda_matmul_gelu_set_variant, kernels/cuda_ops.h):
  *   1  cuBLASLt (bias epilogue), then the GELU pass of kernels/elementwise.cu (the default until measured)
@@ -16,6 +16,9 @@
  *      before the next barrier, two CTAs per SM (the other CTA's MMAs fill the gaps and overlap the epilogue)
  *   4  v2 persistent: one CTA per SM walks the tiles and loads the first two k-blocks of its next tile before the
  *      epilogue of the current one (v2 waits for them after a new CTA starts, with the tensor cores idle)
+ *   5  matmul_gelu_kernel_mma<3>: mma.sync m16n8k16 (sm_80 and newer: the A100/A40 path, and on Hopper a
+ *      fallback should the wgmma kernels fail there), CTA tile 128 x 128, 8 warps of 64 x 32, 3 stages of 64-column
+ *      k-blocks (96 KB: two CTAs per SM on sm_90, one on sm_80/86), ldmatrix fragments; the same epilogue
  *
  * The kernel, per CTA (256 threads = warpgroups 0 and 1, rows [64 wg, 64 wg + 64) of the tile):
  *   k-blocks of 64 columns: the x tile (128 x 64) and the w tile (BN x 64) of one k-block are one stage, each a
@@ -28,8 +31,14 @@
  *   adds the bias to its accumulator pairs, applies the GELU (rk_gelu_ex2: erf form, error ~1e-7, far below the
  *   16-bit rounding; kernels/erf_ex2.h), rounds once and stores the pair into its warpgroup's swizzled (64 x BN)
  *   staging tile in a freed stage; barrier; 16-byte coalesced stores of the rows below M.
- * Limits (else UNSUPPORTED, and rk_cuda_matmul takes the cuBLASLt path): compute capability 9.0, f16/bf16, K a
- * multiple of 64, N a multiple of the tile's BN, row strides multiples of 8 elements, data 16-byte aligned, bias
+ * Variant 5 (matmul_gelu_kernel_mma): the same stages, each an x and a w tile of 64 columns in the same 128-byte
+ *   swizzle (chunk c of row r at ((c ^ (r & 7)) << 4): the 8 rows of an ldmatrix matrix hit 8 different 16-byte bank
+ *   groups). Iteration kb: wait for k-block kb (STAGES - 2 groups may stay pending), barrier, load k-block
+ *   kb + STAGES - 1 into the stage of k-block kb - 1 (every warp finished reading it before the barrier), then four
+ *   k-steps of 16: ldmatrix.x4 of the warp's 4 m16 tiles of x and 2 pairs of n8 tiles of w, 16 mma.sync.
+ * Limits (else UNSUPPORTED, and rk_cuda_matmul takes the cuBLASLt path): compute capability 9.0 (variants 2-4) or
+ * 8.0 and newer with the shared memory for 3 stages (variant 5), f16/bf16, K a multiple of 64, N a multiple of the
+ * tile's BN, row strides multiples of 8 elements, data 16-byte aligned, bias
  * 4-byte aligned, no accumulate.
  *
  * Bench: build/bench/bench_matmul (the FFN-up shapes with every variant, keys "@vN");
@@ -184,6 +193,127 @@ static __global__ void __launch_bounds__(256, (mmwg_cfg<BN, STAGES, WAIT>::MIN_B
     }
 }
 
+/* ---- v5: mma.sync (sm_80 and newer) ---------------------------------------------------------------- */
+
+template <int STAGES> struct mmma_cfg {
+    static constexpr int BM          = 128;
+    static constexpr int BN          = 128;
+    static constexpr int THREADS     = 256;
+    static constexpr int A_BYTES     = BM * 128; /* 64 16-bit columns, 128-byte rows */
+    static constexpr int B_BYTES     = BN * 128;
+    static constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+    static constexpr int SMEM        = STAGES * STAGE_BYTES; /* the swizzle is ours: 128-byte alignment is enough */
+    static_assert(STAGES >= 2, "stages");
+    static_assert(BM * BN * 2 <= STAGES * STAGE_BYTES, "the output tile fits in the stages");
+};
+
+/*
+ * One CTA per (128 x 128) output tile, grid (N / 128, ceil(M / 128)). Warp w computes rows [64 (w / 4), +64) and
+ * columns [32 (w % 4), +32) of the tile: 4 x 4 mma tiles of 16 x 8, accumulator acc[mt][nt] (attn_mma's layout: c0,
+ * c1 row g, columns 2t, 2t + 1; c2, c3 row g + 8). Fragments (lane l): the x matrix of m16 tile mt at k-step kk is
+ * one ldmatrix.x4 whose matrix i = l / 8 is rows 8 (i % 2) .. + 7 and 16-byte chunk 2 kk + i / 2, which is mma's a0..a3
+ * order; the w matrices of n8 tiles 2 np, 2 np + 1 are one ldmatrix.x4, matrix i rows (n) 8 (i / 2) .. + 7, chunk
+ * 2 kk + i % 2: b0, b1 of tile 2 np, then of tile 2 np + 1 (w rows are K-contiguous, as mma's "col" B wants).
+ */
+template <int STAGES, bool BF16>
+static __global__ void __launch_bounds__(256, 2) matmul_gelu_kernel_mma(const struct mmwg_args a) {
+    using C = mmma_cfg<STAGES>;
+    constexpr int BM = C::BM, BN = C::BN;
+    extern __shared__ __align__(128) unsigned char mmma_smem[];
+    const uint32_t sbase = attn_smem_u32(mmma_smem);
+    const int      tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int      wm = warp >> 2, wn = warp & 3;
+    const int      m0 = (int) blockIdx.y * BM, n0 = (int) blockIdx.x * BN, nk = a.K / 64;
+
+    auto load = [&](int kb) {
+        unsigned char * s = mmma_smem + (kb % STAGES) * C::STAGE_BYTES;
+        wg_load_tile<BM, 8, C::THREADS>(s, a.x + (int64_t) kb * 128, a.ldx, m0, a.M, tid);
+        wg_load_tile<BN, 8, C::THREADS>(s + C::A_BYTES, a.w + (int64_t) kb * 128, a.ldw, n0, a.N, tid);
+    };
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < nk) load(s);
+        attn_cp_async_commit<false>(); /* empty past the end: the wait count stays */
+    }
+
+    /* this lane's ldmatrix row addresses inside a stage (before the chunk): x rows, w rows; both have row & 7 ==
+       lane & 7, the swizzle key */
+    const int      key = lane & 7;
+    const uint32_t a_row = (uint32_t) ((wm * 64 + key + ((lane >> 3) & 1) * 8) * 128);
+    const int      a_chunk = lane >> 4;
+    const uint32_t b_row = (uint32_t) (C::A_BYTES + (wn * 32 + key + (lane >> 4) * 8) * 128);
+    const int      b_chunk = (lane >> 3) & 1;
+
+    float acc[4][4][4];
+#pragma unroll
+    for (int mt = 0; mt < 4; mt++) {
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[mt][nt][e] = 0.f;
+        }
+    }
+
+    for (int kb = 0; kb < nk; kb++) {
+        attn_cp_async_wait<STAGES - 2, false>(); /* this thread's copies of k-block kb landed */
+        __syncthreads(); /* everyone's; and every warp is done with k-block kb - 1's stage */
+        if (kb + STAGES - 1 < nk) load(kb + STAGES - 1);
+        attn_cp_async_commit<false>();
+        const uint32_t st = sbase + (uint32_t) ((kb % STAGES) * C::STAGE_BYTES);
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            uint32_t af[4][4], bf[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++) {
+                attn_ldsm_x4(af[mt], st + a_row + (uint32_t) (mt * 16 * 128) + (uint32_t) (((2 * kk + a_chunk) ^ key) << 4));
+            }
+#pragma unroll
+            for (int np = 0; np < 2; np++) {
+                attn_ldsm_x4(bf[np], st + b_row + (uint32_t) (np * 16 * 128) + (uint32_t) (((2 * kk + b_chunk) ^ key) << 4));
+            }
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++) {
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) {
+                    attn_mma<BF16, false>(acc[mt][nt], af[mt], bf[nt >> 1][(nt & 1) * 2], bf[nt >> 1][(nt & 1) * 2 + 1]);
+                }
+            }
+        }
+    }
+
+    /* epilogue: bias, GELU, one rounding; the 128 x 128 output staged in the first 32 KB (every stage is free after
+       the wait and the barrier), row r of 16 chunks of 16 bytes, chunk j at j ^ (r & 7): the 8 rows of one store
+       instruction hit 8 different bank groups; then 16-byte coalesced stores of the rows below M */
+    attn_cp_async_wait<0, false>();
+    __syncthreads();
+    constexpr int RB = BN * 2;
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++) {
+        const int col = wn * 32 + nt * 8 + 2 * t, j = col >> 3;
+        float2    b   = make_float2(0.f, 0.f);
+        if (a.bias) b = mmwg_load2<BF16>(a.bias + (int64_t) (n0 + col) * 2);
+#pragma unroll
+        for (int mt = 0; mt < 4; mt++) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int      r = wm * 64 + mt * 16 + g + 8 * h; /* r & 7 == g */
+                const uint32_t u = attn_pack2<BF16>(rk_gelu_ex2(acc[mt][nt][2 * h] + b.x),
+                                                    rk_gelu_ex2(acc[mt][nt][2 * h + 1] + b.y));
+                *reinterpret_cast<uint32_t *>(mmma_smem + r * RB + ((j ^ g) << 4) + 4 * t) = u;
+            }
+        }
+    }
+    __syncthreads();
+    constexpr int CPR = BN / 8;
+#pragma unroll 4
+    for (int e = tid; e < BM * CPR; e += C::THREADS) {
+        const int r = e / CPR, c = e % CPR;
+        if (m0 + r >= a.M) break; /* rows only grow with e */
+        const uint4 v = *reinterpret_cast<const uint4 *>(mmma_smem + r * RB + ((c ^ (r & 7)) << 4));
+        *reinterpret_cast<uint4 *>(a.d + (int64_t) (m0 + r) * a.ldd + (int64_t) (n0 + c * 8) * 2) = v;
+    }
+}
+
 /* ------------------------------------------------------------------------------------------------
  * kernel launchers */
 
@@ -198,15 +328,16 @@ extern "C" enum rk_status rk_cuda_matmul_gelu_set_variant(int variant) {
 }
 
 extern "C" const char * rk_cuda_matmul_gelu_variant_name(int variant) {
-    static const char * const names[RK_MATMUL_GELU_N_VARIANTS] = { "default", "v1_cublaslt_pass", "v2_wg128x256",
-                                                                   "v3_wg128x128", "v4_wg128x256_persistent" };
+    static const char * const names[RK_MATMUL_GELU_N_VARIANTS] = { "default",      "v1_cublaslt_pass",
+                                                                   "v2_wg128x256", "v3_wg128x128",
+                                                                   "v4_wg128x256_persistent", "v5_mma128x128" };
     return variant >= 0 && variant < RK_MATMUL_GELU_N_VARIANTS ? names[variant] : "?";
 }
 
-extern "C" uint64_t rk_cuda_matmul_gelu_wg_calls(void) { return mmwg_calls; }
+extern "C" uint64_t rk_cuda_matmul_gelu_fused_calls(void) { return mmwg_calls; }
 
-extern "C" int rk_cuda_matmul_gelu_wg_tile_n(int variant) {
-    return variant == 2 || variant == 4 ? 256 : variant == 3 ? 128 : 0;
+extern "C" int rk_cuda_matmul_gelu_tile_n(int variant) {
+    return variant == 2 || variant == 4 ? 256 : variant == 3 || variant == 5 ? 128 : 0;
 }
 
 /* Launches one instantiation: a grid of one CTA per tile, or (PERSIST) at most one per SM. */
@@ -222,6 +353,17 @@ static void mmwg_launch(const struct mmwg_args & a, int n_sm, cudaStream_t strea
     RK_CUDA_CHECK(cudaGetLastError());
 }
 
+template <int STAGES, bool BF16> static void mmma_launch(const struct mmwg_args & a, cudaStream_t stream) {
+    using C = mmma_cfg<STAGES>;
+    if (C::SMEM > 48 * 1024) {
+        RK_CUDA_CHECK(cudaFuncSetAttribute(matmul_gelu_kernel_mma<STAGES, BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           C::SMEM));
+    }
+    const dim3 grid((unsigned) (a.N / C::BN), (unsigned) ((a.M + C::BM - 1) / C::BM));
+    matmul_gelu_kernel_mma<STAGES, BF16><<<grid, C::THREADS, C::SMEM, stream>>>(a);
+    RK_CUDA_CHECK(cudaGetLastError());
+}
+
 template <int BN, int STAGES, int WAIT, bool PERSIST>
 static void mmwg_launch(const struct mmwg_args & a, bool bf16, int n_sm, cudaStream_t stream) {
     if (bf16) {
@@ -231,31 +373,33 @@ static void mmwg_launch(const struct mmwg_args & a, bool bf16, int n_sm, cudaStr
     }
 }
 
-extern "C" enum rk_status rk_cuda_matmul_gelu_wg(struct rk_tensor * dst, const struct rk_tensor * x,
+extern "C" enum rk_status rk_cuda_matmul_gelu_fused(struct rk_tensor * dst, const struct rk_tensor * x,
                                                  const struct rk_tensor * w, const struct rk_tensor * bias,
                                                  int variant, cudaStream_t stream) {
     /* x (M,K) rows, w (N,K) rows, bias (N) or NULL, dst (M,N) rows */
-    const int bn = rk_cuda_matmul_gelu_wg_tile_n(variant);
-    if (bn == 0) return rk_set_error(RK_STATUS_ARG, "matmul gelu wg: no wgmma variant %d", variant);
+    const int bn = rk_cuda_matmul_gelu_tile_n(variant);
+    if (bn == 0) return rk_set_error(RK_STATUS_ARG, "matmul gelu fused: no fused variant %d", variant);
     const enum rk_dtype dt = x->dtype;
     if ((dt != RK_DTYPE_BF16 && dt != RK_DTYPE_F16) || w->dtype != dt || dst->dtype != dt || (bias && bias->dtype != dt)) {
-        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu wg: x, w, bias and dst must be all bf16 or all f16");
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu fused: x, w, bias and dst must be all bf16 or all f16");
     }
     rk_rows rx, rw, rd;
-    RK_TRY(rk_matmul_rows("matmul gelu wg", dst, x, w, bias, &rx, &rw, &rd));
+    RK_TRY(rk_matmul_rows("matmul gelu fused", dst, x, w, bias, &rx, &rw, &rd));
     const int64_t M = rx.nrows, K = rx.ncols, N = rw.nrows;
     int cc = 0, smem_optin = 0;
     attn_device_caps(&cc, &smem_optin);
-    const int smem = bn == 256 ? mmwg_cfg<256, 4, 1>::SMEM : mmwg_cfg<128, 3, 0>::SMEM;
-    if (cc != 90 || smem > smem_optin) {
-        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu wg: needs an sm_90 device with %d bytes of shared "
-                                                   "memory per block (device sm_%d, %d)", smem, cc, smem_optin);
+    const bool mma  = variant == 5;
+    const int  smem = mma ? mmma_cfg<3>::SMEM : bn == 256 ? mmwg_cfg<256, 4, 1>::SMEM : mmwg_cfg<128, 3, 0>::SMEM;
+    if ((mma ? cc < 80 : cc != 90) || smem > smem_optin) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu fused: variant %d needs an sm_%s device with %d bytes "
+                                                   "of shared memory per block (device sm_%d, %d)", variant,
+                            mma ? "80 or newer" : "90", smem, cc, smem_optin);
     }
     if (K <= 0 || K % 64 != 0 || N <= 0 || N % bn != 0 || M > (int64_t) 65535 * 128 || K > INT32_MAX ||
         N / bn * ((M + 127) / 128) > INT32_MAX || rx.stride % 8 != 0 || rw.stride % 8 != 0 || rd.stride % 8 != 0 ||
         rk_ptr_align(x->data) < 16 || rk_ptr_align(w->data) < 16 || rk_ptr_align(dst->data) < 16 ||
         (bias && rk_ptr_align(bias->data) < 4)) {
-        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu wg: needs K %% 64 == 0, N %% %d == 0, row strides of 8 "
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu fused: needs K %% 64 == 0, N %% %d == 0, row strides of 8 "
                                                    "elements and 16-byte aligned data (M=%lld N=%lld K=%lld)", bn,
                             (long long) M, (long long) N, (long long) K);
     }
@@ -278,6 +422,13 @@ extern "C" enum rk_status rk_cuda_matmul_gelu_wg(struct rk_tensor * dst, const s
     RK_CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
     const bool bf16 = dt == RK_DTYPE_BF16;
     switch (variant) {
+        case 5:
+            if (bf16) {
+                mmma_launch<3, true>(a, stream);
+            } else {
+                mmma_launch<3, false>(a, stream);
+            }
+            break;
         case 2: mmwg_launch<256, 4, 1, false>(a, bf16, n_sm, stream); break;
         case 3: mmwg_launch<128, 3, 0, false>(a, bf16, n_sm, stream); break;
         default: mmwg_launch<256, 4, 1, true>(a, bf16, n_sm, stream); break;
