@@ -22,6 +22,15 @@
  *          registers, O = 0 + P V (rs, scale-d 1), at the tile shapes of each wgmma variant: v6 (HS 64, BN 128;
  *          HS 128, BN 64), v7 (HS 64, BN 64; HS 128, BN 128), v8 (two warpgroups, 128 query rows, BN 64, HS 64 and
  *          128: warpgroup 1 reads Q from row 64 of a 128-row tile). S is checked first, then O.
+ *   tma-pipe  D (128 x N) = A (128 x K) B (N x K)^T, K = 320 (5 k-blocks of 64 columns), the way a warp-specialized
+ *          kernel runs (kernels/tma.cuh), with FA3's register split (384 threads, 168 registers each at launch):
+ *          warpgroup 0 is the producer (setmaxnreg.dec 40; one thread waits on the stage's "empty" mbarrier,
+ *          arrives on its "full" one with the bytes to expect, and loads the A and B tiles of the k-block with TMA,
+ *          128-byte swizzle, 2-D tensor maps); warpgroups 1 and 2 the consumers (setmaxnreg.inc 232; rows 64 (wg - 1)
+ *          of the tiles; wait on "full", four wg_mma_ss k-steps on the TMA-written tiles with wg_load_tile's
+ *          descriptors, no fence.proxy.async, wait for them and arrive on "empty"); 2 stages, so each barrier goes
+ *          through 3 phases and the parity rule is exercised; A has 110 rows in memory, so rows 110-127 of every A
+ *          box come from TMA's out-of-bounds zero fill. N = 128, bf16 and f16.
  * Every product waits for its wgmma group (wg_fence before, wg_commit, wg_wait<0>, wg_fence_regs after) as
  * attn_fwd_kernel_wg does. Inputs are multiples of 1/4 in [-1, 1] (C: multiples of 1/2) drawn from a hash of the
  * position, so every product and partial sum is exact in fp32 (at most 21 significant bits) and the comparison is
@@ -44,10 +53,11 @@
 
 #include "attn_tc.cuh"
 #include "cuda_check.h"
+#include "tma.cuh"
 #include "wgmma.cuh"
 #include "wgmma_check.h"
 
-enum { WGC_SS = 0, WGC_RS, WGC_CHAIN };
+enum { WGC_SS = 0, WGC_RS, WGC_CHAIN, WGC_TMA };
 
 /* Kernel arguments. q (BM, HS), k (BN, HS), v (BN, HS): 16-bit row-major; p (BM, BN) and c (BM, N): f32 row-major;
    s (BM, BN) and o (BM, HS): f32 outputs. */
@@ -190,6 +200,73 @@ static __global__ void __launch_bounds__(128 * NWG) wgmma_check_kernel(const str
 #pragma unroll
         for (int i = 0; i < HS / 2; i++) a.o[wgc_row(wrow, g, i) * HS + wgc_col(tig, i)] = o[i];
     }
+}
+
+
+/* ---- tma-pipe ---- */
+
+#define WGC_TMA_M  110 /* rows of A in memory (the box has 128) */
+#define WGC_TMA_K  320
+#define WGC_TMA_KB (WGC_TMA_K / 64)
+
+struct wgc_tma_args {
+    CUtensorMap ma, mb; /* A (WGC_TMA_M x K) and B (N x K), 16-bit row-major; boxes 128 x 64 and N x 64 */
+    float *     d;      /* (128 x N) f32 */
+    int         defect;
+};
+
+template <int N, bool BF16>
+static __global__ void __launch_bounds__(384, 1) wgmma_check_tma_kernel(const __grid_constant__ struct wgc_tma_args a) {
+    constexpr int A_BYTES = 128 * 128, B_BYTES = N * 128, STAGE = A_BYTES + B_BYTES;
+    extern __shared__ __align__(128) unsigned char wgc_smem[];
+    const uint32_t  raw  = attn_smem_u32(wgc_smem);
+    unsigned char * sm   = wgc_smem + (((raw + 1023u) & ~1023u) - raw);
+    const uint32_t  base = attn_smem_u32(sm);
+    const uint32_t  full = base + 2 * STAGE, empty = full + 16; /* stage s: full + 8 s, empty + 8 s */
+    const int       tid  = threadIdx.x;
+    if (tid == 0) {
+        for (int s = 0; s < 2; s++) {
+            mb_init(full + 8 * s, 1);
+            mb_init(empty + 8 * s, 256);
+        }
+        mb_fence_init();
+    }
+    __syncthreads();
+    if (tid < 128) { /* producer warpgroup: one thread issues */
+        wg_setmaxnreg_dec<40>();
+        if (tid == 0) {
+            for (int kb = 0; kb < WGC_TMA_KB; kb++) {
+                const int s = kb & 1, use = kb >> 1;
+                mb_wait(empty + 8 * s, (uint32_t) ((use & 1) ^ 1)); /* the first use of a stage passes at once */
+                mb_arrive_tx(full + 8 * s, STAGE);
+                const int ca = kb * 64 + (a.defect == RK_WGMMA_DEFECT_TMA_COORD ? 8 : 0);
+                tma_load_2d(base + s * STAGE, &a.ma, full + 8 * s, ca, 0);
+                tma_load_2d(base + s * STAGE + A_BYTES, &a.mb, full + 8 * s, kb * 64, 0);
+            }
+        }
+        return;
+    }
+    wg_setmaxnreg_inc<232>();
+    const int wg = (tid >> 7) - 1, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+    float     d[N / 2];
+#pragma unroll
+    for (int i = 0; i < N / 2; i++) d[i] = 0.f;
+    for (int kb = 0; kb < WGC_TMA_KB; kb++) {
+        const int s = kb & 1, use = kb >> 1;
+        mb_wait(full + 8 * s, (uint32_t) (use & 1));
+        const uint32_t sa = base + s * STAGE + wg * 64 * 128, sb = base + s * STAGE + A_BYTES;
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            wg_mma_ss<N, BF16>(d, wg_desc(sa + kk * 32, 16, 1024), wg_desc(sb + kk * 32, 16, 1024), kb > 0 || kk > 0);
+        }
+        wg_commit();
+        wg_wait<0>();
+        wg_fence_regs(d);
+        mb_arrive(empty + 8 * s); /* this thread is done reading the stage */
+    }
+#pragma unroll
+    for (int i = 0; i < N / 2; i++) a.d[wgc_row(wg * 64 + warp * 16, g, i) * N + wgc_col(tig, i)] = d[i];
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -377,6 +454,88 @@ static enum rk_status wgc_run(const struct wgc_combo * cb, int defect, char * ms
     return rk_set_error(RK_STATUS_DEVICE, "wgmma_check: %s", line);
 }
 
+
+/* cuTensorMapEncodeTiled through the runtime (no link against the driver library) */
+typedef CUresult (*wgc_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                  const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                  CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+/* A 2-D map of a row-major (rows x cols) 16-bit matrix, boxes of box_rows x 64 columns, 128-byte swizzle. */
+static bool wgc_tma_map(CUtensorMap * m, void * p, bool bf16, int rows, int cols, int box_rows) {
+    void *                              fn = NULL;
+    enum cudaDriverEntryPointQueryResult q  = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess || !fn) {
+        (void) cudaGetLastError();
+        return false;
+    }
+    const cuuint64_t dims[2] = { (cuuint64_t) cols, (cuuint64_t) rows }, strides[1] = { (cuuint64_t) cols * 2 };
+    const cuuint32_t box[2] = { 64, (cuuint32_t) box_rows }, estr[2] = { 1, 1 };
+    return ((wgc_encode_fn) fn)(m, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, p, dims,
+                                strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <int N, bool BF16>
+static enum rk_status wgc_run_tma(const struct wgc_combo * cb, int defect, char * msg, size_t msg_len) {
+    constexpr int SMEM = 1024 + 2 * (128 + N) * 128 + 64;
+    const bool    bf16 = BF16;
+    const int     M = WGC_TMA_M, K = WGC_TMA_K;
+    uint16_t *    a16 = (uint16_t *) malloc((size_t) M * K * 2), *b16 = (uint16_t *) malloc((size_t) N * K * 2);
+    float *       d_got  = (float *) malloc((size_t) 128 * N * 4);
+    double *      d_want = (double *) malloc((size_t) 128 * N * 8);
+    if (!a16 || !b16 || !d_got || !d_want) RK_ASSERT(!"wgmma_check: out of host memory");
+    for (int i = 0; i < M * K; i++) a16[i] = wgc_to16(bf16, wgc_val(6, i / K, i % K, 0.25f, 4));
+    for (int i = 0; i < N * K; i++) b16[i] = wgc_to16(bf16, wgc_val(7, i / K, i % K, 0.25f, 4));
+    for (int m = 0; m < 128; m++) {
+        for (int n = 0; n < N; n++) {
+            double acc = 0.0; /* rows past M: TMA fills zeros */
+            for (int k = 0; m < M && k < K; k++) {
+                acc += (double) wgc_from16(bf16, a16[m * K + k]) * (double) wgc_from16(bf16, b16[n * K + k]);
+            }
+            d_want[m * N + n] = acc;
+        }
+    }
+    uint16_t *a_dev = NULL, *b_dev = NULL;
+    float *   d_dev = NULL;
+    RK_CUDA_CHECK(cudaMalloc((void **) &a_dev, (size_t) M * K * 2));
+    RK_CUDA_CHECK(cudaMalloc((void **) &b_dev, (size_t) N * K * 2));
+    RK_CUDA_CHECK(cudaMalloc((void **) &d_dev, (size_t) 128 * N * 4));
+    RK_CUDA_CHECK(cudaMemcpy(a_dev, a16, (size_t) M * K * 2, cudaMemcpyHostToDevice));
+    RK_CUDA_CHECK(cudaMemcpy(b_dev, b16, (size_t) N * K * 2, cudaMemcpyHostToDevice));
+    RK_CUDA_CHECK(cudaMemset(d_dev, 0xFF, (size_t) 128 * N * 4));
+    struct wgc_tma_args a;
+    memset(&a, 0, sizeof(a));
+    a.d      = d_dev;
+    a.defect = defect;
+    enum rk_status st = RK_OK;
+    if (!wgc_tma_map(&a.ma, a_dev, bf16, M, K, 128) || !wgc_tma_map(&a.mb, b_dev, bf16, N, K, N)) {
+        wgc_msg(msg, msg_len, "%s: cuTensorMapEncodeTiled is not available or refused the maps", cb->name);
+        st = rk_set_error(RK_STATUS_UNSUPPORTED, "wgmma_check: %s: cuTensorMapEncodeTiled unavailable or refused", cb->name);
+    } else {
+        RK_CUDA_CHECK(cudaFuncSetAttribute(wgmma_check_tma_kernel<N, BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+        wgmma_check_tma_kernel<N, BF16><<<1, 384, SMEM>>>(a);
+        RK_CUDA_CHECK(cudaGetLastError());
+        RK_CUDA_CHECK(cudaDeviceSynchronize());
+        RK_CUDA_CHECK(cudaMemcpy(d_got, d_dev, (size_t) 128 * N * 4, cudaMemcpyDeviceToHost));
+        char          first[256] = "";
+        const int64_t bad        = wgc_compare("D", d_got, d_want, 128, N, first, sizeof(first));
+        const char *  dn = defect ? rk_cuda_wgmma_defect_name(defect) : "", *dw = defect ? " with defect " : "";
+        if (bad == 0) {
+            wgc_msg(msg, msg_len, "%s%s%s: 128 x %d over %d TMA-loaded k-blocks matches the host bit for bit", cb->name, dw,
+                    dn, N, WGC_TMA_KB);
+        } else {
+            wgc_msg(msg, msg_len, "%s%s%s: %s; %lld of %d elements differ", cb->name, dw, dn, first, (long long) bad, 128 * N);
+            st = rk_set_error(RK_STATUS_DEVICE, "wgmma_check: %s: %lld elements differ", cb->name, (long long) bad);
+        }
+    }
+    RK_CUDA_FREE(a_dev);
+    RK_CUDA_FREE(b_dev);
+    RK_CUDA_FREE(d_dev);
+    free(a16); free(b16); free(d_got); free(d_want);
+    return st;
+}
+
 #define WGC_SS_COMBOS(N, BF, DT)                                                                              \
     { "ss,N=" #N ",K=128," DT ",scale_d=0", WGC_SS, 1, 128, N, BF, 0, wgc_run<WGC_SS, 1, 128, N, BF> },       \
     { "ss,N=" #N ",K=128," DT ",scale_d=1", WGC_SS, 1, 128, N, BF, 1, wgc_run<WGC_SS, 1, 128, N, BF> }
@@ -399,10 +558,14 @@ static const struct wgc_combo wgc_combos[] = {
     WGC_CHAIN_COMBOS(6, 1, 64, 128),  WGC_CHAIN_COMBOS(6, 1, 128, 64),
     WGC_CHAIN_COMBOS(7, 1, 64, 64),   WGC_CHAIN_COMBOS(7, 1, 128, 128),
     WGC_CHAIN_COMBOS(8, 2, 64, 64),   WGC_CHAIN_COMBOS(8, 2, 128, 64),
+    /* TMA + mbarrier pipeline with a producer warpgroup (kernels/tma.cuh) */
+    { "tma-pipe,N=128,K=320,bf16", WGC_TMA, 1, 0, 128, true, 0, wgc_run_tma<128, true> },
+    { "tma-pipe,N=128,K=320,f16", WGC_TMA, 1, 0, 128, false, 0, wgc_run_tma<128, false> },
 };
 #define WGC_N_COMBOS ((int) (sizeof(wgc_combos) / sizeof(wgc_combos[0])))
 
-static const char * const wgc_defect_names[RK_WGMMA_DEFECT_COUNT] = { "none", "sbo", "rs-kstep", "rs-lbo", "pack" };
+static const char * const wgc_defect_names[RK_WGMMA_DEFECT_COUNT] = { "none", "sbo", "rs-kstep", "rs-lbo", "pack",
+                                                                      "tma-coord" };
 
 extern "C" int rk_cuda_wgmma_check_count(void) { return WGC_N_COMBOS; }
 

@@ -23,6 +23,7 @@ enum rk_wgmma_defect {
     RK_WGMMA_DEFECT_RS_KSTEP, /* RS: B's k-step 1024 bytes (8 keys) instead of 2048 (16 keys) */
     RK_WGMMA_DEFECT_RS_LBO,   /* RS: B's LBO half the 64-column panel stride (visible at N = 128 only) */
     RK_WGMMA_DEFECT_PACK,     /* RS: A fragment registers 1 and 2 swapped (rows + 8 taken for columns + 8) */
+    RK_WGMMA_DEFECT_TMA_COORD, /* tma-pipe: the A tile of k-block kb loaded from column 64 kb + 8 */
     RK_WGMMA_DEFECT_COUNT
 };
 
@@ -33,7 +34,8 @@ int rk_cuda_wgmma_check_count(void);
    Cannot fail. */
 const char * rk_cuda_wgmma_check_name(int combo);
 
-/* The defect's short name ("none", "sbo", "rs-kstep", "rs-lbo", "pack"); "?" out of range. Cannot fail. */
+/* The defect's short name ("none", "sbo", "rs-kstep", "rs-lbo", "pack", "tma-coord"); "?" out of range. Cannot
+   fail. */
 const char * rk_cuda_wgmma_defect_name(int defect);
 
 /*

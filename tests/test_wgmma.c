@@ -2,7 +2,9 @@
  * test_wgmma.c: the device self-test of the Hopper warpgroup-MMA primitives (kernels/wgmma_check.cu) as the
  * attention kernel's wgmma variants (6, 7, 8) use them: every combo (wgmma SS at N = 64, 128 and 256, the last
  * for the GEMM of kernels/matmul_gelu.cu, RS at N = 64 and 128, bf16 and f16, scale-d 0 and 1, and the attention
- * chain S = Q K^T, P = 16-bit(S), O = P V at each variant's tile shape) is one case "WGMMA(combo=<name>)", printed
+ * chain S = Q K^T, P = 16-bit(S), O = P V at each variant's tile shape, and "tma-pipe": TMA loads completing on
+ * mbarriers, a producer warpgroup and two consumer warpgroups with setmaxnreg, kernels/tma.cuh) is one case
+ * "WGMMA(combo=<name>)", printed
  * with its result and selected with RK_TEST_FILTER, e.g.
  *     RK_TEST_FILTER='combo=rs|chain-v8' build/tests/test_wgmma
  * A failing case prints the first mismatch (matrix, row, col, got, want, and which warpgroup / warp / g / tig
@@ -17,7 +19,8 @@
  * (tests/emu/run_suites.sh; build-emu/tests/test_wgmma).
  *
  * cuda_wgmma/detects_defects proves that the check can fail: a few combos run with a deliberate layout defect
- * (SBO 512, an RS k-step of 8 keys, half the RS panel stride, two A fragment registers swapped) and each must be
+ * (SBO 512, an RS k-step of 8 keys, half the RS panel stride, two A fragment registers swapped, a TMA box 8 columns
+ * off) and each must be
  * reported as a mismatch (or die on the device).
  */
 #include "ops_harness.h"
@@ -132,6 +135,7 @@ Test(cuda_wgmma, detects_defects) {
         { "rs,N=128,K=128,bf16,scale_d=0", RK_WGMMA_DEFECT_RS_LBO },
         { "rs,N=64,K=128,bf16,scale_d=1", RK_WGMMA_DEFECT_PACK },
         { "chain-v6,HS=128,BN=64,f16", RK_WGMMA_DEFECT_PACK },
+        { "tma-pipe,N=128,K=320,bf16", RK_WGMMA_DEFECT_TMA_COORD },
     };
     struct tally t = { 0 };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {

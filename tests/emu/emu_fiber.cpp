@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <random>
+#include <unordered_map>
 #include <sys/mman.h>
 #include <vector>
 
@@ -58,6 +59,8 @@ namespace emu {
 
 uint3 block_idx;
 dim3  grid_dim, block_dim;
+
+static void tma_land_on(uint32_t a); /* mbarrier / TMA section below */
 
 namespace {
 
@@ -115,6 +118,30 @@ struct block_state {
     const char * file;
     int          line;
 };
+
+/* mbarriers of the running block, by shared address: the expected arrival count, arrivals still pending in the
+   current phase, the transaction count (bytes expected minus bytes completed), the phase number, and a generation
+   that waiters watch */
+struct mbar_state {
+    int       count, pending;
+    long long tx;
+    unsigned  phase, gen;
+};
+/* a TMA load issued and not landed yet: its bytes, the mbarrier it completes on, the data to land */
+struct tma_req {
+    uint32_t                   dst, mbar;
+    int                        thread;
+    std::vector<unsigned char> data;
+};
+struct nbar_state {
+    int          count, arrived;
+    unsigned     gen;
+    const char * file;
+    int          line;
+};
+std::unordered_map<uint32_t, mbar_state> mbars;
+std::vector<tma_req>                     tma_pending;
+nbar_state                               nbars[16];
 
 std::vector<fiber> fibers;
 void *             sched_sp;
@@ -249,6 +276,9 @@ void run_block() {
     for (int w = 0; w < 32; w++) warps[w] = warp_state{ 0, 0, 0, 0, 0, nullptr, nullptr, 0 };
     for (int g = 0; g < 8; g++) wgroups[g] = wgroup_state{ 0, 0, nullptr, nullptr, 0 };
     blk  = block_state{ 0, 0, 0, 0, { 0, 0 }, nullptr, 0 };
+    mbars.clear();
+    tma_pending.clear();
+    for (nbar_state & nb : nbars) nb = nbar_state{ 0, 0, 0, nullptr, 0 };
     live = nthreads;
     for (int t = 0; t < nthreads; t++) {
         fiber & f = fibers[(size_t) t];
@@ -274,9 +304,17 @@ void run_block() {
             cur = t;
             emu_ctx_switch(&sched_sp, f.sp);
         }
-        if (!ran) deadlock();
+        if (!ran) {
+            if (tma_pending.empty()) deadlock();
+            tma_land_on(UINT32_MAX); /* every thread waits: the TMA loads in flight land now */
+        }
     }
     cur = -1;
+    if (!tma_pending.empty()) {
+        faultf("block ends with %zu TMA loads whose mbarrier nobody waited for (the first by thread %d into shared "
+               "bytes [%u, %zu))", tma_pending.size(), tma_pending[0].thread, tma_pending[0].dst,
+               tma_pending[0].dst + tma_pending[0].data.size());
+    }
 }
 
 } // namespace
@@ -496,6 +534,13 @@ const char * cp_pending_at(uint32_t a, int n) {
             }
         }
     }
+    for (const tma_req & q : tma_pending) {
+        if (q.dst < a + (uint32_t) n && a < q.dst + (uint32_t) q.data.size()) {
+            snprintf(msg, sizeof(msg), "the TMA load of thread %d into shared bytes [%u, %zu), whose mbarrier at %u "
+                                       "nobody has waited for yet", q.thread, q.dst, q.dst + q.data.size(), q.mbar);
+            return msg;
+        }
+    }
     return "a cp.async not waited for yet";
 }
 
@@ -535,6 +580,150 @@ void cp_wait(int n) {
         }
     }
     f.cp.swap(keep);
+}
+
+/* ---- mbarrier, TMA, named barriers ----------------------------------------------------------------------------- */
+
+static mbar_state & mbar_at(uint32_t a, const char * what) {
+    auto it = mbars.find(a);
+    if (it == mbars.end()) faultf("%s on shared address %u: no mbarrier initialized there in this block", what, a);
+    return it->second;
+}
+
+/* The TMA load lands: its bytes reach both views of shared memory (TMA writes through the async proxy, so wgmma may
+   read them without a fence.proxy.async; generic reads after the mbarrier wait see them too). */
+static void tma_land(const tma_req & q) {
+    for (size_t b = 0; b < q.data.size(); b++) cp_landing[q.dst + b]--;
+    memcpy(smem + q.dst, q.data.data(), q.data.size());
+    memcpy(smem_async + q.dst, q.data.data(), q.data.size());
+}
+
+static void mbar_try_complete(mbar_state & st) {
+    if (st.pending == 0 && st.tx == 0) {
+        st.phase++;
+        st.gen++;
+        st.pending = st.count;
+    }
+}
+
+/* Lands the pending TMA loads that complete on mbarrier a (every one when a == UINT32_MAX), completing their bytes
+   on their barriers (which may complete a phase and wake its waiters). */
+static void tma_land_on(uint32_t a) {
+    std::vector<tma_req>  keep;
+    std::vector<uint32_t> done;
+    for (tma_req & q : tma_pending) {
+        if (a == UINT32_MAX || q.mbar == a) {
+            tma_land(q);
+            mbar_at(q.mbar, "TMA completion").tx -= (long long) q.data.size();
+            done.push_back(q.mbar);
+        } else {
+            keep.push_back(std::move(q));
+        }
+    }
+    tma_pending.swap(keep);
+    for (uint32_t b : done) mbar_try_complete(mbar_at(b, "TMA completion"));
+}
+
+void mbar_init(uint32_t a, int count) {
+    if (a % 8 || (size_t) a + 8 > smem_top) faultf("mbarrier.init at shared address %u: not 8-byte aligned or outside the %zu bytes in use", a, smem_top);
+    if (count < 1 || count > (1 << 20) - 1) faultf("mbarrier.init at %u: count %d (1 .. 2^20 - 1)", a, count);
+    for (const tma_req & q : tma_pending) {
+        if (q.mbar == a) faultf("mbarrier.init at %u while a TMA load still completes on it", a);
+    }
+    mbars[a] = mbar_state{ count, count, 0, 0, 0 };
+    memset(smem + a, 0, 8); /* the object's bytes (their content is opaque) */
+    memset(smem_async + a, 0, 8);
+}
+
+void mbar_arrive(uint32_t a, long long expect_tx) {
+    mbar_state & st = mbar_at(a, "mbarrier.arrive");
+    if (expect_tx < 0 || expect_tx > (1 << 20) - 1) faultf("mbarrier.arrive.expect_tx at %u: %lld bytes", a, expect_tx);
+    st.tx += expect_tx;
+    if (--st.pending < 0) faultf("mbarrier.arrive at %u: more arrivals than its count %d in one phase", a, st.count);
+    mbar_try_complete(st);
+}
+
+void mbar_wait_parity(uint32_t a, unsigned parity, const char * file, int line) {
+    mbar_state & st = mbar_at(a, "mbarrier.try_wait");
+    /* TMA loads land only when no thread can run any more (run_block): as late as the GPU could land them */
+    while ((st.phase & 1u) == (parity & 1u)) wait_for(&st.gen, "mbarrier.try_wait.parity", file, line);
+}
+
+void tma_load(uint32_t dst, const void * map, const int32_t * coords, int n, uint32_t mbar) {
+    tmap m;
+    if (!map) faultf("cp.async.bulk.tensor: NULL tensor map");
+    memcpy(&m, map, sizeof(m));
+    if (m.magic != TMAP_MAGIC) faultf("cp.async.bulk.tensor: %p is not a tensor map from cuTensorMapEncodeTiled", map);
+    if (n != m.rank) faultf("cp.async.bulk.tensor: %d coordinates for a rank-%d tensor map", n, (int) m.rank);
+    (void) mbar_at(mbar, "cp.async.bulk.tensor (its mbarrier)");
+    size_t bytes = m.esize;
+    for (int i = 0; i < n; i++) bytes *= m.box[i];
+    if (dst % 128 || (size_t) dst + bytes > smem_top) {
+        faultf("cp.async.bulk.tensor into shared bytes [%u, %zu): not 128-byte aligned or outside the %zu in use", dst,
+               dst + bytes, smem_top);
+    }
+    const int span = m.swizzle ? 16 << m.swizzle : 0; /* 32, 64, 128 bytes */
+    const int row  = m.box[0] * m.esize;
+    if (span && row != span) faultf("cp.async.bulk.tensor: a swizzled box whose inner dimension (%d bytes) is not the swizzle span (%d): not emulated", row, span);
+    wg_check_shared_write(dst, (int) bytes);
+    tma_req q;
+    q.dst    = dst;
+    q.mbar   = mbar;
+    q.thread = thread_linear();
+    q.data.assign(bytes, 0);
+    /* box element (i0, .., i4) at linear offset ((i4 b3 + i3) b2 + ...) b0 + i0 (times esize) from dst, then the
+       swizzle on the shared address (as wgmma reads it): 16-byte chunk bits [4, 4 + s) XOR bits [7, 7 + s), s = 1, 2, 3
+       for 32B, 64B, 128B */
+    int64_t idx[5] = { 0, 0, 0, 0, 0 };
+    const size_t rows = bytes / (size_t) row;
+    for (size_t r = 0; r < rows; r++) {
+        size_t rr = r;
+        bool   in = true;
+        const unsigned char * src = (const unsigned char *) (uintptr_t) m.addr;
+        for (int i = 1; i < n; i++) {
+            idx[i] = (int64_t) coords[i] + (int64_t) (rr % m.box[i]);
+            rr /= m.box[i];
+            if (idx[i] < 0 || idx[i] > (int64_t) m.dim_m1[i]) in = false;
+            src += idx[i] * (int64_t) m.stride[i - 1];
+        }
+        for (int e = 0; e < m.box[0]; e++) {
+            const int64_t g0   = (int64_t) coords[0] + e;
+            const uint32_t lin = (uint32_t) (r * (size_t) row + (size_t) e * m.esize);
+            uint32_t phys      = dst + lin;
+            if (span) phys ^= ((phys >> 7) & (uint32_t) ((1 << m.swizzle) - 1)) << 4;
+            unsigned char * out = q.data.data() + (phys - dst);
+            if (!in || g0 < 0 || g0 > (int64_t) m.dim_m1[0]) {
+                if (m.oob_nan) memset(out, 0xff, m.esize);
+                continue;
+            }
+            const unsigned char * p = src + g0 * m.esize;
+            if (!is_device(p, m.esize)) faultf("cp.async.bulk.tensor reads %p (element %lld of row %zu), not inside one device allocation", (const void *) p, (long long) g0, r);
+            memcpy(out, p, m.esize);
+        }
+    }
+    for (size_t b = 0; b < bytes; b++) cp_landing[dst + b]++;
+    tma_pending.push_back(std::move(q));
+    if (cfg().cp_early) tma_land_on(mbar); /* EMU_CP_ASYNC=early: land at issue */
+    mbar_try_complete(mbar_at(mbar, "cp.async.bulk.tensor"));
+}
+
+void named_barrier(int id, int count, bool wait, const char * file, int line) {
+    if (id < 1 || id > 15) faultf("bar %d at %s:%d: named barriers are 1 .. 15 here (0 is __syncthreads)", id, file, line);
+    if (count < 32 || count % 32 || count > nthreads) faultf("bar %d at %s:%d: thread count %d (a multiple of 32, at most the block's %d)", id, file, line, count, nthreads);
+    nbar_state & nb = nbars[id];
+    if (nb.arrived == 0) {
+        nb.count = count;
+        nb.file  = file;
+        nb.line  = line;
+    } else if (nb.count != count) {
+        faultf("bar %d at %s:%d with count %d while other threads are at it with %d (%s:%d)", id, file, line, count, nb.count, nb.file, nb.line);
+    }
+    if (++nb.arrived >= nb.count) {
+        nb.arrived = 0;
+        nb.gen++;
+    } else if (wait) {
+        wait_for(&nb.gen, "bar.sync", file, line);
+    }
 }
 
 /* ---- launch ---------------------------------------------------------------------------------------------------- */

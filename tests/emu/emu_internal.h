@@ -79,6 +79,31 @@ void cp_wait(int n_pending_allowed);
 /* NULL, or what describes a cp.async of any thread of the block, issued and not landed yet (not waited for), whose
  * target overlaps shared bytes [a, a + n): a read of those bytes races with the copy (PTX reads check it). */
 const char * cp_pending_at(uint32_t a, int n);
+/* The emulated CUtensorMap (inc/cuda.h's 16 opaque words), as the emulated cuTensorMapEncodeTiled writes it
+ * (emu_runtime.cpp) and the emulated cp.async.bulk.tensor reads it (emu_fiber.cpp). Tile mode, no interleave,
+ * element strides 1. */
+struct tmap {
+    uint64_t addr;      /* global address of element 0 */
+    uint64_t stride[4]; /* bytes between consecutive indices of dimensions 1 .. rank - 1 */
+    uint32_t dim_m1[5]; /* elements per dimension, minus 1 */
+    uint16_t box[5];    /* box elements per dimension */
+    uint8_t  rank, esize, swizzle, oob_nan; /* swizzle: 0 none, 1 32B, 2 64B, 3 128B (CUtensorMapSwizzle) */
+    uint32_t magic;
+};
+constexpr uint32_t TMAP_MAGIC = 0x544d4150u; /* "TMAP" */
+static_assert(sizeof(tmap) <= 128, "a CUtensorMap has 128 bytes");
+/* mbarrier objects (PTX ISA "Parallel Synchronization and Communication Instructions: mbarrier"), per block, keyed
+ * by their shared address; TMA tile loads (cp.async.bulk.tensor) completing on them; named barriers (bar.sync /
+ * bar.arrive with an id and a thread count). emu_fiber.cpp. */
+void mbar_init(uint32_t a, int count);
+void mbar_arrive(uint32_t a, long long expect_tx); /* expect_tx 0: a plain arrive */
+/* Blocks until the phase with the given parity has completed (the current phase's parity differs); lands the TMA
+ * loads pending on the barrier first (they complete at the latest when somebody waits). */
+void mbar_wait_parity(uint32_t a, unsigned parity, const char * file, int line);
+/* A tile-mode TMA load of the box at coords (n of them, the map's rank) into shared dst, completing `bytes` of
+ * transactions on the mbarrier at mbar. */
+void tma_load(uint32_t dst, const void * map, const int32_t * coords, int n, uint32_t mbar);
+void named_barrier(int id, int count, bool wait, const char * file, int line);
 /* Warp collective with up to 8 words per lane: returns the 32 x 8 table of what the lanes published (row = lane),
  * valid until this warp's next-but-one collective. Every lane of mask must call it at the same site. */
 const uint64_t * warp_gather(unsigned mask, const uint64_t * words, int n, const char * kind, const char * file,

@@ -12,6 +12,13 @@
  *   wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16.f16,bf16.bf16} {d}, a-desc|{a0,a1,a2,a3}, b-desc, scale-d,
  *       imm-scale-a, imm-scale-b{, imm-trans-a}, imm-trans-b        (N = 8..256 step 8; sm_90a; warpgroup collectives)
  *   fence.proxy.async{.shared::cta}                                   (sm_90)
+ *   mbarrier.init.shared{::cta}.b64 [a], count;  mbarrier.arrive{.expect_tx}.shared{::cta}.b64 _|%state, [a]{, tx};
+ *   mbarrier.try_wait.parity.shared{::cta}.b64 p, [a], parity;  selp.{b32,u32} d, a, b, p;
+ *   fence.mbarrier_init.release.cluster;                              (sm_90; mbarrier: emu_fiber.cpp)
+ *   cp.async.bulk.tensor.{1..5}d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [dst], [map, {c0, ..}],
+ *       [mbar]                                                        (TMA tile loads, sm_90; emu_fiber.cpp)
+ *   bar.sync id, count;  bar.arrive id, count                         (named barriers 1..15)
+ *   setmaxnreg.{inc,dec}.sync.aligned.u32 N                           (sm_90a; a warpgroup collective, no effect here)
  * Fragment layouts follow the PTX ISA's figures for mma.m16n8k16 / m16n8k8 and ldmatrix. Products of 16-bit inputs
  * are exact in fp32; the emulation adds them to the accumulator one k at a time with fmaf (real tensor cores add in
  * an unspecified order and internal precision).
@@ -70,13 +77,15 @@ namespace emu {
 namespace {
 
 struct operand {
-    enum { REG, LIST, ADDR, IMM, PRED } kind; /* PRED: a predicate register of the block, idx[0] its number */
+    enum { REG, LIST, ADDR, IMM, PRED, SINK } kind; /* PRED: a predicate register of the block, idx[0] its number;
+                                                       SINK: "_" */
     std::vector<int> idx; /* operand numbers (%n) */
     long long        imm;
 };
 
 enum op_kind { CP_ASYNC, CP_COMMIT, CP_WAIT, CP_WAIT_ALL, LDMATRIX, MMA, EX2, LD_SHARED, SETP, WG_FENCE, WG_COMMIT,
-               WG_WAIT, WG_MMA, FENCE_PROXY_ASYNC };
+               WG_WAIT, WG_MMA, FENCE_PROXY_ASYNC, MB_INIT, MB_ARRIVE, MB_TRY_WAIT, SELP, FENCE_MB_INIT, TMA_LOAD, BAR,
+               SETMAXNREG };
 constexpr int MAX_PREDS = 8;
 
 struct instr {
@@ -91,6 +100,9 @@ struct instr {
     bool                 ne     = false; /* setp.ne (else eq) */
     int                  n      = 0;     /* wgmma N */
     bool                 a_regs = false; /* wgmma A in registers */
+    bool                 tx     = false; /* mbarrier.arrive.expect_tx */
+    bool                 wait   = false; /* bar.sync (else bar.arrive) */
+    bool                 inc    = false; /* setmaxnreg.inc */
     std::vector<operand> ops;
 };
 
@@ -192,6 +204,29 @@ std::vector<instr> parse(const char * tmpl, const char * file, int line) {
             in.op = WG_WAIT;
         } else if (opc == "fence.proxy.async" || opc == "fence.proxy.async.shared::cta") {
             in.op = FENCE_PROXY_ASYNC;
+        } else if (opc == "mbarrier.init.shared::cta.b64" || opc == "mbarrier.init.shared.b64") {
+            in.op = MB_INIT;
+        } else if (opc == "mbarrier.arrive.shared::cta.b64" || opc == "mbarrier.arrive.shared.b64" ||
+                   opc == "mbarrier.arrive.expect_tx.shared::cta.b64" || opc == "mbarrier.arrive.expect_tx.shared.b64") {
+            in.op = MB_ARRIVE;
+            in.tx = has(".expect_tx");
+        } else if (opc == "mbarrier.try_wait.parity.shared::cta.b64" || opc == "mbarrier.try_wait.parity.shared.b64") {
+            in.op = MB_TRY_WAIT;
+        } else if (opc == "selp.b32" || opc == "selp.u32") {
+            in.op = SELP;
+        } else if (opc == "fence.mbarrier_init.release.cluster") {
+            in.op = FENCE_MB_INIT;
+        } else if (opc.rfind("cp.async.bulk.tensor.", 0) == 0 &&
+                   opc.find(".shared::cluster.global.tile.mbarrier::complete_tx::bytes") != std::string::npos) {
+            in.op = TMA_LOAD;
+            in.n  = opc[strlen("cp.async.bulk.tensor.")] - '0';
+            if (in.n < 1 || in.n > 5 || opc.compare(strlen("cp.async.bulk.tensor.") + 1, 2, "d.") != 0) bad(s, file, line);
+        } else if (opc == "bar.sync" || opc == "bar.arrive" || opc == "barrier.sync" || opc == "barrier.arrive") {
+            in.op   = BAR;
+            in.wait = has(".sync");
+        } else if (opc == "setmaxnreg.inc.sync.aligned.u32" || opc == "setmaxnreg.dec.sync.aligned.u32") {
+            in.op  = SETMAXNREG;
+            in.inc = has(".inc.");
         } else if (opc.rfind("wgmma.mma_async.sync.aligned.m64n", 0) == 0) {
             /* .m64nNk16.f32.{f16.f16,bf16.bf16}: the dense 16-bit forms with an f32 accumulator */
             const char * p = opc.c_str() + strlen("wgmma.mma_async.sync.aligned.m64n");
@@ -234,6 +269,8 @@ std::vector<instr> parse(const char * tmpl, const char * file, int line) {
                 tok = ta == std::string::npos ? "" : tok.substr(ta, tb - ta + 1);
                 if (tok.find('%') != std::string::npos) {
                     o.kind = operand::REG;
+                } else if (tok == "_") {
+                    o.kind = operand::SINK;
                 } else if (!tok.empty() && (isalpha((unsigned char) tok[0]) || tok[0] == '_' || tok[0] == '$')) {
                     size_t q = 0;
                     while (q < preds.size() && preds[q] != tok) q++;
@@ -247,11 +284,11 @@ std::vector<instr> parse(const char * tmpl, const char * file, int line) {
                     if (tok.empty() || *e) bad(s + " (operand '" + tok + "')", file, line);
                 }
             }
-            for (size_t q = 0; q < tok.size() && o.kind != operand::PRED; q++) {
+            for (size_t q = 0; q < tok.size() && o.kind != operand::PRED && o.kind != operand::SINK; q++) {
                 if (tok[q] == '%') o.idx.push_back(atoi(tok.c_str() + q + 1));
                 else if (tok[q] == '+') bad(s + " (address offsets)", file, line);
             }
-            if (o.kind != operand::IMM && o.idx.empty()) bad(s, file, line);
+            if (o.kind != operand::IMM && o.kind != operand::SINK && o.idx.empty()) bad(s, file, line);
             in.ops.push_back(o);
             i = close ? j + 1 : j;
         }
@@ -723,6 +760,60 @@ void exec(const instr & in, const ctx & c) {
             break;
         }
         case FENCE_PROXY_ASYNC: need_cc(90, in, c); fence_proxy_async(); break;
+        case FENCE_MB_INIT: need_cc(90, in, c); break; /* mbarrier inits are visible at once here */
+        case MB_INIT: {
+            need_cc(80, in, c);
+            if (in.ops.size() != 2 || in.ops[0].kind != operand::ADDR) bad(in.text, c.file, c.line);
+            mbar_init((uint32_t) c.value(in.ops[0]), (int) c.value(in.ops[1]));
+            break;
+        }
+        case MB_ARRIVE: {
+            need_cc(in.tx ? 90 : 80, in, c);
+            if (in.ops.size() != (in.tx ? 3u : 2u) || in.ops[1].kind != operand::ADDR) bad(in.text, c.file, c.line);
+            if (in.ops[0].kind == operand::REG) c.put(in.ops[0].idx[0], 0); /* the state token: opaque, unused here */
+            mbar_arrive((uint32_t) c.value(in.ops[1]), in.tx ? (long long) c.value(in.ops[2]) : 0);
+            break;
+        }
+        case MB_TRY_WAIT: {
+            need_cc(90, in, c);
+            if (in.ops.size() != 3 || in.ops[0].kind != operand::PRED || in.ops[1].kind != operand::ADDR) bad(in.text, c.file, c.line);
+            mbar_wait_parity((uint32_t) c.value(in.ops[1]), (unsigned) c.value(in.ops[2]), c.file, c.line);
+            c.preds[in.ops[0].idx[0]] = true; /* it returns once the phase has completed (emu_fiber.cpp) */
+            break;
+        }
+        case SELP: {
+            if (in.ops.size() != 4 || in.ops[0].kind != operand::REG) bad(in.text, c.file, c.line);
+            c.put(in.ops[0].idx[0], c.pred(in.ops[3], in) ? (uint32_t) c.value(in.ops[1]) : (uint32_t) c.value(in.ops[2]));
+            break;
+        }
+        case TMA_LOAD: {
+            need_cc(90, in, c);
+            if (in.ops.size() != 3 || in.ops[0].kind != operand::ADDR || in.ops[1].kind != operand::ADDR ||
+                in.ops[2].kind != operand::ADDR || (int) in.ops[1].idx.size() != in.n + 1) {
+                bad(in.text, c.file, c.line);
+            }
+            int32_t coords[5];
+            for (int i = 0; i < in.n; i++) coords[i] = (int32_t) c.get(in.ops[1].idx[(size_t) i + 1]);
+            tma_load((uint32_t) c.value(in.ops[0]), (const void *) (uintptr_t) c.get(in.ops[1].idx[0]), coords, in.n,
+                     (uint32_t) c.value(in.ops[2]));
+            break;
+        }
+        case BAR: {
+            if (in.ops.size() != 2) bad(in.text + " (bar with an id and a thread count)", c.file, c.line);
+            named_barrier((int) c.value(in.ops[0]), (int) c.value(in.ops[1]), in.wait, c.file, c.line);
+            break;
+        }
+        case SETMAXNREG: {
+            need_cc(90, in, c);
+            const long long n = c.imm(in.ops.at(0), in);
+            if (n < 24 || n > 256 || n % 8) fault("'%s' at %s:%d: %lld registers (24 .. 256, a multiple of 8)", in.text.c_str(), c.file, c.line, n);
+            const uint64_t   v = (uint64_t) n | (in.inc ? 1ull << 32 : 0);
+            const uint64_t * t = warpgroup_gather(&v, 1, "setmaxnreg", c.file, c.line);
+            for (int s = 0; s < 128; s++) {
+                if (t[s * 8] != v) fault("'%s' at %s:%d: threads of the warpgroup ask for different counts", in.text.c_str(), c.file, c.line);
+            }
+            break;
+        }
         case WG_MMA: wg_mma(in, c); break;
         case CP_COMMIT: need_cc(80, in, c); cp_commit(); break;
         case CP_WAIT: need_cc(80, in, c); cp_wait((int) c.value(in.ops.at(0))); break;

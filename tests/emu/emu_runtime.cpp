@@ -10,6 +10,7 @@
  * would fault (or read garbage) with a real GPU.
  */
 #include "emu_internal.h"
+#include "inc/cuda.h"
 
 #include <csignal>
 #include <ctime>
@@ -531,6 +532,77 @@ cudaError_t cudaFuncSetAttribute(const void * func, enum cudaFuncAttribute attr,
                     value, cfg().cc, cfg().smem_optin);
     }
     g_dyn_smem[func] = value;
+    return cudaSuccess;
+}
+
+/* The emulated cuTensorMapEncodeTiled (driver API; rk gets it through cudaGetDriverEntryPointByVersion): checks the
+   arguments as the driver documents them and writes an emu::tmap into the map. Tile mode only: interleave NONE,
+   element strides 1 (anything else is reported as not emulated). */
+static CUresult emu_tensor_map_encode_tiled(CUtensorMap * map, CUtensorMapDataType dtype, cuuint32_t rank, void * addr,
+                                            const cuuint64_t * dims, const cuuint64_t * strides,
+                                            const cuuint32_t * box, const cuuint32_t * estr,
+                                            CUtensorMapInterleave interleave, CUtensorMapSwizzle swizzle,
+                                            CUtensorMapL2promotion l2, CUtensorMapFloatOOBfill oob) {
+    init();
+    (void) l2;
+    auto bad = [](const char * fmt, auto... a) {
+        warn(fmt, a...);
+        return (CUresult) CUDA_ERROR_INVALID_VALUE;
+    };
+    const int esize = dtype == CU_TENSOR_MAP_DATA_TYPE_UINT8 ? 1
+                    : dtype == CU_TENSOR_MAP_DATA_TYPE_UINT16 || dtype == CU_TENSOR_MAP_DATA_TYPE_FLOAT16 ||
+                              dtype == CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 ? 2
+                    : dtype == CU_TENSOR_MAP_DATA_TYPE_UINT32 || dtype == CU_TENSOR_MAP_DATA_TYPE_INT32 ||
+                              dtype == CU_TENSOR_MAP_DATA_TYPE_FLOAT32 ? 4
+                    : dtype == CU_TENSOR_MAP_DATA_TYPE_UINT64 || dtype == CU_TENSOR_MAP_DATA_TYPE_INT64 ||
+                              dtype == CU_TENSOR_MAP_DATA_TYPE_FLOAT64 ? 8 : 0;
+    if (!map || (uintptr_t) map % 64) return bad("cuTensorMapEncodeTiled: map %p not 64-byte aligned", (void *) map);
+    if (!esize) return bad("cuTensorMapEncodeTiled: data type %d not emulated", (int) dtype);
+    if (rank < 1 || rank > 5) return bad("cuTensorMapEncodeTiled: rank %u (1 .. 5)", rank);
+    if (!addr || (uintptr_t) addr % 16 || !is_device(addr, 1)) {
+        return bad("cuTensorMapEncodeTiled: global address %p not 16-byte aligned device memory", addr);
+    }
+    if (interleave != CU_TENSOR_MAP_INTERLEAVE_NONE) return bad("cuTensorMapEncodeTiled: interleave not emulated");
+    if ((int) swizzle < 0 || (int) swizzle > 3) return bad("cuTensorMapEncodeTiled: swizzle %d not emulated", (int) swizzle);
+    emu::tmap m;
+    memset(&m, 0, sizeof(m));
+    m.addr    = (uint64_t) (uintptr_t) addr;
+    m.rank    = (uint8_t) rank;
+    m.esize   = (uint8_t) esize;
+    m.swizzle = (uint8_t) swizzle;
+    m.oob_nan = oob == CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA;
+    m.magic   = emu::TMAP_MAGIC;
+    for (cuuint32_t i = 0; i < rank; i++) {
+        if (dims[i] == 0 || dims[i] > (1ull << 32)) return bad("cuTensorMapEncodeTiled: globalDim[%u] = %llu", i, (unsigned long long) dims[i]);
+        if (box[i] == 0 || box[i] > 256) return bad("cuTensorMapEncodeTiled: boxDim[%u] = %u (1 .. 256)", i, box[i]);
+        if (estr && estr[i] != 1) return bad("cuTensorMapEncodeTiled: elementStrides[%u] = %u: only 1 is emulated", i, estr[i]);
+        m.dim_m1[i] = (uint32_t) (dims[i] - 1);
+        m.box[i]    = (uint16_t) box[i];
+        if (i > 0) {
+            if (strides[i - 1] % 16 || strides[i - 1] >= (1ull << 40)) {
+                return bad("cuTensorMapEncodeTiled: globalStrides[%u] = %llu (a multiple of 16 below 2^40)", i - 1, (unsigned long long) strides[i - 1]);
+            }
+            m.stride[i - 1] = strides[i - 1];
+        }
+    }
+    if ((box[0] * (cuuint32_t) esize) % 16) return bad("cuTensorMapEncodeTiled: boxDim[0] * element size = %u bytes (a multiple of 16)", box[0] * (cuuint32_t) esize);
+    if (swizzle && box[0] * (cuuint32_t) esize > (16u << swizzle)) {
+        return bad("cuTensorMapEncodeTiled: boxDim[0] * element size = %u bytes exceeds the swizzle span %u", box[0] * (cuuint32_t) esize, 16u << swizzle);
+    }
+    memset(map, 0, sizeof(*map));
+    memcpy(map, &m, sizeof(m));
+    return CUDA_SUCCESS;
+}
+
+cudaError_t cudaGetDriverEntryPointByVersion(const char * symbol, void ** funcPtr, unsigned int cudaVersion,
+                                             unsigned long long flags, enum cudaDriverEntryPointQueryResult * status) {
+    init();
+    (void) cudaVersion;
+    (void) flags;
+    if (!symbol || !funcPtr) return fail(cudaErrorInvalidValue, "cudaGetDriverEntryPointByVersion: NULL argument");
+    const bool known = !strcmp(symbol, "cuTensorMapEncodeTiled");
+    *funcPtr         = known ? (void *) &emu_tensor_map_encode_tiled : nullptr;
+    if (status) *status = known ? cudaDriverEntryPointSuccess : cudaDriverEntryPointSymbolNotFound;
     return cudaSuccess;
 }
 

@@ -11,7 +11,12 @@
  * checks: a wrong stride-dimension offset and a missing swizzle give a different result; a base offset, an
  * operand outside the shared memory in use, a missing fence.proxy.async, a missing wgmma.fence, a warpgroup whose
  * warps diverge, and (sm_75 build) any wgmma are emulator errors (checked in a child process).
+ * Then the TMA and mbarrier emulation (kernels/tma.cuh): a tile load with the 128-byte swizzle lands in wg_swz's
+ * layout with out-of-bounds rows zero-filled; a read before the mbarrier wait, a load nobody waits for, more
+ * arrivals than the count, a wait that can never complete, named barriers with different counts are errors;
+ * cuTensorMapEncodeTiled refuses a stride that is not a multiple of 16.
  */
+#include "kernels/tma.cuh"
 #include "kernels/wgmma.cuh"
 
 #include <signal.h>
@@ -277,6 +282,92 @@ static int run(int init_c, bool quiet = false) {
     return bad == 0;
 }
 
+
+/* ---- TMA and mbarrier ---- */
+
+enum { TMA_OK = 0, TMA_READ_EARLY, TMA_NO_WAIT, TMA_OVER_ARRIVE, TMA_NEVER_COMPLETES, TMA_NBAR_COUNTS };
+
+/* One 64 x 64 box at rows [16, 80) of a (70 x 64) 16-bit matrix into a 1024-aligned tile; every thread copies
+   the tile out row-major (un-swizzled with wg_swz) after the wait. */
+template <int MODE> static __global__ void k_tma(const __grid_constant__ CUtensorMap map, uint16_t * out) {
+    __shared__ __align__(1024) unsigned char tile[64 * 128];
+    __shared__ __align__(8) uint64_t bar;
+    const int      tid = threadIdx.x;
+    const uint32_t sb = attn_smem_u32(&bar), st = attn_smem_u32(tile);
+    if (tid == 0) {
+        mb_init(sb, 1);
+        mb_fence_init();
+    }
+    __syncthreads();
+    if (MODE == TMA_NBAR_COUNTS) {
+        if (tid < 64) nbar_arrive(1, 128); else nbar_sync(1, 96);
+        return;
+    }
+    if (tid == 0 && MODE != TMA_NEVER_COMPLETES) {
+        mb_arrive_tx(sb, 64 * 128);
+        if (MODE == TMA_OVER_ARRIVE) mb_arrive(sb);
+        tma_load_2d(st, &map, sb, 0, 16);
+        if (MODE == TMA_READ_EARLY) {
+            uint32_t v;
+            asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(st));
+            out[0] = (uint16_t) v;
+        }
+    }
+    if (MODE == TMA_NO_WAIT) return;
+    mb_wait(sb, 0);
+    for (int e = tid; e < 64 * 8; e += blockDim.x) {
+        const int r = e / 8, c = e % 8;
+        memcpy(out + r * 64 + c * 8, tile + wg_swz<64>(r, c), 16);
+    }
+}
+
+typedef CUresult (*encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                              const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                              CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+static CUresult encode(CUtensorMap * m, void * p, uint64_t stride) {
+    void *                               fn = nullptr;
+    enum cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess || !fn) abort();
+    const cuuint64_t dims[2] = { 64, 70 }, strides[1] = { stride };
+    const cuuint32_t box[2] = { 64, 64 }, es[2] = { 1, 1 };
+    return ((encode_fn) fn)(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, p, dims, strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+}
+
+/* returns 1 when the copied-out tile holds rows 16..69 of the matrix and zeros below */
+template <int MODE> static int run_tma() {
+    uint16_t *            src, *out;
+    std::vector<uint16_t> h(70 * 64), o(64 * 64);
+    for (int i = 0; i < 70 * 64; i++) h[(size_t) i] = (uint16_t) (i + 1);
+    cudaMalloc((void **) &src, h.size() * 2);
+    cudaMalloc((void **) &out, o.size() * 2);
+    cudaMemcpy(src, h.data(), h.size() * 2, cudaMemcpyHostToDevice);
+    CUtensorMap map;
+    if (encode(&map, src, 128) != CUDA_SUCCESS) return 0;
+    k_tma<MODE><<<1, 128>>>(map, out);
+    cudaDeviceSynchronize();
+    cudaMemcpy(o.data(), out, o.size() * 2, cudaMemcpyDeviceToHost);
+    cudaFree(src);
+    cudaFree(out);
+    for (int r = 0; r < 64; r++) {
+        for (int c = 0; c < 64; c++) {
+            const uint16_t want = r + 16 < 70 ? h[(size_t) ((r + 16) * 64 + c)] : 0;
+            if (o[(size_t) (r * 64 + c)] != want) return 0;
+        }
+    }
+    return 1;
+}
+
+static int encode_refuses_stride() {
+    uint16_t * src;
+    cudaMalloc((void **) &src, 70 * 64 * 2);
+    CUtensorMap map;
+    const CUresult r = encode(&map, src, 100);
+    cudaFree(src);
+    return r != CUDA_SUCCESS;
+}
+
 static void check(const char * name, int ok) {
     printf("%-72s %s\n", name, ok ? "ok" : "FAILED");
     fflush(stdout);
@@ -358,6 +449,18 @@ int main() {
     check("ldmatrix of rows whose cp.async was waited for reads them", run_ldsm_pending<true>());
     expect_fault("ldmatrix of rows a cp.async has not landed in yet is an error", [] { run_ldsm_pending<false>(); },
                  "not waited for yet");
+    /* TMA and mbarrier (kernels/tma.cuh) */
+    check("a TMA tile load (128-byte swizzle) lands in wg_swz's layout, rows past the tensor zero", run_tma<TMA_OK>());
+    check("cuTensorMapEncodeTiled refuses a row stride that is not a multiple of 16", encode_refuses_stride());
+    expect_fault("a read of a TMA-loaded tile before the mbarrier wait is an error", [] { run_tma<TMA_READ_EARLY>(); },
+                 "nobody has waited for yet");
+    expect_fault("a TMA load nobody waits for is an error", [] { run_tma<TMA_NO_WAIT>(); }, "nobody waited for");
+    expect_fault("more arrivals than the mbarrier's count is an error", [] { run_tma<TMA_OVER_ARRIVE>(); },
+                 "more arrivals than its count");
+    expect_fault("a wait for a phase that never completes is a deadlock", [] { run_tma<TMA_NEVER_COMPLETES>(); },
+                 "mbarrier.try_wait.parity");
+    expect_fault("a named barrier reached with two thread counts is an error", [] { run_tma<TMA_NBAR_COUNTS>(); },
+                 "while other threads are at it");
 #else
     printf("sm_%d: wgmma needs sm_90a; checking that it is an illegal instruction\n", __CUDA_ARCH__ / 10);
     expect_fault("wgmma.fence on sm_75 is an illegal instruction", [] {

@@ -112,6 +112,17 @@ cudaError_t  cudaEventElapsedTime(float * ms, cudaEvent_t start, cudaEvent_t end
 /* C form; C++ also gets a template taking the kernel itself (emu_device.h) */
 cudaError_t  cudaFuncSetAttribute(const void * func, enum cudaFuncAttribute attr, int value);
 
+/* Driver entry points: the emulation knows one symbol, "cuTensorMapEncodeTiled" (inc/cuda.h; its own encoder for the
+   emulated TMA, emu_runtime.cpp). Any other symbol: *funcPtr = NULL, status cudaDriverEntryPointSymbolNotFound. */
+enum cudaGetDriverEntryPointFlags { cudaEnableDefault = 0x0 };
+enum cudaDriverEntryPointQueryResult {
+    cudaDriverEntryPointSuccess             = 0,
+    cudaDriverEntryPointSymbolNotFound      = 1,
+    cudaDriverEntryPointVersionNotSufficent = 2
+};
+cudaError_t cudaGetDriverEntryPointByVersion(const char * symbol, void ** funcPtr, unsigned int cudaVersion,
+                                             unsigned long long flags, enum cudaDriverEntryPointQueryResult * status);
+
 #ifdef __cplusplus
 }
 #endif

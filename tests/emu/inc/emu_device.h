@@ -32,6 +32,7 @@
 #define __host__
 #define __constant__
 #define __forceinline__ inline
+#define __grid_constant__
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
