@@ -23,7 +23,9 @@
  *   v7  v6 with the other key tile (64 at HS = 64, 128 at HS = 128).  v8  v6 with two warpgroups (128 rows), 64 keys.
  *   v9  attn_fwd_kernel_wgp<HS, 9>: v6's tiles, P V of tile t-1 overlapped with the softmax of tile t (FA3).
  *   v10 attn_fwd_kernel_wgp<HS, 10>: v9 with two warpgroups (128 rows) sharing 128-key tiles, one CTA per SM.
- *   v6-v10 run only on sm_90 and have never run on a GPU: not chosen automatically (RK_ATTN_FWD_VARIANT=N forces).
+ *   v11 attn_fwd_kernel_ws<HS>: warp-specialized (FA3): a producer warpgroup loads Q, K, V with TMA into two stages
+ *       on mbarriers, two consumer warpgroups run v9's loop with no CTA barrier (kernels/tma.cuh).
+ *   v6-v11 run only on sm_90 and have never run on a GPU: not chosen automatically (RK_ATTN_FWD_VARIANT=N forces).
  * The sm_75 path (a real sm_75 card, or force_sm75) runs v2 with fp16 mma.sync m16n8k8 and synchronous tile
  * loads (no cp.async); bf16 there goes to v1.
  *
@@ -39,6 +41,7 @@
 
 #include "attn_cuda.h"
 #include "attn_tc.cuh"
+#include "tma.cuh"
 #include "wgmma.cuh"
 #include "cuda_check.h"
 
@@ -933,12 +936,173 @@ static __global__ void __launch_bounds__(attn_wgp_cfg<HS, V>::THREADS, (attn_wgp
     attn_wg_epilogue<HS, BM, BF16>(o, row_m, row_l, sQ, a, b, h, m0, wrow, lane);
 }
 
+
+/* ---- v11: warp-specialized, TMA loads (FlashAttention-3's structure) ---------------------------------------- */
+
+/*
+ * 384 threads: warpgroup 0 the producer, warpgroups 1 and 2 the consumers of 64 query rows each (BM = 128), 128-key
+ * tiles at both head sizes. Shared memory: sQ (BM x HS), two stages of K and two of V (BN x HS each), all
+ * 1024-aligned 128-byte-swizzled tiles of 64-column panels (TMA boxes of 64 columns x rows), then the mbarriers:
+ * q_full, k_full[2], v_full[2], k_empty[2], v_empty[2]. 81 KB (HS = 64) / 161 KB (HS = 128).
+ */
+template <int HS> struct attn_ws_cfg {
+    static_assert(HS == 64 || HS == 128, "HS");
+    static constexpr int BM       = 128;
+    static constexpr int BN       = 128;
+    static constexpr int Q_BYTES  = BM * HS * 2;
+    static constexpr int KV_BYTES = BN * HS * 2;
+    static constexpr int BAR_OFF  = Q_BYTES + 4 * KV_BYTES;
+    static constexpr int SMEM     = 1024 + BAR_OFF + 9 * 8;
+};
+
+/* the kernel's arguments: the attention's, and TMA maps of q, k and v as 4-D tensors (HS, T, heads, B) */
+struct attn_ws_args {
+    struct attn_args a;
+    CUtensorMap      mq, mk, mv;
+};
+
+/*
+ * v11. The producer (one thread of warpgroup 0, after setmaxnreg.dec) loads Q once, then for each key tile t waits
+ * for the K stage to be empty (the consumers' 256 arrivals of the tile two before), arrives on its "full" barrier
+ * with the bytes to expect and issues the TMA loads of K(t) (one box per 64-column panel), then the same for V(t).
+ * The consumers (setmaxnreg.inc) run v9's loop without any CTA barrier: S(t) = Q K(t)^T and O += P(t-1) V(t-1)
+ * issued back to back, wait for S(t) only, arrive on K(t)'s "empty" barrier, mask and softmax of S(t) while
+ * P(t-1) V(t-1) runs, then wait for it, arrive on V(t-1)'s "empty" barrier, rescale O and pack P(t). A stage is free
+ * once all 256 consumer threads have waited for the products that read it (wgmma.wait_group completes the
+ * executing thread's groups). The padding mask is read from global memory (L1/L2-resident words) inside the
+ * softmax; whether a tile has padding is decided per warp. Parity of the stage-s barriers at use u = i / 2 of
+ * tile i: u & 1 (full), (u & 1) ^ 1 (empty: the first use passes at once). grid (ceil(Tq / 128), NH, B).
+ */
+template <int HS, bool BF16>
+static __global__ void __launch_bounds__(384, 1) attn_fwd_kernel_ws(const __grid_constant__ struct attn_ws_args w) {
+    using C = attn_ws_cfg<HS>;
+    constexpr int BM = C::BM, BN = C::BN, PSTEPS = BN / 16, NP = HS / 64;
+    const struct attn_args & a = w.a;
+    extern __shared__ __align__(128) unsigned char attn_wg_smem[];
+    unsigned char * sQ   = attn_wg_smem_base(attn_wg_smem);
+    const uint32_t  q_s  = attn_smem_u32(sQ), k_s = q_s + C::Q_BYTES, v_s = k_s + 2 * C::KV_BYTES;
+    const uint32_t  bars = q_s + C::BAR_OFF; /* q_full, k_full[2], v_full[2], k_empty[2], v_empty[2] */
+    const uint32_t  q_full = bars, k_full = bars + 8, v_full = bars + 24, k_empty = bars + 40, v_empty = bars + 56;
+
+    const int tid = threadIdx.x;
+    const attn_wg_block<BM, BN> blk(a);
+    const int h = blk.h, b = blk.b, m0 = blk.m0, t_begin = blk.t_begin, t_end = blk.t_end;
+    if (tid == 0) {
+        mb_init(q_full, 1);
+        for (int s = 0; s < 2; s++) {
+            mb_init(k_full + 8 * s, 1);
+            mb_init(v_full + 8 * s, 1);
+            mb_init(k_empty + 8 * s, 256);
+            mb_init(v_empty + 8 * s, 256);
+        }
+        mb_fence_init();
+    }
+    __syncthreads();
+
+    if (tid < 128) { /* producer */
+        wg_setmaxnreg_dec<24>();
+        if (tid == 0) {
+            const int hk = h / a.group;
+            mb_arrive_tx(q_full, C::Q_BYTES);
+            for (int p = 0; p < NP; p++) tma_load_4d(q_s + p * BM * 128, &w.mq, q_full, p * 64, m0, h, b);
+            for (int t = t_begin; t < t_end; t++) {
+                const int      i = t - t_begin, s = i & 1;
+                const uint32_t par = (uint32_t) (((i >> 1) & 1) ^ 1);
+                mb_wait(k_empty + 8 * s, par);
+                mb_arrive_tx(k_full + 8 * s, C::KV_BYTES);
+                for (int p = 0; p < NP; p++) {
+                    tma_load_4d(k_s + s * C::KV_BYTES + p * BN * 128, &w.mk, k_full + 8 * s, p * 64, t * BN, hk, b);
+                }
+                mb_wait(v_empty + 8 * s, par);
+                mb_arrive_tx(v_full + 8 * s, C::KV_BYTES);
+                for (int p = 0; p < NP; p++) {
+                    tma_load_4d(v_s + s * C::KV_BYTES + p * BN * 128, &w.mv, v_full + 8 * s, p * 64, t * BN, hk, b);
+                }
+            }
+        }
+        return;
+    }
+
+    wg_setmaxnreg_inc<240>();
+    const int      ct = tid - 128, warp = ct >> 5, lane = tid & 31, g = lane >> 2, tig = lane & 3;
+    const int      wrow   = warp * 16; /* rows of the CTA: warpgroup (warp / 4) owns 64 */
+    const uint32_t q_addr = q_s + (uint32_t) (warp >> 2) * 64 * 128;
+    const int *    mg     = blk.mg;
+    const attn_cta_keys ck = blk.ck;
+
+    float    o[HS / 2];
+    float    row_m[2] = { -INFINITY, -INFINITY }, row_l[2] = { 0.f, 0.f };
+    uint32_t pp[PSTEPS][4];
+#pragma unroll
+    for (int i = 0; i < HS / 2; i++) o[i] = 0.f;
+
+    /* whether tile t has no padding: every one of its BN mask words (those past Tk count as padding), per warp */
+    auto tile_valid = [&](int t) {
+        if (!mg) return true;
+        bool ok = true;
+#pragma unroll
+        for (int j = 0; j < BN / 32; j++) {
+            const int c = t * BN + j * 32 + lane;
+            ok = ok && c < a.Tk && __ldg(mg + c) != 0;
+        }
+        return __all_sync(0xffffffffu, ok) != 0;
+    };
+    auto softmax = [&](float (&s)[BN / 2], int t, float (&alpha)[2]) {
+        attn_wg_mask_softmax<BN>(s, a, ck, m0 + wrow + g, t * BN, mg ? mg + t * BN : nullptr, mg != nullptr,
+                                 tile_valid(t), tig, row_m, row_l, alpha);
+    };
+
+    mb_wait(q_full, 0); /* always: the CTA may not end with the Q load in flight */
+    if (t_begin < t_end) {
+        {
+            float s[BN / 2], alpha[2];
+            mb_wait(k_full, 0);
+            wg_fence();
+            attn_wg_issue_s<HS, BN, BM, BF16>(s, q_addr, k_s);
+            wg_commit();
+            wg_wait<0>();
+            wg_fence_regs(s);
+            mb_arrive(k_empty);
+            softmax(s, t_begin, alpha);
+            attn_wg_pack_p<BN, BF16>(s, pp);
+        }
+        for (int t = t_begin + 1; t < t_end; t++) {
+            const int      i = t - t_begin, s = i & 1, sp = (i - 1) & 1;
+            float          sc[BN / 2], alpha[2];
+            mb_wait(k_full + 8 * s, (uint32_t) ((i >> 1) & 1));
+            mb_wait(v_full + 8 * sp, (uint32_t) (((i - 1) >> 1) & 1)); /* loaded a tile earlier: both issues back to back */
+            wg_fence();
+            attn_wg_issue_s<HS, BN, BM, BF16>(sc, q_addr, k_s + s * C::KV_BYTES);
+            wg_commit();
+            attn_wg_issue_pv<HS, BN, BF16>(o, pp, v_s + sp * C::KV_BYTES);
+            wg_commit();
+            wg_wait<1>(); /* S(t) done; P(t-1) V(t-1) may still run */
+            wg_fence_regs(sc);
+            mb_arrive(k_empty + 8 * s);
+            softmax(sc, t, alpha); /* P(t) stays fp32 in sc: pp is still being read */
+            wg_wait<0>();
+            wg_fence_regs(o);
+            wg_fence_regs(pp);
+            mb_arrive(v_empty + 8 * sp);
+            attn_wg_rescale<HS>(o, alpha);
+            attn_wg_pack_p<BN, BF16>(sc, pp);
+        }
+        const int i = t_end - 1 - t_begin, s = i & 1;
+        mb_wait(v_full + 8 * s, (uint32_t) ((i >> 1) & 1));
+        attn_wg_pv_wait<HS, BN, BF16>(o, pp, v_s + s * C::KV_BYTES);
+    }
+    /* the epilogue stages each warp's rows in sQ: every warp of the warpgroup must be done with its products reading
+       Q first (named barrier 1 or 2: the 128 threads of this consumer warpgroup) */
+    nbar_sync(1 + (warp >> 2), 128);
+    attn_wg_epilogue<HS, BM, BF16>(o, row_m, row_l, sQ, a, b, h, m0, wrow, lane);
+}
+
 // ------------------------------------------------------------------------------------------------
 // kernel launchers
 
 static const char * const attn_variant_names[RK_ATTN_FWD_N_VARIANTS] = {
     "auto", "plain", "tc64x64", "tc128x64", "tc64x64lean", "tc128x128", "wgmma", "wgmma-alt", "wgmma-2wg", "wgmma-pipe",
-    "wgmma-2wg-pipe",
+    "wgmma-2wg-pipe", "wgmma-ws",
 };
 
 extern "C" const char * rk_cuda_attn_fwd_variant_name(int variant) {
@@ -1033,10 +1197,79 @@ static enum rk_status attn_launch_wgp(const struct attn_args & a, int B, int NH,
     return RK_OK;
 }
 
+
+/* cuTensorMapEncodeTiled, through the runtime (rk does not link the driver library); NULL when unavailable */
+typedef CUresult (*attn_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                   const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static attn_encode_fn attn_tma_encoder(void) {
+    static attn_encode_fn fn   = NULL;
+    static bool           done = false;
+    if (!done) {
+        void *                               p = NULL;
+        enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess) {
+            fn = (attn_encode_fn) p;
+        }
+        (void) cudaGetLastError();
+        done = true;
+    }
+    return fn;
+}
+
+/* A TMA map of a (B, heads, T, HS) tensor at base with byte strides sb, sh, st, as the 4-D tensor (HS, T, heads, B),
+   boxes of 64 columns x rows, 128-byte swizzle, zero fill outside. false when the driver refuses it. */
+static bool attn_tma_map(CUtensorMap * m, const char * base, bool bf16, int64_t HS, int64_t T, int64_t heads, int64_t B,
+                         int64_t st, int64_t sh, int64_t sb, int rows) {
+    const attn_encode_fn enc = attn_tma_encoder();
+    if (!enc) return false;
+    /* a dimension of size 1 is only ever at coordinate 0: its stride is never used, so any valid one will do */
+    const cuuint64_t dims[4]    = { (cuuint64_t) HS, (cuuint64_t) T, (cuuint64_t) heads, (cuuint64_t) B };
+    const cuuint64_t strides[3] = { (cuuint64_t) (T > 1 ? st : 16), (cuuint64_t) (heads > 1 ? sh : 16),
+                                    (cuuint64_t) (B > 1 ? sb : 16) };
+    for (int i = 0; i < 3; i++) {
+        if (strides[i] == 0 || strides[i] % 16 || strides[i] >= (1ull << 40)) return false;
+    }
+    const cuuint32_t box[4] = { 64, (cuuint32_t) rows, 1, 1 }, estr[4] = { 1, 1, 1, 1 };
+    return enc(m, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, (void *) base, dims,
+               strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* Launches v11 (same contract as attn_launch_wg; also UNSUPPORTED when the TMA maps cannot be made). */
+template <int HS, bool BF16>
+static enum rk_status attn_launch_ws(const struct attn_args & a, int B, int NH, int NKV, int smem_optin,
+                                     cudaStream_t stream) {
+    using C = attn_ws_cfg<HS>;
+    if (C::SMEM > smem_optin) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: tile %dx%d needs %d bytes of shared memory, device allows %d",
+                            C::BM, C::BN, C::SMEM, smem_optin);
+    }
+    struct attn_ws_args w;
+    memset(&w, 0, sizeof(w));
+    w.a = a;
+    if (!attn_tma_map(&w.mq, a.q, BF16, HS, a.Tq, NH, B, a.q_st, a.q_sh, a.q_sb, C::BM) ||
+        !attn_tma_map(&w.mk, a.k, BF16, HS, a.Tk, NKV, B, a.k_st, a.k_sh, a.k_sb, C::BN) ||
+        !attn_tma_map(&w.mv, a.v, BF16, HS, a.Tk, NKV, B, a.v_st, a.v_sh, a.v_sb, C::BN)) {
+        return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: variant 11 could not make its TMA tensor maps "
+                                                   "(cuTensorMapEncodeTiled unavailable or refused the strides)");
+    }
+    RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_ws<HS, BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       C::SMEM));
+    const dim3 grid((unsigned) ((a.Tq + C::BM - 1) / C::BM), (unsigned) NH, (unsigned) B);
+    attn_fwd_kernel_ws<HS, BF16><<<grid, 384, C::SMEM, stream>>>(w);
+    RK_CUDA_CHECK(cudaGetLastError());
+    return RK_OK;
+}
+
 template <int HS>
-static enum rk_status attn_launch_wg_hs(const struct attn_args & a, int variant, bool bf16, int B, int NH,
+static enum rk_status attn_launch_wg_hs(const struct attn_args & a, int variant, bool bf16, int B, int NH, int NKV,
                                         int smem_optin, cudaStream_t stream) {
     switch (variant) {
+        case 11:
+            return bf16 ? attn_launch_ws<HS, true>(a, B, NH, NKV, smem_optin, stream)
+                        : attn_launch_ws<HS, false>(a, B, NH, NKV, smem_optin, stream);
         case 6:
             return bf16 ? attn_launch_wg<HS, 6, true>(a, B, NH, smem_optin, stream)
                         : attn_launch_wg<HS, 6, false>(a, B, NH, smem_optin, stream);
@@ -1151,7 +1384,7 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
     const bool tc_ok = (HS == 32 || HS == 64 || HS == 128) && attn_aligned16(q) && attn_aligned16(k) &&
                        attn_aligned16(v) && attn_aligned16(dst) && p->scale > 0.f && isfinite(p->scale) &&
                        !(sm75 && bf16);
-    /* wgmma (v6 to v10): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
+    /* wgmma (v6 to v11): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
     const bool wg_ok = tc_ok && !sm75 && cc == 90 && (HS == 64 || HS == 128);
     if (variant == 0) {
         /* RK_ATTN_FWD_VARIANT when it names a variant that takes this call (unset: 0, the table below) */
@@ -1179,8 +1412,8 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
                                                        "the sm_75 path and HS 64 or 128 (device sm_%d, HS=%lld)",
                                 variant, cc, (long long) HS);
         }
-        return HS == 64 ? attn_launch_wg_hs<64>(a, variant, bf16, (int) B, (int) NH, smem_optin, stream)
-                        : attn_launch_wg_hs<128>(a, variant, bf16, (int) B, (int) NH, smem_optin, stream);
+        return HS == 64 ? attn_launch_wg_hs<64>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream)
+                        : attn_launch_wg_hs<128>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream);
     }
     if (sm75) {
         if (variant != 2) {
