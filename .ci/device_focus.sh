@@ -63,7 +63,7 @@ grep -a -E '^\s+FAIL |\[FAIL\]|CRASH|passed, ' "$L_TEST" | head -n 30
 run "$L_BENCH" 60 build/bench/bench_attn
 for v in 6 7 8 9 10 11; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
 run "$L_BENCH" 60 build/bench/bench_bert
-# GEMMs; the fused FFN-up GEMM + GELU (kernels/matmul_gelu.cu: wgmma 2-4, mma.sync 5) alone: keys "@v1".."@v5"
+# GEMMs; the fused FFN-up GEMM + GELU (kernels/matmul_gelu.cu: wgmma 2-4, mma.sync 5, warp-specialized 6) alone: keys "@v1".."@v6"
 run "$L_BENCH" 60 build/bench/bench_matmul
 run "$L_PEER" 90 python3 bench/peers/attn_sdpa.py
 run "$L_PEER" 120 python3 bench/peers/bert_hf.py
@@ -72,7 +72,7 @@ run "$L_PEER" 60 python3 bench/peers/ops_torch.py
 # the residual added by the LayerNorm instead of the GEMM epilogue (the default until the residual moved; key @res-v2)
 run "$L_BENCH" 60 env RK_BERT_RESIDUAL_VARIANT=2 build/bench/bench_bert --config base
 for v in 6 8 9 10 11; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
-for v in 2 3 4 5; do run "$L_BENCH" 60 env RK_MATMUL_GELU_VARIANT=$v build/bench/bench_bert --config base; done
+for v in 2 3 4 5 6; do run "$L_BENCH" 60 env RK_MATMUL_GELU_VARIANT=$v build/bench/bench_bert --config base; done
 # the GELU and LayerNorm variants (the other part of the BERT forward that is not at copy speed), and all together
 run "$L_BENCH" 60 build/bench/bench_ops gelu --variant all
 run "$L_BENCH" 60 build/bench/bench_ops layernorm --variant all

@@ -118,7 +118,7 @@ static int run_one(const char * device, const char * cname, const char * dtype, 
            (long long) T, be->name, rk_dtype_traits[be->act_dtype].name, med * 1e3, (double) B / med);
     /* the key bench/peers/bert_hf.py prints for the same shape and dtype; with kernel variants forced through the
        environment (RK_ATTN_FWD_VARIANT, RK_GELU_VARIANT, RK_LAYERNORM_VARIANT, RK_BERT_RESIDUAL_VARIANT: 2 = the
-       residual added by the LayerNorm instead of the GEMM, RK_MATMUL_GELU_VARIANT: 2 to 5 = the fused FFN-up
+       residual added by the LayerNorm instead of the GEMM, RK_MATMUL_GELU_VARIANT: 2 to 6 = the fused FFN-up
        GEMM + GELU) the key gets "@attn-vN-gelu-vN-ln-vN-res-vN-mmgelu-vN" (those set), which the device check's
        table joins with the same peer line */
     static const char * const envs[5][2] = { { "RK_ATTN_FWD_VARIANT", "attn" }, { "RK_GELU_VARIANT", "gelu" },

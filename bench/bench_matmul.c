@@ -4,8 +4,8 @@
  *   build/bench/bench_matmul [--reps N]
  *
  * The shapes with GELU are timed with the default path (key without suffix) and then with every matmul + GELU
- * variant (kernels/matmul_gelu.cu header: 1 cuBLASLt + GELU pass, 2 to 4 the fused wgmma kernels, sm_90 only, 5 the
- * fused mma.sync kernel, sm_80 and newer),
+ * variant (kernels/matmul_gelu.cu header: 1 cuBLASLt + GELU pass, 2 to 4 and 6 the fused wgmma kernels, sm_90 only,
+ * 5 the fused mma.sync kernel, sm_80 and newer),
  * keys "<key>@vN", each checked against the CPU first; a fused variant the device cannot run is reported, not timed.
  *
  * First checks the CUDA op against the CPU reference (rk_cpu_matmul) on a small awkward case with bias and GELU;

@@ -1198,43 +1198,13 @@ static enum rk_status attn_launch_wgp(const struct attn_args & a, int B, int NH,
 }
 
 
-/* cuTensorMapEncodeTiled, through the runtime (rk does not link the driver library); NULL when unavailable */
-typedef CUresult (*attn_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
-                                   const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
-                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-static attn_encode_fn attn_tma_encoder(void) {
-    static attn_encode_fn fn   = NULL;
-    static bool           done = false;
-    if (!done) {
-        void *                               p = NULL;
-        enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-            q == cudaDriverEntryPointSuccess) {
-            fn = (attn_encode_fn) p;
-        }
-        (void) cudaGetLastError();
-        done = true;
-    }
-    return fn;
-}
-
 /* A TMA map of a (B, heads, T, HS) tensor at base with byte strides sb, sh, st, as the 4-D tensor (HS, T, heads, B),
-   boxes of 64 columns x rows, 128-byte swizzle, zero fill outside. false when the driver refuses it. */
+   boxes of 64 columns x rows (kernels/tma.cuh). */
 static bool attn_tma_map(CUtensorMap * m, const char * base, bool bf16, int64_t HS, int64_t T, int64_t heads, int64_t B,
                          int64_t st, int64_t sh, int64_t sb, int rows) {
-    const attn_encode_fn enc = attn_tma_encoder();
-    if (!enc) return false;
-    /* a dimension of size 1 is only ever at coordinate 0: its stride is never used, so any valid one will do */
-    const cuuint64_t dims[4]    = { (cuuint64_t) HS, (cuuint64_t) T, (cuuint64_t) heads, (cuuint64_t) B };
-    const cuuint64_t strides[3] = { (cuuint64_t) (T > 1 ? st : 16), (cuuint64_t) (heads > 1 ? sh : 16),
-                                    (cuuint64_t) (B > 1 ? sb : 16) };
-    for (int i = 0; i < 3; i++) {
-        if (strides[i] == 0 || strides[i] % 16 || strides[i] >= (1ull << 40)) return false;
-    }
-    const cuuint32_t box[4] = { 64, (cuuint32_t) rows, 1, 1 }, estr[4] = { 1, 1, 1, 1 };
-    return enc(m, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, (void *) base, dims,
-               strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    const int64_t  dims[4] = { HS, T, heads, B }, strides[3] = { st, sh, sb };
+    const uint32_t box[4]  = { 64, (uint32_t) rows, 1, 1 };
+    return rk_tma_map_16bit(m, base, bf16, 4, dims, strides, box);
 }
 
 /* Launches v11 (same contract as attn_launch_wg; also UNSUPPORTED when the TMA maps cannot be made). */

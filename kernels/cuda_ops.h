@@ -230,12 +230,13 @@ enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_tensor * dst
 /*
  * The matmul with the GELU epilogue (p->act == RK_ACT_GELU, no accumulate): which kernel rk_cuda_matmul runs
  * (kernels/matmul_gelu.cu header). Variant 1, the built-in default: cuBLASLt with the bias epilogue, then the GELU pass;
- * 2, 3 and 4: the fused wgmma kernels (bias and erf GELU applied to the fp32 accumulators, one rounding), and 5, the
- * fused mma.sync kernel (sm_80 and newer), used when rk_cuda_matmul_gelu_fused takes the call, else variant 1. RK_MATMUL_GELU_VARIANT=N sets the default, as the GELU
+ * 2, 3, 4 and 6: the fused wgmma kernels (bias and erf GELU applied to the fp32 accumulators, one rounding; 6 is
+ * warp-specialized with TMA), and 5, the fused mma.sync kernel (sm_80 and newer), used when rk_cuda_matmul_gelu_fused takes the call, else variant 1. RK_MATMUL_GELU_VARIANT=N sets the default, as the GELU
  * variants above (same contract for *_variant, *_set_variant, *_variant_name).
- *   rk_cuda_matmul_gelu_fused: dst (M,N) = gelu(x (M,K) w (N,K)^T + bias (N)) with fused variant 2, 3, 4 or 5. Takes
- *     the call when the device is compute capability 9.0 (variants 2-4: the build has sm_90a) or 8.0 and newer with
- *     96 KB of shared memory per block (variant 5), x, w, bias and dst are all f16 or all
+ *   rk_cuda_matmul_gelu_fused: dst (M,N) = gelu(x (M,K) w (N,K)^T + bias (N)) with fused variant 2 to 6. Takes
+ *     the call when the device is compute capability 9.0 (variants 2-4 and 6: the build has sm_90a; 6 also needs
+ *     cuTensorMapEncodeTiled from the driver) or 8.0 and newer with 96 KB of shared memory per block (variant 5),
+ *     x, w, bias and dst are all f16 or all
  *     bf16, K is a multiple of 64, N a multiple of rk_cuda_matmul_gelu_tile_n(variant) (256 or 128), every row
  *     stride a multiple of 8 elements, x, w, dst 16-byte aligned and bias 4-byte aligned; RK_STATUS_UNSUPPORTED
  *     otherwise (nothing launched), RK_STATUS_ARG for another variant or mismatched shapes. dst must not overlap
@@ -243,11 +244,11 @@ enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_tensor * dst
  *   rk_cuda_matmul_gelu_fused_calls: launches of the fused kernels so far in this process (tests: the dispatch took
  *     them). Cannot fail.
  */
-#define RK_MATMUL_GELU_N_VARIANTS 6 /* 0 (default) .. 5 */
+#define RK_MATMUL_GELU_N_VARIANTS 7 /* 0 (default) .. 6 */
 int            rk_cuda_matmul_gelu_variant(void);
 enum rk_status rk_cuda_matmul_gelu_set_variant(int variant);
 const char *   rk_cuda_matmul_gelu_variant_name(int variant);
-int            rk_cuda_matmul_gelu_tile_n(int variant); /* 256 (variants 2, 4), 128 (3, 5), else 0 */
+int            rk_cuda_matmul_gelu_tile_n(int variant); /* 256 (variants 2, 4), 128 (3, 5, 6), else 0 */
 enum rk_status rk_cuda_matmul_gelu_fused(struct rk_tensor * dst, const struct rk_tensor * x, const struct rk_tensor * w,
                                       const struct rk_tensor * bias, int variant, cudaStream_t stream);
 uint64_t       rk_cuda_matmul_gelu_fused_calls(void);

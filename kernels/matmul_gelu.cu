@@ -16,6 +16,10 @@
  *      before the next barrier, two CTAs per SM (the other CTA's MMAs fill the gaps and overlap the epilogue)
  *   4  v2 persistent: one CTA per SM walks the tiles and loads the first two k-blocks of its next tile before the
  *      epilogue of the current one (v2 waits for them after a new CTA starts, with the tensor cores idle)
+ *   6  matmul_gelu_kernel_ws: warp-specialized and persistent, "ping-pong": a producer warpgroup loads 128 x 64
+ *      tiles of x and w with TMA into a ring of 5 stages on mbarriers; two consumer warpgroups take the CTA's
+ *      tiles in turn, each a whole 128 x 128 output tile (two m64n128k16 per k-step), so that one's epilogue (bias,
+ *      GELU, staging, stores) runs while the other's MMAs do
  *   5  matmul_gelu_kernel_mma<3>: mma.sync m16n8k16 (sm_80 and newer: the A100/A40 path, and on Hopper a
  *      fallback should the wgmma kernels fail there), CTA tile 128 x 128, 8 warps of 64 x 32, 3 stages of 64-column
  *      k-blocks (96 KB: two CTAs per SM on sm_90, one on sm_80/86), ldmatrix fragments; the same epilogue
@@ -36,8 +40,9 @@
  *   groups). Iteration kb: wait for k-block kb (STAGES - 2 groups may stay pending), barrier, load k-block
  *   kb + STAGES - 1 into the stage of k-block kb - 1 (every warp finished reading it before the barrier), then four
  *   k-steps of 16: ldmatrix.x4 of the warp's 4 m16 tiles of x and 2 pairs of n8 tiles of w, 16 mma.sync.
- * Limits (else UNSUPPORTED, and rk_cuda_matmul takes the cuBLASLt path): compute capability 9.0 (variants 2-4) or
- * 8.0 and newer with the shared memory for 3 stages (variant 5), f16/bf16, K a multiple of 64, N a multiple of the
+ * Limits (else UNSUPPORTED, and rk_cuda_matmul takes the cuBLASLt path): compute capability 9.0 (variants 2-4 and 6;
+ * 6 also needs cuTensorMapEncodeTiled from the driver) or 8.0 and newer with the shared memory for 3 stages
+ * (variant 5), f16/bf16, K a multiple of 64, N a multiple of the
  * tile's BN, row strides multiples of 8 elements, data 16-byte aligned, bias
  * 4-byte aligned, no accumulate.
  *
@@ -48,6 +53,7 @@
 #include "cuda_check.h"
 #include "kernels/cuda_ops.h"
 #include "kernels/erf_ex2.h"
+#include "tma.cuh"
 #include "wgmma.cuh"
 
 #include <stdint.h>
@@ -193,6 +199,147 @@ static __global__ void __launch_bounds__(256, (mmwg_cfg<BN, STAGES, WAIT>::MIN_B
     }
 }
 
+/* ---- v6: warp-specialized, persistent, ping-pong (TMA, mbarriers; sm_90a) ------------------------------ */
+
+/*
+ * 384 threads: warpgroup 0 the producer, 1 and 2 the consumers. The CTA's tiles are t = blockIdx.x + j gridDim.x,
+ * j = 0, 1, ...; consumer warpgroup c takes the tiles with j % 2 == c - 1, each a whole 128 x 128 output tile. The
+ * producer streams the k-blocks of tile j, then of tile j + 1, ..., through a ring of STAGES stages (x tile 128 x 64
+ * and w tile 128 x 64, 32 KB), k-block number g = j nk + kb at slot g % STAGES, use g / STAGES: it waits on the
+ * slot's "empty" barrier (parity (use & 1) ^ 1), arrives on its "full" barrier with 32 KB to expect and issues the
+ * two TMA loads. The main loops of the two consumers strictly alternate (named barriers 3 and 4: the warpgroup that
+ * finishes the main loop of tile j arrives, the one with tile j + 1 waits before its own), so each epilogue runs
+ * beside the other warpgroup's MMAs. The order is also what makes the parity waits sound: a consumer waits on use u
+ * of a slot only once use u - 1 has been loaded (an mbarrier parity names a phase only among the two nearest; a
+ * consumer that ran ahead into tile j + 1 while tile j's k-blocks filled the ring took an old phase for its own,
+ * which the emulator caught as a TMA load into a tile an in-flight wgmma read). A consumer keeps one k-block of wgmma in flight: issue k-block kb, wait for kb - 1, free its slot
+ * (128 arrivals). Epilogue: bias, GELU, one rounding, staged in the warpgroup's own 32 KB buffer (row r of 16
+ * 16-byte chunks, chunk j at j ^ (r & 7)), then 16-byte coalesced stores; named barrier 1 + c (its 128 threads)
+ * around it. Shared memory: STAGES x 32 KB, 2 x 32 KB staging, the barriers, 1 KB alignment slack.
+ */
+template <int STAGES> struct mmws_cfg {
+    static constexpr int BM = 128, BN = 128;
+    static constexpr int A_BYTES = BM * 128, STAGE_BYTES = A_BYTES + BN * 128, OUT_BYTES = BM * BN * 2;
+    static constexpr int BAR_OFF = STAGES * STAGE_BYTES + 2 * OUT_BYTES;
+    static constexpr int SMEM    = 1024 + BAR_OFF + 2 * STAGES * 8;
+    static_assert(SMEM <= 227 * 1024, "shared memory");
+};
+
+struct mmws_args {
+    struct mmwg_args a;
+    CUtensorMap      mx, mw; /* x (M, K) and w (N, K) as 2-D (K, rows) maps, boxes 64 x 128, 128-byte swizzle */
+};
+
+template <int STAGES, bool BF16>
+static __global__ void __launch_bounds__(384, 1) matmul_gelu_kernel_ws(const __grid_constant__ struct mmws_args w) {
+    using C = mmws_cfg<STAGES>;
+    constexpr int BM = C::BM, BN = C::BN;
+    const struct mmwg_args & a = w.a;
+    extern __shared__ __align__(128) unsigned char mmws_smem[];
+    const uint32_t  raw  = attn_smem_u32(mmws_smem);
+    unsigned char * sm   = mmws_smem + (((raw + 1023u) & ~1023u) - raw);
+    const uint32_t  base = attn_smem_u32(sm);
+    const uint32_t  full = base + C::BAR_OFF, empty = full + 8 * STAGES; /* slot s: full + 8 s, empty + 8 s */
+    const int       tid = threadIdx.x;
+    const int       nk = a.K / 64, tiles_n = a.N / BN, n_tiles = tiles_n * ((a.M + BM - 1) / BM);
+    if (tid == 0) {
+        for (int s = 0; s < STAGES; s++) {
+            mb_init(full + 8 * s, 1);
+            mb_init(empty + 8 * s, 128);
+        }
+        mb_fence_init();
+    }
+    __syncthreads();
+
+    if (tid < 128) { /* producer */
+        wg_setmaxnreg_dec<24>();
+        if (tid == 0) {
+            int g = 0;
+            for (int t = (int) blockIdx.x; t < n_tiles; t += (int) gridDim.x) {
+                const int m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
+                for (int kb = 0; kb < nk; kb++, g++) {
+                    const int      s   = g % STAGES;
+                    const uint32_t dst = base + (uint32_t) (s * C::STAGE_BYTES);
+                    mb_wait(empty + 8 * s, (uint32_t) (((g / STAGES) & 1) ^ 1));
+                    mb_arrive_tx(full + 8 * s, C::STAGE_BYTES);
+                    tma_load_2d(dst, &w.mx, full + 8 * s, kb * 64, m0);
+                    tma_load_2d(dst + C::A_BYTES, &w.mw, full + 8 * s, kb * 64, n0);
+                }
+            }
+        }
+        return;
+    }
+
+    wg_setmaxnreg_inc<240>();
+    const int       c = (tid >> 7) - 1, ct = tid & 127, warp = ct >> 5, lane = tid & 31, gq = lane >> 2, t4 = lane & 3;
+    unsigned char * out = sm + STAGES * C::STAGE_BYTES + c * C::OUT_BYTES;
+    int             j   = 0;
+    /* zeroed once, before any wgmma: the first k-step of each tile has scale-d 0 and never reads them (zeroing them
+       per tile made ptxas serialize the wgmma, advisory C7515) */
+    float acc[2][BN / 2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+#pragma unroll
+        for (int i = 0; i < BN / 2; i++) acc[h][i] = 0.f;
+    }
+    for (int t = (int) blockIdx.x; t < n_tiles; t += (int) gridDim.x, j++) {
+        if ((j & 1) != c) continue;
+        const int m0 = (t / tiles_n) * BM, n0 = (t % tiles_n) * BN;
+        if (j > 0) nbar_sync(3 + c, 256); /* the other warpgroup finished the main loop of tile j - 1 */
+        for (int kb = 0; kb < nk; kb++) {
+            const int g = j * nk + kb, s = g % STAGES;
+            mb_wait(full + 8 * s, (uint32_t) ((g / STAGES) & 1));
+            const uint32_t st = base + (uint32_t) (s * C::STAGE_BYTES);
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    wg_mma_ss<BN, BF16>(acc[h], wg_desc(st + h * 64 * 128 + kk * 32, 16, 1024),
+                                        wg_desc(st + C::A_BYTES + kk * 32, 16, 1024), kb > 0 || kk > 0);
+                }
+            }
+            wg_commit();
+            wg_wait<1>(); /* k-block kb - 1 is done: free its slot */
+            if (kb > 0) mb_arrive(empty + 8 * ((g - 1) % STAGES));
+        }
+        wg_wait<0>();
+        wg_fence_regs(acc[0]);
+        wg_fence_regs(acc[1]);
+        mb_arrive(empty + 8 * ((j * nk + nk - 1) % STAGES));
+        if (t + (int) gridDim.x < n_tiles) nbar_arrive(4 - c, 256); /* the other warpgroup's tile j + 1 may start */
+
+        /* epilogue: accumulator pair (4 i + 2 e, + 1) of half h at row 64 h + 16 warp + gq + 8 e, columns 8 i + 2 t4 */
+        nbar_sync(1 + c, 128); /* the previous tile's stores have read the staging buffer */
+        constexpr int RB = BN * 2;
+#pragma unroll
+        for (int i = 0; i < BN / 8; i++) {
+            const int col = i * 8 + 2 * t4;
+            float2    bv  = make_float2(0.f, 0.f);
+            if (a.bias) bv = mmwg_load2<BF16>(a.bias + (int64_t) (n0 + col) * 2);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int      r = h * 64 + warp * 16 + gq + 8 * e; /* r & 7 == gq */
+                    const uint32_t u = attn_pack2<BF16>(rk_gelu_ex2(acc[h][4 * i + 2 * e] + bv.x),
+                                                        rk_gelu_ex2(acc[h][4 * i + 2 * e + 1] + bv.y));
+                    *reinterpret_cast<uint32_t *>(out + r * RB + ((i ^ gq) << 4) + 4 * t4) = u;
+                }
+            }
+        }
+        nbar_sync(1 + c, 128);
+        constexpr int CPR = BN / 8;
+#pragma unroll 4
+        for (int e = ct; e < BM * CPR; e += 128) {
+            const int r = e / CPR, cc = e % CPR;
+            if (m0 + r >= a.M) break; /* rows only grow with e */
+            const uint4 v = *reinterpret_cast<const uint4 *>(out + r * RB + ((cc ^ (r & 7)) << 4));
+            *reinterpret_cast<uint4 *>(a.d + (int64_t) (m0 + r) * a.ldd + (int64_t) (n0 + cc * 8) * 2) = v;
+        }
+    }
+}
+
 /* ---- v5: mma.sync (sm_80 and newer) ---------------------------------------------------------------- */
 
 template <int STAGES> struct mmma_cfg {
@@ -330,14 +477,15 @@ extern "C" enum rk_status rk_cuda_matmul_gelu_set_variant(int variant) {
 extern "C" const char * rk_cuda_matmul_gelu_variant_name(int variant) {
     static const char * const names[RK_MATMUL_GELU_N_VARIANTS] = { "default",      "v1_cublaslt_pass",
                                                                    "v2_wg128x256", "v3_wg128x128",
-                                                                   "v4_wg128x256_persistent", "v5_mma128x128" };
+                                                                   "v4_wg128x256_persistent", "v5_mma128x128",
+                                                                   "v6_ws128x128_pingpong" };
     return variant >= 0 && variant < RK_MATMUL_GELU_N_VARIANTS ? names[variant] : "?";
 }
 
 extern "C" uint64_t rk_cuda_matmul_gelu_fused_calls(void) { return mmwg_calls; }
 
 extern "C" int rk_cuda_matmul_gelu_tile_n(int variant) {
-    return variant == 2 || variant == 4 ? 256 : variant == 3 || variant == 5 ? 128 : 0;
+    return variant == 2 || variant == 4 ? 256 : variant == 3 || variant == 5 || variant == 6 ? 128 : 0;
 }
 
 /* Launches one instantiation: a grid of one CTA per tile, or (PERSIST) at most one per SM. */
@@ -351,6 +499,28 @@ static void mmwg_launch(const struct mmwg_args & a, int n_sm, cudaStream_t strea
                               : dim3((unsigned) tiles_n, (unsigned) tiles_m);
     matmul_gelu_kernel_wg<BN, STAGES, WAIT, PERSIST, BF16><<<grid, C::THREADS, C::SMEM, stream>>>(a);
     RK_CUDA_CHECK(cudaGetLastError());
+}
+
+/* A 2-D TMA map of (rows, K) 16-bit rows ld bytes apart, boxes of 64 columns x 128 rows (kernels/tma.cuh). */
+static bool mmws_map(CUtensorMap * m, const char * p, bool bf16, int64_t rows, int64_t K, int64_t ld) {
+    const int64_t  dims[2] = { K, rows }, strides[1] = { ld };
+    const uint32_t box[2]  = { 64, 128 };
+    return rk_tma_map_16bit(m, p, bf16, 2, dims, strides, box);
+}
+
+/* v6: a persistent grid of at most one CTA per SM; false (nothing launched) when the TMA maps cannot be made */
+template <bool BF16> static bool mmws_launch(const struct mmwg_args & a, int n_sm, cudaStream_t stream) {
+    using C = mmws_cfg<5>;
+    struct mmws_args w;
+    memset(&w, 0, sizeof(w));
+    w.a = a;
+    if (!mmws_map(&w.mx, a.x, BF16, a.M, a.K, a.ldx) || !mmws_map(&w.mw, a.w, BF16, a.N, a.K, a.ldw)) return false;
+    RK_CUDA_CHECK(cudaFuncSetAttribute(matmul_gelu_kernel_ws<5, BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+    const int n_tiles = (a.N / C::BN) * ((a.M + C::BM - 1) / C::BM);
+    const dim3 grid((unsigned) (n_tiles < n_sm ? n_tiles : n_sm));
+    matmul_gelu_kernel_ws<5, BF16><<<grid, 384, C::SMEM, stream>>>(w);
+    RK_CUDA_CHECK(cudaGetLastError());
+    return true;
 }
 
 template <int STAGES, bool BF16> static void mmma_launch(const struct mmwg_args & a, cudaStream_t stream) {
@@ -389,7 +559,8 @@ extern "C" enum rk_status rk_cuda_matmul_gelu_fused(struct rk_tensor * dst, cons
     int cc = 0, smem_optin = 0;
     attn_device_caps(&cc, &smem_optin);
     const bool mma  = variant == 5;
-    const int  smem = mma ? mmma_cfg<3>::SMEM : bn == 256 ? mmwg_cfg<256, 4, 1>::SMEM : mmwg_cfg<128, 3, 0>::SMEM;
+    const int  smem = mma ? mmma_cfg<3>::SMEM : variant == 6 ? mmws_cfg<5>::SMEM
+                      : bn == 256 ? mmwg_cfg<256, 4, 1>::SMEM : mmwg_cfg<128, 3, 0>::SMEM;
     if ((mma ? cc < 80 : cc != 90) || smem > smem_optin) {
         return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu fused: variant %d needs an sm_%s device with %d bytes "
                                                    "of shared memory per block (device sm_%d, %d)", variant,
@@ -422,6 +593,12 @@ extern "C" enum rk_status rk_cuda_matmul_gelu_fused(struct rk_tensor * dst, cons
     RK_CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
     const bool bf16 = dt == RK_DTYPE_BF16;
     switch (variant) {
+        case 6:
+            if (!(bf16 ? mmws_launch<true>(a, n_sm, stream) : mmws_launch<false>(a, n_sm, stream))) {
+                return rk_set_error(RK_STATUS_UNSUPPORTED, "matmul gelu fused: variant 6 could not make its TMA tensor "
+                                                           "maps (cuTensorMapEncodeTiled unavailable or refused)");
+            }
+            break;
         case 5:
             if (bf16) {
                 mmma_launch<3, true>(a, stream);

@@ -17,6 +17,7 @@
 #define RK_KERNELS_TMA_CUH
 
 #include <cuda.h>
+#include <cuda_runtime.h>
 #include <stdint.h>
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -24,6 +25,58 @@
 #else
 #define RK_TMA_ENABLED 0
 #endif
+
+/* ---- host: tensor maps ---- */
+
+typedef CUresult (*rk_tma_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                     const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                     CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+/* cuTensorMapEncodeTiled, obtained from the runtime (rk does not link the driver library); NULL when the driver has
+   none. Looked up once per translation unit. */
+static inline rk_tma_encode_fn rk_tma_encoder(void) {
+    static rk_tma_encode_fn fn   = NULL;
+    static bool             done = false;
+    if (!done) {
+        void *                               p = NULL;
+        enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+            q == cudaDriverEntryPointSuccess) {
+            fn = (rk_tma_encode_fn) p;
+        }
+        (void) cudaGetLastError();
+        done = true;
+    }
+    return fn;
+}
+
+/* A tile-mode map of a 16-bit (bf16 or f16) tensor of `rank` dimensions, dims[0] innermost and contiguous, strides[i]
+   the byte stride of dimension i + 1, boxes of box[] elements, 128-byte swizzle, zeros outside. A dimension of size
+   1 is only ever read at coordinate 0, so its stride is replaced by 16 (any valid one). false, with nothing
+   written, when the driver has no encoder, a stride is not a positive multiple of 16 below 2^40, or the driver
+   refuses the map. */
+static inline bool rk_tma_map_16bit(CUtensorMap * m, const void * base, bool bf16, int rank, const int64_t * dims,
+                                    const int64_t * strides, const uint32_t * box) {
+    const rk_tma_encode_fn enc = rk_tma_encoder();
+    if (!enc || rank < 1 || rank > 5) return false;
+    cuuint64_t d[5], st[4];
+    cuuint32_t b[5], es[5];
+    for (int i = 0; i < rank; i++) {
+        d[i]  = (cuuint64_t) dims[i];
+        b[i]  = box[i];
+        es[i] = 1;
+        if (i > 0) {
+            const int64_t s = dims[i] == 1 ? 16 : strides[i - 1];
+            if (s <= 0 || s % 16 || s >= (1ll << 40)) return false;
+            st[i - 1] = (cuuint64_t) s;
+        }
+    }
+    return enc(m, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, (cuuint32_t) rank,
+               (void *) base, d, st, b, es, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* ---- device ---- */
 
 /* An mbarrier at shared address bar expecting `count` arrivals per phase; then mb_fence_init and a CTA barrier
    before any other thread uses it. */

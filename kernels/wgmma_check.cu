@@ -455,25 +455,11 @@ static enum rk_status wgc_run(const struct wgc_combo * cb, int defect, char * ms
 }
 
 
-/* cuTensorMapEncodeTiled through the runtime (no link against the driver library) */
-typedef CUresult (*wgc_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
-                                  const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
-                                  CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-/* A 2-D map of a row-major (rows x cols) 16-bit matrix, boxes of box_rows x 64 columns, 128-byte swizzle. */
+/* A 2-D map of a row-major (rows x cols) 16-bit matrix, boxes of box_rows x 64 columns (kernels/tma.cuh). */
 static bool wgc_tma_map(CUtensorMap * m, void * p, bool bf16, int rows, int cols, int box_rows) {
-    void *                              fn = NULL;
-    enum cudaDriverEntryPointQueryResult q  = cudaDriverEntryPointSymbolNotFound;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess || !fn) {
-        (void) cudaGetLastError();
-        return false;
-    }
-    const cuuint64_t dims[2] = { (cuuint64_t) cols, (cuuint64_t) rows }, strides[1] = { (cuuint64_t) cols * 2 };
-    const cuuint32_t box[2] = { 64, (cuuint32_t) box_rows }, estr[2] = { 1, 1 };
-    return ((wgc_encode_fn) fn)(m, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, p, dims,
-                                strides, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    const int64_t  dims[2] = { cols, rows }, strides[1] = { (int64_t) cols * 2 };
+    const uint32_t box[2]  = { 64, (uint32_t) box_rows };
+    return rk_tma_map_16bit(m, p, bf16, 2, dims, strides, box);
 }
 
 template <int N, bool BF16>

@@ -236,7 +236,7 @@ static const struct mm_case mm_cases[] = {
     { RK_DTYPE_BF16, 77, 768, 768, true, false, 1536, 0, false }, /* x = a 768-column slice of a (77, 2304) buffer */
     { RK_DTYPE_BF16, 33, 64, 96, true, true, 37, 3, false },       /* odd strides: cuBLAS fallback territory */
     { RK_DTYPE_BF16, 130, 96, 64, false, true, 0, 8, false },
-    /* the fused GEMM + GELU (matmul + GELU variants 2 to 5; kernels/matmul_gelu.cu): M a partial tile, two N tiles,
+    /* the fused GEMM + GELU (matmul + GELU variants 2 to 6; kernels/matmul_gelu.cu): M a partial tile, two N tiles,
      * padded rows; one exact tile with one k-block and no bias; a MiniLM FFN-up shape with 3 rows; N = 384 (3 tiles
      * of 128, not of 256: variant 2 falls back) */
     { RK_DTYPE_F16, 200, 512, 128, true, true, 16, 48, false },
@@ -311,7 +311,7 @@ static int run_matmul(struct rk_backend * be, const struct mm_case * c, const ch
 }
 
 /* True when the fused GEMM of matmul + GELU variant v must take case c on this backend: the limits that
-   kernels/cuda_ops.h documents for rk_cuda_matmul_gelu_fused (sm_90 for the wgmma variants 2-4, sm_80 and newer for
+   kernels/cuda_ops.h documents for rk_cuda_matmul_gelu_fused (sm_90 for the wgmma variants 2-4 and 6, sm_80 and newer for
    the mma.sync variant 5: every device the suites run on has its 96 KB of shared memory) (the harness's buffers are 256-byte aligned, a padded view
    starts pad / 2 elements into its buffer). */
 static bool mm_wg_takes(struct rk_backend * be, const struct mm_case * c, int v) {
@@ -1105,7 +1105,7 @@ Test(cuda_ops, variant_selection) {
     for (int v = 0; v < RK_GELU_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_gelu_variant_name(v), "?") != 0);
     for (int v = 0; v < RK_LAYERNORM_N_VARIANTS; v++) cr_assert(strcmp(rk_cuda_layernorm_variant_name(v), "?") != 0);
     cr_assert_str_eq(rk_cuda_gelu_variant_name(RK_GELU_N_VARIANTS), "?");
-    /* the matmul + GELU choice: the same knob; only 2 to 5 have a fused kernel, whose launcher refuses the others */
+    /* the matmul + GELU choice: the same knob; only 2 to 6 have a fused kernel, whose launcher refuses the others */
     setenv("RK_MATMUL_GELU_VARIANT", "3", 1);
     cr_assert_eq(rk_cuda_matmul_gelu_variant(), 3);
     cr_assert(rk_cuda_matmul_gelu_set_variant(1) == RK_OK);
@@ -1117,6 +1117,7 @@ Test(cuda_ops, variant_selection) {
     cr_assert_eq(rk_cuda_matmul_gelu_tile_n(3), 128);
     cr_assert_eq(rk_cuda_matmul_gelu_tile_n(4), 256);
     cr_assert_eq(rk_cuda_matmul_gelu_tile_n(5), 128);
+    cr_assert_eq(rk_cuda_matmul_gelu_tile_n(6), 128);
     cr_assert_eq(rk_cuda_matmul_gelu_tile_n(RK_MATMUL_GELU_N_VARIANTS), 0);
     cr_assert(rk_cuda_matmul_gelu_fused(NULL, NULL, NULL, NULL, 1, NULL) == RK_STATUS_ARG);
 #else

@@ -556,7 +556,7 @@ void cp_async(uint32_t dst, const void * src, int bytes, int src_bytes) {
     if (src_bytes > 0 && !is_device(src, (size_t) src_bytes)) {
         faultf("cp.async reads %d bytes at %p, not inside one device allocation", src_bytes, src);
     }
-    wg_check_shared_write(dst, bytes);
+    wg_check_shared_write(dst, bytes, "cp.async");
     const cp_req c = { dst, src, bytes, src_bytes, me().cp_groups };
     if (cfg().cp_early) {
         cp_do(c);
@@ -665,7 +665,7 @@ void tma_load(uint32_t dst, const void * map, const int32_t * coords, int n, uin
     const int span = m.swizzle ? 16 << m.swizzle : 0; /* 32, 64, 128 bytes */
     const int row  = m.box[0] * m.esize;
     if (span && row != span) faultf("cp.async.bulk.tensor: a swizzled box whose inner dimension (%d bytes) is not the swizzle span (%d): not emulated", row, span);
-    wg_check_shared_write(dst, (int) bytes);
+    wg_check_shared_write(dst, (int) bytes, "TMA load");
     tma_req q;
     q.dst    = dst;
     q.mbar   = mbar;

@@ -68,9 +68,9 @@ uint64_t block_serial();
  * table of what the threads published (row = thread index in the warpgroup), valid until the warpgroup's
  * next-but-one collective. */
 const uint64_t * warpgroup_gather(const uint64_t * words, int n, const char * kind, const char * file, int line);
-/* The wgmma asynchrony model (emu_ptx.cpp): a cp.async issued into shared bytes that an in-flight mma_async reads is
+/* The wgmma asynchrony model (emu_ptx.cpp): a cp.async or TMA load issued into shared bytes that an in-flight mma_async reads is
  * an error; so is a thread that returns with mma_async ops never retired. */
-void wg_check_shared_write(uint32_t dst, int bytes);
+void wg_check_shared_write(uint32_t dst, int bytes, const char * what); /* what: "cp.async", "TMA load" */
 void wg_thread_exit();
 /* Per-thread cp.async queue (emu_fiber.cpp). */
 void cp_async(uint32_t dst, const void * src, int bytes, int src_bytes);

@@ -689,7 +689,7 @@ void wg_retire(int64_t n, const char * file, int line) {
 } // namespace
 
 /* cp.async into shared bytes: an error while an mma_async of the block (any thread) still reads them. */
-void wg_check_shared_write(uint32_t dst, int bytes) {
+void wg_check_shared_write(uint32_t dst, int bytes, const char * what) {
     if (wg_reading_block != block_serial()) return;
     for (int i = 0; i < bytes; i++) {
         if ((size_t) dst + (size_t) i < wg_reading.size() && wg_reading[(size_t) dst + (size_t) i]) {
@@ -698,14 +698,14 @@ void wg_check_shared_write(uint32_t dst, int bytes) {
                 for (const wg_op & op : t.pending) {
                     for (const auto & r : op.reads) {
                         if (r.first + 2 > dst + (uint32_t) i && r.first <= dst + (uint32_t) i) {
-                            fault("cp.async into shared bytes [%u, %u) that the wgmma.mma_async at %s:%d (in flight, "
-                                  "not yet retired by a wgmma.wait_group) reads", dst, dst + (uint32_t) bytes,
+                            fault("%s into shared bytes [%u, %u) that the wgmma.mma_async at %s:%d (in flight, "
+                                  "not yet retired by a wgmma.wait_group) reads", what, dst, dst + (uint32_t) bytes,
                                   op.file, op.line);
                         }
                     }
                 }
             }
-            fault("cp.async into shared bytes [%u, %u) that a wgmma.mma_async in flight reads", dst,
+            fault("%s into shared bytes [%u, %u) that a wgmma.mma_async in flight reads", what, dst,
                   dst + (uint32_t) bytes);
         }
     }
