@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# .ci/device_focus.sh: the short first command for a lent GPU when new kernels wait for their first run (about
-# 4-5 minutes; not yet run in this form; the full check is .ci/device_check.sh). Today: the Hopper wgmma attention
-# (kernels/attn.cu variants 6-11, docs/ATTN.md), the fused wgmma GEMM + GELU (kernels/matmul_gelu.cu) and what they
-# rest on.
+# .ci/device_focus.sh: the short first command for a lent GPU when new kernels wait for their first run (not yet
+# run in this form; it stops at its budget and skips what is left; the full check is .ci/device_check.sh). Today:
+# the Hopper wgmma attention (kernels/attn.cu variants 6-11, docs/ATTN.md; 11 warp-specialized with TMA), the fused
+# GEMM + GELU (kernels/matmul_gelu.cu variants 2-6) and what they rest on (kernels/wgmma.cuh, kernels/tma.cuh).
 #
 #   bash .ci/device_focus.sh                 with binaries in build/ (RK_PREBUILT=1 is implied; build first, or
 #                                            unpack the bundle: bash .ci/device_unbundle.sh, RK_DEVLIBS=...)
 #   RK_FOCUS_BUDGET=360                      seconds for the whole run (default 360; later steps are skipped)
 #
-# Steps, each under `timeout`: 1. the wgmma primitives alone (build/tests/test_wgmma: which layout, if any, is wrong);
+# Steps, each under `timeout`: 1. the wgmma, TMA and mbarrier primitives alone (build/tests/test_wgmma: which layout
+# or protocol, if any, the hardware reads differently);
 # 2. every attention forward parity case, all variants (build/tests/test_ops, cuda_ops/attn_fwd*), and the MATMUL
 # cases (the fused GEMM + GELU variants among them); 3. our benches with the default choices (attention with every
 # variant, BERT, the GEMMs with every matmul + GELU variant), then the peers (attention SDPA, HF BERT, PyTorch GEMMs

@@ -886,6 +886,10 @@ static const struct attn_case attn_cases[] = {
     { BF, 2, 300, 300, 4, 4, 64, false, 0, 0, MASK_HOLES, false, false, true, 4.0f, false },
     { BF, 3, 200, 200, 4, 2, 128, false, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },    /* row 2: no key */
     { HF, 2, 333, 333, 4, 4, 128, true, 64, 0, MASK_HOLES, false, false, true, 1.0f, false },
+    /* 6 key tiles of 128 (5 of 128 + a part): each of two K/V stages reused three times, so the mbarrier phase parity
+     * of the warp-specialized variant wraps; a chunk at q_offset 500, GQA; and a long HS = 64 row set with padding */
+    { BF, 1, 200, 700, 2, 1, 128, true, 0, 500, MASK_HOLES, false, false, true, 1.0f, false },
+    { HF, 1, 130, 660, 2, 2, 64, false, 0, 0, MASK_RIGHT, false, false, true, 1.0f, false },
     /* f32: the CUDA kernels take 16-bit inputs (these report skipped there); they check this harness on the CPU */
     { RK_DTYPE_F32, 3, 77, 77, 8, 2, 64, true, 0, 0, MASK_RIGHT, true, true, true, 1.0f, false },
     { RK_DTYPE_F32, 2, 1, 77, 12, 12, 32, true, 16, 76, MASK_HOLES, false, false, true, 1.0f, false },
