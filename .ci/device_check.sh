@@ -14,7 +14,7 @@
 #      a sanitizer that cannot start on the machine is reported and skipped;
 #   5. every bench program build/bench/bench_*, then the peer scripts bench/peers/*.py (and ../shared/peers/*.py if
 #      that folder exists: it does not travel to the device machine); then, on an sm_90 card, the attention
-#      kernels that are not the default yet (wgmma variants 6 to 11) alone and inside bench_bert, keys "<key>@v6" and
+#      kernels that are not the default yet (wgmma variants 6 to 12) alone and inside bench_bert, keys "<key>@v6" and
 #      "<key>@attn-v6" joined with the peer line of "<key>"; between the benches and the peers, when .devembed exists
 #      (carried; made by .ci/device_embed_prep.sh), rk-embed on the GPU against the CPU reference F1
 #      (.ci/device_embed_check.sh: issue 3's check, ~10-20 s; embed_check.log and embed_cuda.json in the logs).
@@ -239,12 +239,12 @@ for p in $PEERS; do
 done
 
 # the kernel variants that are not the default yet, after the peers so that a short budget still gets the default
-# comparisons: the wgmma attention (variants 6 to 11, sm_90 only) alone and inside the BERT forward
+# comparisons: the wgmma attention (variants 6 to 12, sm_90 only) alone and inside the BERT forward
 # (RK_ATTN_FWD_VARIANT), and the fused GEMM + GELU inside it; the GELU and LayerNorm variants (kernels/elementwise.cu,
 # layernorm.cu)
 EXTRA=()
 if [ -x build/bench/bench_attn ] && nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | grep -q '^9\.0'; then
-    for v in 6 7 8 9 10 11; do
+    for v in 6 7 8 9 10 11 12; do
         EXTRA+=("build/bench/bench_attn --variant $v" "env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base")
     done
     # the fused FFN-up GEMM + GELU (kernels/matmul_gelu.cu: wgmma 2-4, mma.sync 5, warp-specialized 6; bench_matmul times it

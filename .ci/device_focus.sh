@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # .ci/device_focus.sh: the short first command for a lent GPU when new kernels wait for their first run (not yet
 # run in this form; it stops at its budget and skips what is left; the full check is .ci/device_check.sh). Today:
-# the Hopper wgmma attention (kernels/attn.cu variants 6-11, docs/ATTN.md; 11 warp-specialized with TMA), the fused
+# the Hopper wgmma attention (kernels/attn.cu variants 6-12, docs/ATTN.md; 11 and 12 warp-specialized with TMA), the fused
 # GEMM + GELU (kernels/matmul_gelu.cu variants 2-6) and what they rest on (kernels/wgmma.cuh, kernels/tma.cuh).
 #
 #   bash .ci/device_focus.sh                 with binaries in build/ (RK_PREBUILT=1 is implied; build first, or
@@ -62,7 +62,7 @@ grep -a -E '^\s+FAIL |\[FAIL\]|CRASH|passed, ' "$L_TEST" | head -n 30
 # our benches with the default choices, then the peers (so that a short budget still gives every ratio), then the
 # variants that may become the defaults
 run "$L_BENCH" 60 build/bench/bench_attn
-for v in 6 7 8 9 10 11; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
+for v in 6 7 8 9 10 11 12; do run "$L_BENCH" 60 build/bench/bench_attn --variant $v; done
 run "$L_BENCH" 60 build/bench/bench_bert
 # GEMMs; the fused FFN-up GEMM + GELU (kernels/matmul_gelu.cu: wgmma 2-4, mma.sync 5, warp-specialized 6) alone: keys "@v1".."@v6"
 run "$L_BENCH" 60 build/bench/bench_matmul
@@ -72,7 +72,7 @@ run "$L_PEER" 60 python3 bench/peers/gemm_torch.py
 run "$L_PEER" 60 python3 bench/peers/ops_torch.py
 # the residual added by the LayerNorm instead of the GEMM epilogue (the default until the residual moved; key @res-v2)
 run "$L_BENCH" 60 env RK_BERT_RESIDUAL_VARIANT=2 build/bench/bench_bert --config base
-for v in 6 8 9 10 11; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
+for v in 6 9 10 11 12; do run "$L_BENCH" 60 env RK_ATTN_FWD_VARIANT=$v build/bench/bench_bert --config base; done
 for v in 2 3 4 5 6; do run "$L_BENCH" 60 env RK_MATMUL_GELU_VARIANT=$v build/bench/bench_bert --config base; done
 # the GELU and LayerNorm variants (the other part of the BERT forward that is not at copy speed), and all together
 run "$L_BENCH" 60 build/bench/bench_ops gelu --variant all

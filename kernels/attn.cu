@@ -25,7 +25,8 @@
  *   v10 attn_fwd_kernel_wgp<HS, 10>: v9 with two warpgroups (128 rows) sharing 128-key tiles, one CTA per SM.
  *   v11 attn_fwd_kernel_ws<HS>: warp-specialized (FA3): a producer warpgroup loads Q, K, V with TMA into two stages
  *       on mbarriers, two consumer warpgroups run v9's loop with no CTA barrier (kernels/tma.cuh).
- *   v6-v11 run only on sm_90 and have never run on a GPU: not chosen automatically (RK_ATTN_FWD_VARIANT=N forces).
+ *   v12 v11 with the two consumer warpgroups in ping-pong (one's softmax beside the other's products).
+ *   v6-v12 run only on sm_90 and have never run on a GPU: not chosen automatically (RK_ATTN_FWD_VARIANT=N forces).
  * The sm_75 path (a real sm_75 card, or force_sm75) runs v2 with fp16 mma.sync m16n8k8 and synchronous tile
  * loads (no cp.async); bf16 there goes to v1.
  *
@@ -972,8 +973,12 @@ struct attn_ws_args {
  * executing thread's groups). The padding mask is read from global memory (L1/L2-resident words) inside the
  * softmax; whether a tile has padding is decided per warp. Parity of the stage-s barriers at use u = i / 2 of
  * tile i: u & 1 (full), (u & 1) ^ 1 (empty: the first use passes at once). grid (ceil(Tq / 128), NH, B).
+ * PP (v12): FA3's ping-pong of the two consumer warpgroups: each issues its two products of a tile only in its turn
+ * (named barrier 5 + c, 256 threads: its own wait and the other warpgroup's arrival) and hands the turn over right
+ * after issuing, so one warpgroup's softmax runs while the other's products occupy the tensor cores. Warpgroup 1
+ * hands warpgroup 0 the first turn; it skips its last hand-over, which nobody would wait for.
  */
-template <int HS, bool BF16>
+template <int HS, bool BF16, bool PP>
 static __global__ void __launch_bounds__(384, 1) attn_fwd_kernel_ws(const __grid_constant__ struct attn_ws_args w) {
     using C = attn_ws_cfg<HS>;
     constexpr int BM = C::BM, BN = C::BN, PSTEPS = BN / 16, NP = HS / 64;
@@ -1053,6 +1058,8 @@ static __global__ void __launch_bounds__(384, 1) attn_fwd_kernel_ws(const __grid
     };
 
     mb_wait(q_full, 0); /* always: the CTA may not end with the Q load in flight */
+    const int wgc = warp >> 2; /* consumer warpgroup 0 or 1 */
+    if (PP && wgc == 1 && t_end - t_begin > 1) nbar_arrive(5, 256); /* warpgroup 0 takes the first turn */
     if (t_begin < t_end) {
         {
             float s[BN / 2], alpha[2];
@@ -1071,11 +1078,13 @@ static __global__ void __launch_bounds__(384, 1) attn_fwd_kernel_ws(const __grid
             float          sc[BN / 2], alpha[2];
             mb_wait(k_full + 8 * s, (uint32_t) ((i >> 1) & 1));
             mb_wait(v_full + 8 * sp, (uint32_t) (((i - 1) >> 1) & 1)); /* loaded a tile earlier: both issues back to back */
+            if (PP) nbar_sync(5 + wgc, 256); /* this warpgroup's turn */
             wg_fence();
             attn_wg_issue_s<HS, BN, BM, BF16>(sc, q_addr, k_s + s * C::KV_BYTES);
             wg_commit();
             attn_wg_issue_pv<HS, BN, BF16>(o, pp, v_s + sp * C::KV_BYTES);
             wg_commit();
+            if (PP && (wgc == 0 || t + 1 < t_end)) nbar_arrive(6 - wgc, 256); /* the other's turn */
             wg_wait<1>(); /* S(t) done; P(t-1) V(t-1) may still run */
             wg_fence_regs(sc);
             mb_arrive(k_empty + 8 * s);
@@ -1102,7 +1111,7 @@ static __global__ void __launch_bounds__(384, 1) attn_fwd_kernel_ws(const __grid
 
 static const char * const attn_variant_names[RK_ATTN_FWD_N_VARIANTS] = {
     "auto", "plain", "tc64x64", "tc128x64", "tc64x64lean", "tc128x128", "wgmma", "wgmma-alt", "wgmma-2wg", "wgmma-pipe",
-    "wgmma-2wg-pipe", "wgmma-ws",
+    "wgmma-2wg-pipe", "wgmma-ws", "wgmma-ws-pp",
 };
 
 extern "C" const char * rk_cuda_attn_fwd_variant_name(int variant) {
@@ -1207,8 +1216,8 @@ static bool attn_tma_map(CUtensorMap * m, const char * base, bool bf16, int64_t 
     return rk_tma_map_16bit(m, base, bf16, 4, dims, strides, box);
 }
 
-/* Launches v11 (same contract as attn_launch_wg; also UNSUPPORTED when the TMA maps cannot be made). */
-template <int HS, bool BF16>
+/* Launches v11 (PP: v12) (same contract as attn_launch_wg; also UNSUPPORTED when the TMA maps cannot be made). */
+template <int HS, bool BF16, bool PP>
 static enum rk_status attn_launch_ws(const struct attn_args & a, int B, int NH, int NKV, int smem_optin,
                                      cudaStream_t stream) {
     using C = attn_ws_cfg<HS>;
@@ -1225,10 +1234,10 @@ static enum rk_status attn_launch_ws(const struct attn_args & a, int B, int NH, 
         return rk_set_error(RK_STATUS_UNSUPPORTED, "attn_fwd: variant 11 could not make its TMA tensor maps "
                                                    "(cuTensorMapEncodeTiled unavailable or refused the strides)");
     }
-    RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_ws<HS, BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    RK_CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel_ws<HS, BF16, PP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        C::SMEM));
     const dim3 grid((unsigned) ((a.Tq + C::BM - 1) / C::BM), (unsigned) NH, (unsigned) B);
-    attn_fwd_kernel_ws<HS, BF16><<<grid, 384, C::SMEM, stream>>>(w);
+    attn_fwd_kernel_ws<HS, BF16, PP><<<grid, 384, C::SMEM, stream>>>(w);
     RK_CUDA_CHECK(cudaGetLastError());
     return RK_OK;
 }
@@ -1238,8 +1247,11 @@ static enum rk_status attn_launch_wg_hs(const struct attn_args & a, int variant,
                                         int smem_optin, cudaStream_t stream) {
     switch (variant) {
         case 11:
-            return bf16 ? attn_launch_ws<HS, true>(a, B, NH, NKV, smem_optin, stream)
-                        : attn_launch_ws<HS, false>(a, B, NH, NKV, smem_optin, stream);
+            return bf16 ? attn_launch_ws<HS, true, false>(a, B, NH, NKV, smem_optin, stream)
+                        : attn_launch_ws<HS, false, false>(a, B, NH, NKV, smem_optin, stream);
+        case 12:
+            return bf16 ? attn_launch_ws<HS, true, true>(a, B, NH, NKV, smem_optin, stream)
+                        : attn_launch_ws<HS, false, true>(a, B, NH, NKV, smem_optin, stream);
         case 6:
             return bf16 ? attn_launch_wg<HS, 6, true>(a, B, NH, smem_optin, stream)
                         : attn_launch_wg<HS, 6, false>(a, B, NH, smem_optin, stream);
@@ -1354,7 +1366,7 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
     const bool tc_ok = (HS == 32 || HS == 64 || HS == 128) && attn_aligned16(q) && attn_aligned16(k) &&
                        attn_aligned16(v) && attn_aligned16(dst) && p->scale > 0.f && isfinite(p->scale) &&
                        !(sm75 && bf16);
-    /* wgmma (v6 to v11): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
+    /* wgmma (v6 to v12): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
     const bool wg_ok = tc_ok && !sm75 && cc == 90 && (HS == 64 || HS == 128);
     if (variant == 0) {
         /* RK_ATTN_FWD_VARIANT when it names a variant that takes this call (unset: 0, the table below) */

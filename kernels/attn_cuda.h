@@ -49,12 +49,13 @@ enum rk_status rk_cuda_attn_fwd(struct rk_tensor * dst, const struct rk_tensor *
  *  10  wgmma as 9 with two warpgroups: 128 query rows x 128 keys, one CTA per SM (sm_90 only)
  *  11  wgmma, warp-specialized: TMA loads by a producer warpgroup, two consumer warpgroups, 128 x 128 (sm_90 only;
  *      also needs cuTensorMapEncodeTiled from the driver and 16-byte multiple strides)
- * Variants 2..11 need HS in {32, 64, 128} (4: HS = 128 only; 5: HS <= 64; 6 to 11: HS 64 or 128 on an sm_90 device,
+ *  12  as 11, the two consumer warpgroups in ping-pong (named barriers; sm_90 only)
+ * Variants 2..12 need HS in {32, 64, 128} (4: HS = 128 only; 5: HS <= 64; 6 to 12: HS 64 or 128 on an sm_90 device,
  * not on the sm_75 path), 16-byte aligned rows and scale > 0; otherwise they return RK_STATUS_UNSUPPORTED. Same
  * contract as rk_cuda_attn_fwd otherwise. The environment variable RK_ATTN_FWD_VARIANT=N makes the automatic choice
  * take variant N for every call that N takes (read once per process).
  */
-#define RK_ATTN_FWD_N_VARIANTS 12
+#define RK_ATTN_FWD_N_VARIANTS 13
 
 enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const struct rk_tensor * q,
                                         const struct rk_tensor * k, const struct rk_tensor * v,

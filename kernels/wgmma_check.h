@@ -1,6 +1,6 @@
 /*
  * wgmma_check.h: C ABI of the device self-test of the Hopper warpgroup-MMA primitives (kernels/wgmma.cuh) in the
- * exact forms the attention kernels (kernels/attn.cu, attention variants 6-11) use them. Each "combo" is
+ * exact forms the attention kernels (kernels/attn.cu, attention variants 6-12) use them. Each "combo" is
  * one small kernel run on the device and compared on the host with a double-precision product, so that when the
  * attention parity tests fail on a real H100/H200 the failing primitive layout is named at once. Built only with
  * CUDA (-DRK_HAVE_CUDA); the caller is tests/test_wgmma.c. The combos are listed in kernels/wgmma_check.cu.

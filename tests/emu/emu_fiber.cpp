@@ -310,6 +310,12 @@ void run_block() {
         }
     }
     cur = -1;
+    for (int id = 1; id < 16; id++) {
+        if (nbars[id].arrived) {
+            faultf("block ends with %d of %d threads arrived at named barrier %d (from %s:%d): an arrival nobody "
+                   "waited for", nbars[id].arrived, nbars[id].count, id, nbars[id].file, nbars[id].line);
+        }
+    }
     if (!tma_pending.empty()) {
         faultf("block ends with %zu TMA loads whose mbarrier nobody waited for (the first by thread %d into shared "
                "bytes [%u, %zu))", tma_pending.size(), tma_pending[0].thread, tma_pending[0].dst,

@@ -56,7 +56,7 @@ if [ -x "$dir/bench/bench_bert" ]; then
     case "$dir" in *-sm75*) dt=f16 ;; esac # sm_75 has no bf16 tensor cores: its activations are f16
     # (RK_EMU_DEFAULTS=1: nothing forced, the choices bench_bert times by default; RK_BERT_RESIDUAL_VARIANT=2: the
     # residual in the LayerNorm)
-    for env in RK_EMU_DEFAULTS=1 RK_BERT_RESIDUAL_VARIANT=2 RK_ATTN_FWD_VARIANT=6 RK_ATTN_FWD_VARIANT=8 RK_ATTN_FWD_VARIANT=10 RK_ATTN_FWD_VARIANT=11 \
+    for env in RK_EMU_DEFAULTS=1 RK_BERT_RESIDUAL_VARIANT=2 RK_ATTN_FWD_VARIANT=6 RK_ATTN_FWD_VARIANT=8 RK_ATTN_FWD_VARIANT=10 RK_ATTN_FWD_VARIANT=11 RK_ATTN_FWD_VARIANT=12 \
         "RK_ATTN_FWD_VARIANT=9 RK_GELU_VARIANT=3 RK_LAYERNORM_VARIANT=2" "RK_ATTN_FWD_VARIANT=7 RK_GELU_VARIANT=4 RK_LAYERNORM_VARIANT=4" \
         RK_MATMUL_GELU_VARIANT=2 RK_MATMUL_GELU_VARIANT=3 RK_MATMUL_GELU_VARIANT=4 RK_MATMUL_GELU_VARIANT=5 \
         RK_MATMUL_GELU_VARIANT=6 "EMU_SM_COUNT=4 RK_MATMUL_GELU_VARIANT=6"; do
@@ -66,7 +66,7 @@ if [ -x "$dir/bench/bench_bert" ]; then
 fi
 # bench_attn's own check (awkward shapes, every option) of the wgmma variants, which the device check times
 if [ -x "$dir/bench/bench_attn" ]; then
-    for v in 6 7 8 9 10 11; do run "bench_attn --check --variant $v" "$dir/bench/bench_attn" --check --variant $v; done
+    for v in 6 7 8 9 10 11 12; do run "bench_attn --check --variant $v" "$dir/bench/bench_attn" --check --variant $v; done
 fi
 if [ $fail -ne 0 ]; then
     echo "emu: some suites FAILED"
