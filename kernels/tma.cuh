@@ -40,11 +40,12 @@ static inline rk_tma_encode_fn rk_tma_encoder(void) {
     if (!done) {
         void *                               p = NULL;
         enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q) == cudaSuccess &&
-            q == cudaDriverEntryPointSuccess) {
+        const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q);
+        if (e == cudaSuccess && q == cudaDriverEntryPointSuccess) {
             fn = (rk_tma_encode_fn) p;
+        } else if (e != cudaSuccess) {
+            (void) cudaGetLastError(); /* the lookup's own error, not a kernel's: the caller falls back */
         }
-        (void) cudaGetLastError();
         done = true;
     }
     return fn;
