@@ -13,7 +13,8 @@
  * warps diverge, and (sm_75 build) any wgmma are emulator errors (checked in a child process).
  * Then the TMA and mbarrier emulation (kernels/tma.cuh): a tile load with the 128-byte swizzle lands in wg_swz's
  * layout with out-of-bounds rows zero-filled; a read before the mbarrier wait, a load nobody waits for, more
- * arrivals than the count, a wait that can never complete, named barriers with different counts are errors;
+ * arrivals than the count, a wait that can never complete, named barriers with different counts, a load into a tile
+ * an in-flight wgmma reads are errors;
  * cuTensorMapEncodeTiled refuses a stride that is not a multiple of 16.
  */
 #include "kernels/tma.cuh"
@@ -285,7 +286,7 @@ static int run(int init_c, bool quiet = false) {
 
 /* ---- TMA and mbarrier ---- */
 
-enum { TMA_OK = 0, TMA_READ_EARLY, TMA_NO_WAIT, TMA_OVER_ARRIVE, TMA_NEVER_COMPLETES, TMA_NBAR_COUNTS };
+enum { TMA_OK = 0, TMA_READ_EARLY, TMA_NO_WAIT, TMA_OVER_ARRIVE, TMA_NEVER_COMPLETES, TMA_NBAR_COUNTS, TMA_INTO_WGMMA };
 
 /* One 64 x 64 box at rows [16, 80) of a (70 x 64) 16-bit matrix into a 1024-aligned tile; every thread copies
    the tile out row-major (un-swizzled with wg_swz) after the wait. */
@@ -315,6 +316,19 @@ template <int MODE> static __global__ void k_tma(const __grid_constant__ CUtenso
     }
     if (MODE == TMA_NO_WAIT) return;
     mb_wait(sb, 0);
+    if (MODE == TMA_INTO_WGMMA) { /* a wgmma reads the tile; thread 0 reloads it before the wait */
+        float d[32];
+        wg_fence();
+        wg_mma_ss<64, true>(d, wg_desc(st, 16, 1024), wg_desc(st, 16, 1024), 0);
+        wg_commit();
+        if (tid == 0) {
+            mb_arrive_tx(sb, 64 * 128);
+            tma_load_2d(st, &map, sb, 0, 16);
+        }
+        wg_wait<0>();
+        out[tid] = (uint16_t) d[0];
+        return;
+    }
     for (int e = tid; e < 64 * 8; e += blockDim.x) {
         const int r = e / 8, c = e % 8;
         memcpy(out + r * 64 + c * 8, tile + wg_swz<64>(r, c), 16);
@@ -459,6 +473,8 @@ int main() {
                  "more arrivals than its count");
     expect_fault("a wait for a phase that never completes is a deadlock", [] { run_tma<TMA_NEVER_COMPLETES>(); },
                  "mbarrier.try_wait.parity");
+    expect_fault("a TMA load into a tile an in-flight wgmma reads is an error", [] { run_tma<TMA_INTO_WGMMA>(); },
+                 "TMA load into shared bytes");
     expect_fault("a named barrier reached with two thread counts is an error", [] { run_tma<TMA_NBAR_COUNTS>(); },
                  "while other threads are at it");
 #else
