@@ -93,6 +93,27 @@ template <bool BF16> static __device__ __forceinline__ float2 mmwg_load2(const c
                        __half2float(__ushort_as_half((unsigned short) (u >> 16))));
 }
 
+/* The epilogue of every fused kernel for one accumulator pair (columns c, c + 1): bias, erf GELU, one rounding. */
+template <bool BF16> static __device__ __forceinline__ uint32_t mm_bias_gelu2(float x0, float x1, float2 b) {
+    return attn_pack2<BF16>(rk_gelu_ex2(x0 + b.x), rk_gelu_ex2(x1 + b.y));
+}
+
+/* Rows [0, ROWS) of a staged output tile (rows of BN 16-bit values, 16-byte chunk c of row r at (c ^ (r & 7)) << 4)
+   to dst rows m0 + r < M, columns n0 .., as 16-byte stores: consecutive e of the threads (first, + step, ...) are
+   consecutive chunks of a row, so each warp's stores are coalesced. */
+template <int ROWS, int BN>
+static __device__ __forceinline__ void mm_store_staged(const unsigned char * out, const struct mmwg_args & a, int m0,
+                                                       int n0, int first, int step) {
+    constexpr int CPR = BN / 8;
+#pragma unroll 4
+    for (int e = first; e < ROWS * CPR; e += step) {
+        const int r = e / CPR, c = e % CPR;
+        if (m0 + r >= a.M) break; /* rows only grow with e */
+        const uint4 v = *reinterpret_cast<const uint4 *>(out + r * (BN * 2) + ((c ^ (r & 7)) << 4));
+        *reinterpret_cast<uint4 *>(a.d + (int64_t) (m0 + r) * a.ldd + (int64_t) (n0 + c * 8) * 2) = v;
+    }
+}
+
 /*
  * One CTA computes (128 x BN) output tiles: tile t is rows [128 (t / (N / BN)), +128), columns [BN (t % (N / BN)),
  * +BN). Not PERSIST: one tile per CTA (grid N / BN x ceil(M / 128)). PERSIST: a grid of at most one CTA per SM walks
@@ -179,21 +200,12 @@ static __global__ void __launch_bounds__(256, (mmwg_cfg<BN, STAGES, WAIT>::MIN_B
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const int      r = row0 + 8 * h; /* r & 7 == gq */
-                const uint32_t u = attn_pack2<BF16>(rk_gelu_ex2(acc[4 * j + 2 * h] + b.x),
-                                                    rk_gelu_ex2(acc[4 * j + 2 * h + 1] + b.y));
+                const uint32_t u = mm_bias_gelu2<BF16>(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1], b);
                 *reinterpret_cast<uint32_t *>(out + r * RB + ((j ^ gq) << 4) + 4 * t) = u;
             }
         }
         __syncthreads(); /* (a barrier of the warpgroup would do; both finish together) */
-        constexpr int CPR = BN / 8;
-        const int     wt  = tid & 127, mw = m0 + wg * 64;
-#pragma unroll 4
-        for (int e = wt; e < 64 * CPR; e += 128) {
-            const int r = e / CPR, c = e % CPR;
-            if (mw + r >= a.M) break; /* rows only grow with e */
-            const uint4 v = *reinterpret_cast<const uint4 *>(out + r * RB + ((c ^ (r & 7)) << 4));
-            *reinterpret_cast<uint4 *>(a.d + (int64_t) (mw + r) * a.ldd + (int64_t) (n0 + c * 8) * 2) = v;
-        }
+        mm_store_staged<64, BN>(out, a, m0 + wg * 64, n0, tid & 127, 128);
         if (next >= n_tiles) break;
         tile = next;
     }
@@ -322,21 +334,13 @@ static __global__ void __launch_bounds__(384, 1) matmul_gelu_kernel_ws(const __g
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const int      r = h * 64 + warp * 16 + gq + 8 * e; /* r & 7 == gq */
-                    const uint32_t u = attn_pack2<BF16>(rk_gelu_ex2(acc[h][4 * i + 2 * e] + bv.x),
-                                                        rk_gelu_ex2(acc[h][4 * i + 2 * e + 1] + bv.y));
+                    const uint32_t u = mm_bias_gelu2<BF16>(acc[h][4 * i + 2 * e], acc[h][4 * i + 2 * e + 1], bv);
                     *reinterpret_cast<uint32_t *>(out + r * RB + ((i ^ gq) << 4) + 4 * t4) = u;
                 }
             }
         }
         nbar_sync(1 + c, 128);
-        constexpr int CPR = BN / 8;
-#pragma unroll 4
-        for (int e = ct; e < BM * CPR; e += 128) {
-            const int r = e / CPR, cc = e % CPR;
-            if (m0 + r >= a.M) break; /* rows only grow with e */
-            const uint4 v = *reinterpret_cast<const uint4 *>(out + r * RB + ((cc ^ (r & 7)) << 4));
-            *reinterpret_cast<uint4 *>(a.d + (int64_t) (m0 + r) * a.ldd + (int64_t) (n0 + cc * 8) * 2) = v;
-        }
+        mm_store_staged<BM, BN>(out, a, m0, n0, ct, 128);
     }
 }
 
@@ -444,21 +448,13 @@ static __global__ void __launch_bounds__(256, 2) matmul_gelu_kernel_mma(const st
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const int      r = wm * 64 + mt * 16 + g + 8 * h; /* r & 7 == g */
-                const uint32_t u = attn_pack2<BF16>(rk_gelu_ex2(acc[mt][nt][2 * h] + b.x),
-                                                    rk_gelu_ex2(acc[mt][nt][2 * h + 1] + b.y));
+                const uint32_t u = mm_bias_gelu2<BF16>(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1], b);
                 *reinterpret_cast<uint32_t *>(mmma_smem + r * RB + ((j ^ g) << 4) + 4 * t) = u;
             }
         }
     }
     __syncthreads();
-    constexpr int CPR = BN / 8;
-#pragma unroll 4
-    for (int e = tid; e < BM * CPR; e += C::THREADS) {
-        const int r = e / CPR, c = e % CPR;
-        if (m0 + r >= a.M) break; /* rows only grow with e */
-        const uint4 v = *reinterpret_cast<const uint4 *>(mmma_smem + r * RB + ((c ^ (r & 7)) << 4));
-        *reinterpret_cast<uint4 *>(a.d + (int64_t) (m0 + r) * a.ldd + (int64_t) (n0 + c * 8) * 2) = v;
-    }
+    mm_store_staged<BM, BN>(mmma_smem, a, m0, n0, tid, C::THREADS);
 }
 
 /* ------------------------------------------------------------------------------------------------
