@@ -1280,8 +1280,12 @@ static int attn_env_variant(void) {
     return cached;
 }
 
-/* The variant the automatic choice takes for a tensor-core-eligible call (docs/ATTN.md, "Tile choice"). */
-static int attn_auto_variant(int hs) {
+/* The variant the automatic choice takes for a tensor-core-eligible call (docs/ATTN.md, "Tile choice"; measured on
+ * an H200, docs/PERF.md): on sm_90 (wg: the wgmma kernels take the call) the one-warpgroup wgmma kernel for HS 64
+ * (BERT shapes: 1.15x the flash back-end, v11 0.94-1.01x) and the warp-specialized TMA kernel for HS 128 (Llama-7B
+ * causal: 1.65x, v6 1.02x); else the mma.sync kernels. */
+static int attn_auto_variant(int hs, bool wg) {
+    if (wg) return hs == 64 ? 6 : 11;
     return hs == 32 ? 5 : (hs == 64 ? 3 : 4);
 }
 
@@ -1368,12 +1372,14 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
                        !(sm75 && bf16);
     /* wgmma (v6 to v12): sm_90 (the build has sm_90a code for it), HS 64 or 128 */
     const bool wg_ok = tc_ok && !sm75 && cc == 90 && (HS == 64 || HS == 128);
+    bool picked = false; /* the automatic choice: a wgmma kernel that refuses the call falls back */
     if (variant == 0) {
         /* RK_ATTN_FWD_VARIANT when it names a variant that takes this call (unset: 0, the table below) */
         const int ev = attn_env_variant();
         const bool ev_ok = ev == 1 || (ev >= 6 ? wg_ok : (ev >= 2 && tc_ok && (sm75 ? ev == 2 : (ev != 4 || HS == 128) &&
                                                                                                    (ev != 5 || HS <= 64))));
-        variant = ev_ok ? ev : (tc_ok ? (sm75 ? 2 : attn_auto_variant((int) HS)) : 1);
+        variant = ev_ok ? ev : (tc_ok ? (sm75 ? 2 : attn_auto_variant((int) HS, wg_ok)) : 1);
+        picked  = !ev_ok;
     }
     if (variant == 1) {
         if (bf16) {
@@ -1394,8 +1400,18 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
                                                        "the sm_75 path and HS 64 or 128 (device sm_%d, HS=%lld)",
                                 variant, cc, (long long) HS);
         }
-        return HS == 64 ? attn_launch_wg_hs<64>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream)
-                        : attn_launch_wg_hs<128>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream);
+        enum rk_status st = HS == 64 ? attn_launch_wg_hs<64>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream)
+                                     : attn_launch_wg_hs<128>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream);
+        if (st == RK_STATUS_UNSUPPORTED && picked && variant == 11) {
+            /* no TMA maps for these strides (or no driver entry point): the wgmma kernel without TMA */
+            rk_clear_error();
+            variant = 6;
+            st = HS == 64 ? attn_launch_wg_hs<64>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream)
+                          : attn_launch_wg_hs<128>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream);
+        }
+        if (st != RK_STATUS_UNSUPPORTED || !picked) return st;
+        rk_clear_error(); /* not enough shared memory for the wgmma tiles: the mma.sync kernels */
+        variant = attn_auto_variant((int) HS, false);
     }
     if (sm75) {
         if (variant != 2) {

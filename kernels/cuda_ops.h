@@ -134,7 +134,7 @@ enum rk_status rk_cuda_bias_act(struct rk_tensor * dst, const struct rk_tensor *
  * Kernel variants of the GELU pass (rk_cuda_gelu, and rk_cuda_bias_act with RK_ACT_GELU, hence the matmul epilogue)
  * and of LAYERNORM (rk_cuda_layernorm), so that a benchmark run can time them all and the parity tests check them
  * all; what each one is: the headers of kernels/elementwise.cu and kernels/layernorm.cu. Variant 1 is the reference
- * kernel and the built-in default; variant 0 means "the default".
+ * kernel; the built-in defaults (measured, docs/PERF.md) are GELU 3 and LAYERNORM 2; variant 0 means "the default".
  * The default can be overridden by the environment, read once at the first launch: RK_GELU_VARIANT=N,
  * RK_LAYERNORM_VARIANT=N (N in 1..count-1; 0 or unset: the built-in default; anything else: a warning on stderr and
  * the built-in default).
@@ -229,9 +229,10 @@ enum rk_status rk_cuda_matmul(struct rk_cuda_blas * blas, struct rk_tensor * dst
 
 /*
  * The matmul with the GELU epilogue (p->act == RK_ACT_GELU, no accumulate): which kernel rk_cuda_matmul runs
- * (kernels/matmul_gelu.cu header). Variant 1, the built-in default: cuBLASLt with the bias epilogue, then the GELU pass;
- * 2, 3, 4 and 6: the fused wgmma kernels (bias and erf GELU applied to the fp32 accumulators, one rounding; 6 is
- * warp-specialized with TMA), and 5, the fused mma.sync kernel (sm_80 and newer), used when rk_cuda_matmul_gelu_fused takes the call, else variant 1. RK_MATMUL_GELU_VARIANT=N sets the default, as the GELU
+ * (kernels/matmul_gelu.cu header). Variant 1: cuBLASLt with the bias epilogue, then the GELU pass; 2, 3, 4 and 6:
+ * the fused wgmma kernels (bias and erf GELU applied to the fp32 accumulators, one rounding; 6, the built-in default,
+ * is warp-specialized with TMA), and 5, the fused mma.sync kernel (sm_80 and newer), used when
+ * rk_cuda_matmul_gelu_fused takes the call, else variant 1. RK_MATMUL_GELU_VARIANT=N sets the default, as the GELU
  * variants above (same contract for *_variant, *_set_variant, *_variant_name).
  *   rk_cuda_matmul_gelu_fused: dst (M,N) = gelu(x (M,K) w (N,K)^T + bias (N)) with fused variant 2 to 6. Takes
  *     the call when the device is compute capability 9.0 (variants 2-4 and 6: the build has sm_90a; 6 also needs

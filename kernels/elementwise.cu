@@ -234,8 +234,9 @@ static void elementwise_launch(T * dst, const T * a, const T * b, int64_t nrows,
 /* ------------------------------------------------------------------------------------------------
  * GELU variant selection (kernels/cuda_ops.h) */
 
-/* the default: $RK_GELU_VARIANT when it names a variant (read once), else 1 */
-static struct rk_variant_knob gelu_knob = RK_VARIANT_KNOB("RK_GELU_VARIANT", "cuda gelu", RK_GELU_N_VARIANTS, 1);
+/* the default: $RK_GELU_VARIANT when it names a variant (read once), else 3 (rk_erf_ex2: 1.04x variant 1 on an H200,
+ * GELU 16384 x 3072 bf16; docs/PERF.md) */
+static struct rk_variant_knob gelu_knob = RK_VARIANT_KNOB("RK_GELU_VARIANT", "cuda gelu", RK_GELU_N_VARIANTS, 3);
 
 extern "C" int rk_cuda_gelu_variant(void) { return rk_variant_knob_get(&gelu_knob); }
 

@@ -269,8 +269,16 @@ static inline struct tol tol_for(enum rk_dtype dt) {
     }
 }
 
-static inline bool check_close(const char * cs, const char * what, const float * got, const float * ref, int64_t n,
-                        struct tol tl) {
+/* the magnitude element i's rtol scales: |ref|, or mag[i] when mag is given and mag[i] is larger */
+static inline double elem_mag(const float * mag, float r, int64_t i) {
+    const double a = fabs((double) r);
+    return mag && mag[i] > a ? mag[i] : a;
+}
+
+/* got against ref within tl; mag: NULL, or per element the magnitude rtol scales instead of |ref| when larger (the
+ * terms of a sum that cancels, when the result may be rounded at its terms' magnitude: MATMUL's accumulate) */
+static inline bool check_close_mag(const char * cs, const char * what, const float * got, const float * ref,
+                                   const float * mag, int64_t n, struct tol tl) {
     double  err2 = 0.0, ref2 = 0.0, maxerr = 0.0;
     int64_t bad = 0, nan = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -287,12 +295,12 @@ static inline bool check_close(const char * cs, const char * what, const float *
             err2 += e * e;
             ref2 += (double) r * r;
             if (e > maxerr) maxerr = e;
-            ok = e <= tl.atol + tl.rtol * fabs((double) r);
+            ok = e <= tl.atol + tl.rtol * elem_mag(mag, r, i);
         }
         if (!ok) {
             if (bad < 5) {
                 fprintf(stderr, "    %s: %s[%lld]: ref %.7g got %.7g (|diff| %.3g > %.3g)\n", cs, what, (long long) i,
-                        (double) r, (double) g, e, tl.atol + tl.rtol * fabs((double) r));
+                        (double) r, (double) g, e, tl.atol + tl.rtol * elem_mag(mag, r, i));
             }
             bad++;
         }
@@ -305,6 +313,11 @@ static inline bool check_close(const char * cs, const char * what, const float *
                 cs, what, (long long) bad, (long long) n, (long long) nan, nmse, tl.nmse, maxerr);
     }
     return pass;
+}
+
+static inline bool check_close(const char * cs, const char * what, const float * got, const float * ref, int64_t n,
+                               struct tol tl) {
+    return check_close_mag(cs, what, got, ref, NULL, n, tl);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -396,18 +409,24 @@ static inline struct rk_tensor host_t(float * data, int ndim, const int64_t * ne
     return rk_tensor_host(data, RK_DTYPE_F32, ndim, ne);
 }
 
-/* Compares one output view (fetched from m) with ref; also runs the redzone check of m. */
-static inline bool check_output(struct dmem * m, const struct rk_tensor * v, const float * ref, const char * cs,
-                         const char * what, struct tol tl) {
+/* Compares one output view (fetched from m) with ref (element magnitudes mag: check_close_mag); also runs the redzone
+ * check of m. */
+static inline bool check_output_mag(struct dmem * m, const struct rk_tensor * v, const float * ref, const float * mag,
+                                    const char * cs, const char * what, struct tol tl) {
     uint8_t * got = NULL;
     bool      ok  = dmem_fetch(m, cs, what, &got);
     int64_t   n   = rk_tensor_nelements(v);
     float *   g   = rk_xmalloc((size_t) (n > 0 ? n : 1) * sizeof(float));
     view_get(m, got, v, g);
-    ok = check_close(cs, what, g, ref, n, tl) && ok;
+    ok = check_close_mag(cs, what, g, ref, mag, n, tl) && ok;
     free(g);
     free(got);
     return ok;
+}
+
+static inline bool check_output(struct dmem * m, const struct rk_tensor * v, const float * ref, const char * cs,
+                                const char * what, struct tol tl) {
+    return check_output_mag(m, v, ref, NULL, cs, what, tl);
 }
 
 /* Redzone/unchanged check only (input buffers). */
