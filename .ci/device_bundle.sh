@@ -33,6 +33,9 @@ ldd .devbundle/build/tests/* .devbundle/build/bench/* .devbundle/build/rk-embed 
 # CPU references there
 gcc -O3 -march=x86-64-v3 -fopenmp -shared -fPIC -Wl,-soname,libopenblas.so.0 -o .devbundle/devlibs/libopenblas.so.0 \
     .ci/blas_shim.c
+# the commit the binaries were built from (the device machine's copy of .git can lag behind: device_check.sh and
+# device_focus.sh print this one)
+echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!.devbundle' ':!.devembed' || echo -dirty)" >.devbundle/build/COMMIT
 du -sh .devbundle .devbundle/build .devbundle/devlibs
 # one solid archive (the binaries share most of their bytes); the unpacked tree is removed so only it travels. A
 # dictionary as large as the tree (~430 MB at d41d7c9) lets xz find each binary's copy of the kernels in the first

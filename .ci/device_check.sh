@@ -38,7 +38,12 @@ L_BENCH=$LOGDIR/bench.log L_PEER=$LOGDIR/peers.log L_SUM=$LOGDIR/summary.txt
 DEVLIBS=${RK_DEVLIBS:-.devlibs}
 [ -d "$DEVLIBS" ] && export LD_LIBRARY_PATH=$(cd "$DEVLIBS" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export RK_ROOT=$ROOT PYTHONUNBUFFERED=1
-export RK_COMMIT=${RK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+# the commit of the binaries: build/COMMIT when they came in the bundle (.ci/device_bundle.sh), else the checkout's
+if [ "${RK_PREBUILT:-0}" = 1 ] && [ -f build/COMMIT ]; then
+    export RK_COMMIT=${RK_COMMIT:-$(cat build/COMMIT)}
+else
+    export RK_COMMIT=${RK_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+fi
 FAIL=0
 NOTES=()
 

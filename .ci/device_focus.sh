@@ -105,7 +105,7 @@ if [ -d .devembed ]; then
     grep -a -E 'EMBED_CHECK|docs/s' "$L_TEST" | tail -n 3
 fi
 
-echo "================ device focus: $(nvidia-smi -L 2>/dev/null | head -n 1 | cut -c1-50), $(git rev-parse --short HEAD 2>/dev/null || echo "${RK_COMMIT:-?}"), $(($(date +%s) - T0))s"
+echo "================ device focus: $(nvidia-smi -L 2>/dev/null | head -n 1 | cut -c1-50), $(cat build/COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo "${RK_COMMIT:-?}"), $(($(date +%s) - T0))s"
 awk -f .ci/result_table.awk "$L_BENCH" "$L_PEER" | tee "$LOGDIR/focus_summary.txt"
 echo "================ $([ $FAIL = 0 ] && echo PASS || echo FAIL)"
 exit $FAIL

@@ -218,10 +218,30 @@ void rk_cpu_lora_bwd(float * dx, float * dA, float * dB, const float * dy, const
 }
 
 void rk_cpu_lora_merge(float * W, const float * A, const float * B, float s, struct rk_lora_shape sh) {
-    /* W (N,K) += s B (N,r) A (r,K) */
+    /* W (N,K) += s B (N,r) A (r,K), rounded as PEFT's merge: d = B A with one fused multiply-add per rank term in
+     * rank order, then W + (d * s) with two roundings. Not sgemm: its summation order depends on the CPU's kernel
+     * (an AVX-512 machine gave other last bits than an AVX2 one), and a merge into 4 bits must be bit-exact with
+     * PEFT + bitsandbytes on every machine (tests/test_lora.c). */
     check_shape(sh);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) sh.N, (int) sh.K, (int) sh.r, s, B, (int) sh.r,
-                A, (int) sh.K, 1.0f, W, (int) sh.K);
+    const int64_t N = sh.N, K = sh.K, r = sh.r;
+#pragma omp parallel
+    {
+        float * d = rk_xmalloc(sizeof(float) * (size_t) (K > 0 ? K : 1)); /* one row of B A */
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            for (int64_t k = 0; k < K; k++) d[k] = 0.0f;
+            for (int64_t j = 0; j < r; j++) {
+                const float b = B[n * r + j], * a = A + j * K;
+                for (int64_t k = 0; k < K; k++) d[k] = fmaf(b, a[k], d[k]);
+            }
+            float * w = W + n * K;
+            for (int64_t k = 0; k < K; k++) {
+                const float ds = d[k] * s;
+                w[k] += ds;
+            }
+        }
+        free(d);
+    }
 }
 
 void rk_cpu_lora_unmerge(float * W, const float * A, const float * B, float s, struct rk_lora_shape sh) {
