@@ -275,15 +275,40 @@ static float * cuda_scratch(struct cuda_ctx * ctx, int64_t n) {
     return ctx->scratch;
 }
 
-/* LORA_BWD with the backend's scratch (cuda_scratch) for its partial sums. */
-static enum rk_status lora_bwd(struct cuda_ctx * ctx, const struct rk_op_call * c, cudaStream_t st) {
-    const struct rk_tensor * x = c->src[1], * A = c->src[3], * B = c->src[4];
+/*
+ * Which LoRA implementation LORA_FWD / LORA_BWD run (lora/lora.cu). RK_LORA_VARIANT=1 forces the fused kernels, 2
+ * the unfused cuBLAS path (read once; 0 or unset: the measured choice). The choice, from bench_lora on an H200
+ * (docs/PERF.md, 7B shapes, r 16): the forward unfused (1.5-3.6x the fused kernel), the backward unfused without
+ * dropout (1.6-2.0x) and fused with it (1.15x at N 4096; 0.95x at N 14336).
+ */
+static enum rk_lora_variant lora_variant(bool backward, float dropout) {
+    static int forced = -1;
+    if (forced < 0) forced = rk_env_variant("RK_LORA_VARIANT", 3);
+    if (forced > 0) return forced == 1 ? RK_LORA_FUSED : RK_LORA_UNFUSED;
+    return backward && dropout > 0.0f ? RK_LORA_FUSED : RK_LORA_UNFUSED;
+}
+
+/* LORA_FWD / LORA_BWD with the backend's cuBLAS handle and scratch (cuda_scratch: the fused backward's partial sums,
+ * the unfused path's dropout(x) and u or g). */
+static enum rk_status lora_op(struct cuda_ctx * ctx, const struct rk_op_call * c, cudaStream_t st) {
+    const bool               bwd = c->op == RK_OP_LORA_BWD;
+    const struct rk_tensor * x = bwd ? c->src[1] : c->src[0], * A = bwd ? c->src[3] : c->src[1];
+    const struct rk_tensor * B = bwd ? c->src[4] : c->src[2];
+    if (!x || !A || !B || A->ndim < 1 || B->ndim < 1) {
+        return rk_set_error(RK_STATUS_ARG, "%s: x, A and B are required", bwd ? "LORA_BWD" : "LORA_FWD");
+    }
+    const enum rk_lora_variant v = lora_variant(bwd, c->p.lora.dropout);
     const int64_t K = A->ne[A->ndim - 1], M = K > 0 ? rk_tensor_nelements(x) / K : 0;
-    const size_t  need = rk_cuda_lora_scratch_bytes(RK_LORA_FUSED, true, M, K, B->ne[0], A->ne[0], x->dtype);
-    float *       sc   = cuda_scratch(ctx, (int64_t) ((need + sizeof(float) - 1) / sizeof(float)));
-    if (!sc) return rk_set_error(RK_STATUS_OOM, "LORA_BWD: no device memory for %zu bytes of scratch", need);
-    const struct rk_cuda_lora_ws ws = { RK_LORA_FUSED, NULL, sc, (size_t) ctx->scratch_n * sizeof(float) };
-    return rk_cuda_lora_bwd(c->dst, c->src[0], x, c->src[2], A, B, &c->p.lora, &ws, st);
+    const size_t  need = rk_cuda_lora_scratch_bytes(v, bwd, M, K, B->ne[0], A->ne[0], x->dtype);
+    float *       sc   = need ? cuda_scratch(ctx, (int64_t) ((need + sizeof(float) - 1) / sizeof(float))) : NULL;
+    if (need && !sc) {
+        return rk_set_error(RK_STATUS_OOM, "%s: no device memory for %zu bytes of scratch", bwd ? "LORA_BWD" : "LORA_FWD",
+                            need);
+    }
+    const struct rk_cuda_lora_ws ws = { v, v == RK_LORA_UNFUSED ? rk_cuda_blas_cublas(ctx->blas) : NULL, sc,
+                                        sc ? (size_t) ctx->scratch_n * sizeof(float) : 0 };
+    if (bwd) return rk_cuda_lora_bwd(c->dst, c->src[0], x, c->src[2], A, B, &c->p.lora, &ws, st);
+    return rk_cuda_lora_fwd(c->dst, (struct rk_tensor *) c->src[3], x, A, B, &c->p.lora, &ws, st); /* u: an output */
 }
 
 /* ATTN_BWD with the backend's scratch (cuda_scratch: D and the log2 lse per query row). */
@@ -370,11 +395,8 @@ static enum rk_status cuda_compute(struct rk_backend * be, const struct rk_op_ca
         case RK_OP_NF4_MATMUL:
             s = rk_cuda_nf4_matmul(ctx->blas, c->dst, c->src[0], c->src[1], &c->p.nf4_matmul, st);
             break;
-        case RK_OP_LORA_FWD: /* u (src[3]) is an output */
-            s = rk_cuda_lora_fwd(c->dst, (struct rk_tensor *) c->src[3], c->src[0], c->src[1], c->src[2], &c->p.lora,
-                                 NULL, st);
-            break;
-        case RK_OP_LORA_BWD: s = lora_bwd(ctx, c, st); break;
+        case RK_OP_LORA_FWD: /* fall through: u (src[3]) is an output */
+        case RK_OP_LORA_BWD: s = lora_op(ctx, c, st); break;
         case RK_OP_ATTN_BWD: s = cuda_attn_bwd(ctx, c); break;
         case RK_OP_COUNT:
         default:           s = rk_set_error(RK_STATUS_UNSUPPORTED, "%s: unknown op %d", be->name, (int) c->op); break;

@@ -26,7 +26,8 @@
  *   v11 attn_fwd_kernel_ws<HS>: warp-specialized (FA3): a producer warpgroup loads Q, K, V with TMA into two stages
  *       on mbarriers, two consumer warpgroups run v9's loop with no CTA barrier (kernels/tma.cuh).
  *   v12 v11 with the two consumer warpgroups in ping-pong (one's softmax beside the other's products).
- *   v6-v12 run only on sm_90 and have never run on a GPU: not chosen automatically (RK_ATTN_FWD_VARIANT=N forces).
+ *   v6-v12 run only on sm_90; on an H200 (docs/PERF.md) the automatic choice takes v6 at HS 64 and v11 at HS 128
+ *   (attn_auto_variant; RK_ATTN_FWD_VARIANT=N forces another).
  * The sm_75 path (a real sm_75 card, or force_sm75) runs v2 with fp16 mma.sync m16n8k8 and synchronous tile
  * loads (no cp.async); bf16 there goes to v1.
  *

@@ -217,6 +217,9 @@ struct rk_cuda_blas;
  */
 struct rk_cuda_blas * rk_cuda_blas_init(void);
 void                  rk_cuda_blas_free(struct rk_cuda_blas * blas);
+/* Its cuBLAS handle (a cublasHandle_t; workspace set, stream set by each user before a call), for launchers that call
+ * cuBLAS themselves (lora/lora.cu's unfused variant). NULL for NULL. Cannot fail. */
+struct cublasContext * rk_cuda_blas_cublas(struct rk_cuda_blas * blas);
 
 /*
  * dst (M,N) = x (M,K) @ w (N,K)^T (+ bias (N)), then p->act (GELU = erf form). x and dst may have row strides larger

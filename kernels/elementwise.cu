@@ -18,7 +18,7 @@
  *
  * GELU variants (rk_cuda_gelu, and rk_cuda_bias_act with RK_ACT_GELU; RK_GELU_VARIANT=N or
  * rk_cuda_gelu_set_variant, kernels/cuda_ops.h). The other ops always run v1.
- *   1  v1, erff                                      (the reference, and the default until the bench says otherwise)
+ *   1  v1, erff                                      (the reference; the default is v3, measured faster)
  *   2  v2 with U = 4, erff                           (memory-level parallelism alone)
  *   3  v2 with U = 4, rk_erf_ex2 for f16/bf16 outputs (kernels/erf_ex2.h: one ex2, no division; f32 outputs: as 2)
  *   4  v2 with U = 8, rk_erf_ex2 for f16/bf16 outputs    (f32 outputs: as 2)

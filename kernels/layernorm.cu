@@ -16,7 +16,7 @@
  *                              that read it (dst may alias x or the residual). Needs NV V >= C / G, NV <= 8.
  *
  * Variants (RK_LAYERNORM_VARIANT=N or rk_cuda_layernorm_set_variant, kernels/cuda_ops.h):
- *   1  v1                                               (the reference, and the default until the bench says otherwise)
+ *   1  v1                                               (the reference; the default is v2, measured faster)
  *   2  v2, G = 32, R = 1: one row per warp in registers (C = 768 bf16: 3 vectors of x + 3 of residual per lane)
  *   3  v2, G = 32, R = 2: two rows per warp in flight   (NV <= 4: C <= 1024 for 16-bit types)
  *   4  v2, G = 8..32, R = 1: the largest G that leaves each lane >= 4 vectors (C = 768 bf16: G = 16, 6 vectors;

@@ -117,6 +117,8 @@ static void plan_release(struct plan * p) {
     memset(p, 0, sizeof(*p));
 }
 
+extern "C" struct cublasContext * rk_cuda_blas_cublas(struct rk_cuda_blas * b) { return b ? b->cublas : NULL; }
+
 extern "C" void rk_cuda_blas_free(struct rk_cuda_blas * b) {
     if (!b) return;
     for (int i = 0; i < RK_MATMUL_PLAN_CACHE; i++) plan_release(&b->plans[i]);

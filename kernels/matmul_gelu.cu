@@ -9,7 +9,7 @@
  * MATMUL cases with gelu=1 in tests/test_ops.c ("[variant=mm-v...]").
  *
  * Variants of the matmul + GELU (RK_MATMUL_GELU_VARIANT=N or rk_cuda_matmul_gelu_set_variant, kernels/cuda_ops.h):
- *   1  cuBLASLt (bias epilogue), then the GELU pass of kernels/elementwise.cu (the default until measured)
+ *   1  cuBLASLt (bias epilogue), then the GELU pass of kernels/elementwise.cu (where the fused kernels do not run)
  *   2  matmul_gelu_kernel_wg<256, 4, 1>: CTA tile 128 x 256, two warpgroups (64 x 256 each, m64n256k16), 4-stage
  *      cp.async pipeline (48 KB a stage, 192 KB), one wgmma group kept in flight, one CTA per SM
  *   3  matmul_gelu_kernel_wg<128, 3, 0>: CTA tile 128 x 128 (m64n128k16), 3 stages (96 KB), each k-block waited for
@@ -460,7 +460,7 @@ static __global__ void __launch_bounds__(256, 2) matmul_gelu_kernel_mma(const st
 /* ------------------------------------------------------------------------------------------------
  * kernel launchers */
 
-/* the default: v6 (measured on an H200: 1.20x the cuBLASLt GEMM + GELU pass on the BERT-base FFN-up shape, BERT-base
+/* the default: v6 (measured on an H200: 1.16-1.19x the cuBLASLt GEMM + GELU pass on the BERT-base FFN-up shape, BERT-base
  * forward 1.07x; docs/PERF.md); devices it does not take (not sm_90) fall back to variant 1 call by call */
 static struct rk_variant_knob mmgelu_knob = RK_VARIANT_KNOB("RK_MATMUL_GELU_VARIANT", "cuda matmul gelu",
                                                             RK_MATMUL_GELU_N_VARIANTS, 6);

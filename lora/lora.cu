@@ -32,6 +32,9 @@
  *                            dA += s g^T x', dx += s g A (beta = 1; with dropout g A goes to scratch and
  *                            lora_keep_kernel applies keep while adding).
  * Every reduction has one owner and a fixed order: the results are bitwise reproducible run to run.
+ * Which one the backend runs (host/backend_cuda.c, lora_variant): measured on an H200 at 7B shapes (docs/PERF.md),
+ * the fused forward is 1.5-3.6x slower than the unfused one and the fused backward wins only with dropout, so rk_op
+ * takes the unfused forward, and the unfused backward unless dropout > 0 (RK_LORA_VARIANT=1|2 forces either).
  *
  *   build/bench/bench_lora            checks both variants against the CPU, then times them (Llama-7B shapes)
  */

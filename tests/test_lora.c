@@ -817,7 +817,8 @@ Test(lora, nf4_base_peft_golden) {
 }
 
 /* ---- CUDA parity: LORA_FWD / LORA_BWD on the device against the CPU op on the same 16-bit-rounded inputs ------
- * Fused (through rk_op on the CUDA backend) and unfused (rk_cuda_lora_fwd/bwd with RK_LORA_UNFUSED, cuBLAS). Every
+ * Three ways per case: through rk_op on the CUDA backend ([backend]: its own choice of variant, its cuBLAS handle and
+ * scratch), and the launchers rk_cuda_lora_fwd/bwd with each variant ([fused]: lora.cu's kernels; [unfused]: cuBLAS). Every
  * device buffer sits between 256-byte guards, rows may be padded (a row stride above the width), and guards, row
  * gaps and inputs are pre-filled and must come back unchanged; an output element the kernel never writes stays
  * NaN (0xFF bytes) and fails the comparison. Skipped without a CUDA device (STYLE.md 6). RK_TEST_FILTER selects
@@ -836,9 +837,18 @@ TestSuite(lora_cuda, .init = seed_rng);
 
 enum { CASE_PASS = 0, CASE_FAIL, CASE_SKIP };
 
+/* RK_TEST_FILTER: substrings separated by '|', any of which selects a case (as tests/ops_harness.h; the device check's
+ * sanitizer filters rely on the alternatives) */
 static bool case_selected(const char * cs) {
     const char * f = getenv("RK_TEST_FILTER");
-    return !f || !*f || strstr(cs, f) != NULL;
+    if (!f || !*f) return true;
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", f);
+    char * save = NULL;
+    for (char * tok = strtok_r(buf, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+        if (*tok && strstr(cs, tok)) return true;
+    }
+    return false;
 }
 
 static float round_dt(enum rk_dtype dt, float v) {
@@ -1062,16 +1072,21 @@ static int case_status(struct rk_backend * be, enum rk_status s, const char * cs
     return s == RK_STATUS_UNSUPPORTED ? CASE_SKIP : CASE_FAIL;
 }
 
-/* The unfused variant's workspace with fresh scratch (release ws.scratch with be->free). */
-static struct rk_cuda_lora_ws unfused_ws(struct rk_backend * be, cublasHandle_t h, bool bwd, const struct cuda_case * c) {
-    const size_t need = rk_cuda_lora_scratch_bytes(RK_LORA_UNFUSED, bwd, c->M, c->K, c->N, c->r, c->dt);
-    const struct rk_cuda_lora_ws ws = { RK_LORA_UNFUSED, h, be->alloc(be, need), need };
-    cr_assert(ws.scratch != NULL);
+/* How a case runs: through rk_op (the backend picks), or the launcher with one variant. */
+enum lora_how { HOW_BACKEND, HOW_FUSED, HOW_UNFUSED, HOW_COUNT };
+static const char * const how_name[HOW_COUNT] = { "backend", "fused", "unfused" };
+
+/* Variant v's workspace with fresh scratch, none when it needs none (release ws.scratch with be->free). */
+static struct rk_cuda_lora_ws variant_ws(struct rk_backend * be, cublasHandle_t h, enum rk_lora_variant v, bool bwd,
+                                         const struct cuda_case * c) {
+    const size_t need = rk_cuda_lora_scratch_bytes(v, bwd, c->M, c->K, c->N, c->r, c->dt);
+    const struct rk_cuda_lora_ws ws = { v, v == RK_LORA_UNFUSED ? h : NULL, need ? be->alloc(be, need) : NULL, need };
+    cr_assert(need == 0 || ws.scratch != NULL);
     return ws;
 }
 
-/* Runs the forward (fused: rk_op; unfused: the launcher) and checks y, u and the untouched inputs. */
-static int cuda_fwd_case(struct rk_backend * be, cublasHandle_t h, const struct cuda_case * c, bool unfused,
+/* Runs the forward (rk_op, or the launcher with one variant) and checks y, u and the untouched inputs. */
+static int cuda_fwd_case(struct rk_backend * be, cublasHandle_t h, const struct cuda_case * c, enum lora_how how,
                          const struct rk_lora_params * p, const struct cuda_ref * R, const char * cs) {
     const int64_t M = c->M, K = c->K, N = c->N, r = c->r;
     struct gbuf bx, bA, bB, by, bu;
@@ -1082,13 +1097,14 @@ static int cuda_fwd_case(struct rk_backend * be, cublasHandle_t h, const struct 
     struct rk_tensor tu = gb_init(&bu, be, c->dt, M, r, r, NULL, "u");
     enum rk_status s;
     void * scratch = NULL;
-    if (!unfused) {
+    if (how == HOW_BACKEND) {
         struct rk_op_call call = { .op = RK_OP_LORA_FWD, .dst = &ty, .src = { &tx, &tA, &tB, &tu } };
         call.p.lora            = *p;
         s                      = rk_op(be, &call);
     } else {
-        const struct rk_cuda_lora_ws ws = unfused_ws(be, h, false, c);
-        scratch                         = ws.scratch;
+        const struct rk_cuda_lora_ws ws =
+            variant_ws(be, h, how == HOW_FUSED ? RK_LORA_FUSED : RK_LORA_UNFUSED, false, c);
+        scratch = ws.scratch;
         s = rk_cuda_lora_fwd(&ty, &tu, &tx, &tA, &tB, p, &ws, rk_backend_cuda_stream(be));
     }
     int rc = case_status(be, s, cs);
@@ -1141,8 +1157,8 @@ static bool bwd_bufs_fetch(struct bwd_bufs * b, float * out[3], const char * cs)
            gb_fetch(&b->B, NULL, false, cs, "B") & ok;
 }
 
-/* Runs the backward (fused: rk_op; unfused: the launcher) and checks dx, dA, dB and the untouched inputs. */
-static int cuda_bwd_case(struct rk_backend * be, cublasHandle_t h, const struct cuda_case * c, bool unfused,
+/* Runs the backward (rk_op, or the launcher with one variant) and checks dx, dA, dB and the untouched inputs. */
+static int cuda_bwd_case(struct rk_backend * be, cublasHandle_t h, const struct cuda_case * c, enum lora_how how,
                          const struct rk_lora_params * p, const struct cuda_ref * R, const char * cs) {
     const int64_t   n[3] = { c->M * c->K, c->r * c->K, c->N * c->r };
     struct bwd_bufs b;
@@ -1152,13 +1168,14 @@ static int cuda_bwd_case(struct rk_backend * be, cublasHandle_t h, const struct 
     pp.dB                    = &b.tdB;
     enum rk_status s;
     void * scratch = NULL;
-    if (!unfused) {
+    if (how == HOW_BACKEND) {
         struct rk_op_call call = { .op = RK_OP_LORA_BWD, .dst = &b.tdx, .src = { &b.tdy, &b.tx, &b.tu, &b.tA, &b.tB } };
         call.p.lora            = pp;
         s                      = rk_op(be, &call);
     } else {
-        const struct rk_cuda_lora_ws ws = unfused_ws(be, h, true, c);
-        scratch                         = ws.scratch;
+        const struct rk_cuda_lora_ws ws =
+            variant_ws(be, h, how == HOW_FUSED ? RK_LORA_FUSED : RK_LORA_UNFUSED, true, c);
+        scratch = ws.scratch;
         s = rk_cuda_lora_bwd(&b.tdx, &b.tdy, &b.tx, &b.tu, &b.tA, &b.tB, &pp, &ws, rk_backend_cuda_stream(be));
     }
     int rc = case_status(be, s, cs);
@@ -1188,15 +1205,15 @@ Test(lora_cuda, parity) {
         const struct rk_lora_params p = { .scale = 2.0f, .dropout = c->p, .seed = 1234 + ci, .offset = 99 };
         struct cuda_ref R = cuda_reference(c, &p);
         for (int op = 0; op < 2; op++) {
-            for (int unfused = 0; unfused < (cpu ? 1 : 2); unfused++) {
+            for (int how = 0; how < (cpu ? 1 : HOW_COUNT); how++) {
                 char cs[200];
                 snprintf(cs, sizeof(cs), "LORA_%s(dtype=%s,M=%lld,K=%lld,N=%lld,r=%lld,p=%g,pad=%lld,grads=%s)[%s]",
                          op ? "BWD" : "FWD", dtname(c->dt), (long long) c->M, (long long) c->K, (long long) c->N,
                          (long long) c->r, (double) c->p, (long long) c->pad, c->f32_grads ? "f32" : dtname(c->dt),
-                         unfused ? "unfused" : "fused");
+                         how_name[how]);
                 if (!case_selected(cs)) continue;
-                const int rc = op ? cuda_bwd_case(be, h, c, unfused, &p, &R, cs)
-                                  : cuda_fwd_case(be, h, c, unfused, &p, &R, cs);
+                const int rc = op ? cuda_bwd_case(be, h, c, (enum lora_how) how, &p, &R, cs)
+                                  : cuda_fwd_case(be, h, c, (enum lora_how) how, &p, &R, cs);
                 fprintf(stderr, "  %s %s\n", rc == CASE_PASS ? "ok  " : rc == CASE_FAIL ? "FAIL" : "skip", cs);
                 n[rc]++;
             }
