@@ -219,9 +219,9 @@ void rk_cpu_lora_bwd(float * dx, float * dA, float * dB, const float * dy, const
 
 void rk_cpu_lora_merge(float * W, const float * A, const float * B, float s, struct rk_lora_shape sh) {
     /* W (N,K) += s B (N,r) A (r,K), rounded as PEFT's merge: d = B A with one fused multiply-add per rank term in
-     * rank order, then W + (d * s) with two roundings. Not sgemm: its summation order depends on the CPU's kernel
-     * (an AVX-512 machine gave other last bits than an AVX2 one), and a merge into 4 bits must be bit-exact with
-     * PEFT + bitsandbytes on every machine (tests/test_lora.c). */
+     * rank order, then W + (d * s) with two roundings. Not sgemm: its summation order depends on the BLAS and the
+     * kernel it picks for the CPU (the GPU machine's BLAS gave other last bits), and a merge into 4 bits must be
+     * bit-exact with PEFT + bitsandbytes on every machine (tests/test_lora.c). */
     check_shape(sh);
     const int64_t N = sh.N, K = sh.K, r = sh.r;
 #pragma omp parallel
