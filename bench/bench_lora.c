@@ -12,8 +12,9 @@
  * includes the reductions (all 4 launches of the fused path; all GEMMs and dropout kernels of the unfused one).
  *
  * Prints per shape and variant the median time, GB/s and TFLOP/s, and machine-readable lines
- *     RESULT lora_{fwd,bwd}_bf16_M<M>_K<K>_N<N>_r<r>_p<p> <ms> ms            (fused: the op as the backend runs it)
- *     RESULT lora_{fwd,bwd}_unfused_bf16_M<M>_K<K>_N<N>_r<r>_p<p> <ms> ms    (unfused: no peer line)
+ *     RESULT lora_{fwd,bwd}_bf16_M<M>_K<K>_N<N>_r<r>_p<p> <ms> ms            (the variant the backend runs:
+ *                                                                             rk_cuda_lora_pick)
+ *     RESULT lora_{fwd,bwd}_{fused,unfused}_bf16_M<M>_K<K>_N<N>_r<r>_p<p> <ms> ms   (each variant: no peer line)
  * .ci/device_check.sh joins the first kind with bench/peers/lora_peft.py, which times PEFT's lora.Linear adapter path
  * (lora_B(lora_A(dropout(x))) * scaling added to the base output, and its autograd backward) on the same shapes.
  * Without CUDA in the build, or without a device, it prints one line and exits 0.
@@ -330,20 +331,24 @@ int main(int argc, char ** argv) {
                                      : 2 * (M * K + 2 * M * N + M * r + r * K + N * r);
             const double flops = (bwd ? 4 : 2) * M * r * (K + N);
             double       ms[2];
+            char         key[2][160];
             for (int v = 0; v < 2; v++) {
                 struct timed_run tr = { be, &P, bwd, v ? &unfused : NULL };
                 ms[v]               = rk_bench_time_ms(&tm, run_timed, &tr);
-                char key[160];
-                snprintf(key, sizeof(key), "lora_%s%s_bf16_M%lld_K%lld_N%lld_r%lld_p%g", bwd ? "bwd" : "fwd",
-                         v ? "_unfused" : "", (long long) s->M, (long long) s->K, (long long) s->N, (long long) s->r,
-                         (double) s->p);
+                snprintf(key[v], sizeof(key[v]), "lora_%s%s_bf16_M%lld_K%lld_N%lld_r%lld_p%g", bwd ? "bwd" : "fwd",
+                         v ? "_unfused" : "_fused", (long long) s->M, (long long) s->K, (long long) s->N,
+                         (long long) s->r, (double) s->p);
                 printf("lora %-20s %-8s %-46s median_ms=%.4f (min %.4f) %7.1f GB/s %5.1f TFLOP/s\n", s->what,
-                       v ? "unfused" : "fused", key, ms[v], (double) tm.ms[0], bytes / (ms[v] * 1e-3) / 1e9,
+                       v ? "unfused" : "fused", key[v], ms[v], (double) tm.ms[0], bytes / (ms[v] * 1e-3) / 1e9,
                        flops / (ms[v] * 1e-3) / 1e12);
-                printf("RESULT %s %.4f ms\n", key, ms[v]);
+                printf("RESULT %s %.4f ms\n", key[v], ms[v]);
             }
-            printf("lora %-20s %s p=%g: fused is %.2fx the unfused speed\n", s->what, bwd ? "bwd" : "fwd",
-                   (double) s->p, ms[1] / ms[0]);
+            /* the op as the backend runs it: the peer's key */
+            const int pick = rk_cuda_lora_pick(bwd, s->p) == RK_LORA_UNFUSED;
+            printf("RESULT lora_%s_bf16_M%lld_K%lld_N%lld_r%lld_p%g %.4f ms\n", bwd ? "bwd" : "fwd", (long long) s->M,
+                   (long long) s->K, (long long) s->N, (long long) s->r, (double) s->p, ms[pick]);
+            printf("lora %-20s %s p=%g: fused is %.2fx the unfused speed; the backend runs %s\n", s->what,
+                   bwd ? "bwd" : "fwd", (double) s->p, ms[1] / ms[0], pick ? "unfused" : "fused");
         }
         problem_free(&P);
     }

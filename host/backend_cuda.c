@@ -275,20 +275,7 @@ static float * cuda_scratch(struct cuda_ctx * ctx, int64_t n) {
     return ctx->scratch;
 }
 
-/*
- * Which LoRA implementation LORA_FWD / LORA_BWD run (lora/lora.cu). RK_LORA_VARIANT=1 forces the fused kernels, 2
- * the unfused cuBLAS path (read once; 0 or unset: the measured choice). The choice, from bench_lora on an H200
- * (docs/PERF.md, 7B shapes, r 16): the forward unfused (1.5-3.6x the fused kernel), the backward unfused without
- * dropout (1.6-2.0x) and fused with it (1.15x at N 4096; 0.95x at N 14336).
- */
-static enum rk_lora_variant lora_variant(bool backward, float dropout) {
-    static int forced = -1;
-    if (forced < 0) forced = rk_env_variant("RK_LORA_VARIANT", 3);
-    if (forced > 0) return forced == 1 ? RK_LORA_FUSED : RK_LORA_UNFUSED;
-    return backward && dropout > 0.0f ? RK_LORA_FUSED : RK_LORA_UNFUSED;
-}
-
-/* LORA_FWD / LORA_BWD with the backend's cuBLAS handle and scratch (cuda_scratch: the fused backward's partial sums,
+/* LORA_FWD / LORA_BWD, the variant rk_cuda_lora_pick chooses, with the backend's cuBLAS handle and scratch (cuda_scratch: the fused backward's partial sums,
  * the unfused path's dropout(x) and u or g). */
 static enum rk_status lora_op(struct cuda_ctx * ctx, const struct rk_op_call * c, cudaStream_t st) {
     const bool               bwd = c->op == RK_OP_LORA_BWD;
@@ -297,7 +284,7 @@ static enum rk_status lora_op(struct cuda_ctx * ctx, const struct rk_op_call * c
     if (!x || !A || !B || A->ndim < 1 || B->ndim < 1) {
         return rk_set_error(RK_STATUS_ARG, "%s: x, A and B are required", bwd ? "LORA_BWD" : "LORA_FWD");
     }
-    const enum rk_lora_variant v = lora_variant(bwd, c->p.lora.dropout);
+    const enum rk_lora_variant v = rk_cuda_lora_pick(bwd, c->p.lora.dropout);
     const int64_t K = A->ne[A->ndim - 1], M = K > 0 ? rk_tensor_nelements(x) / K : 0;
     const size_t  need = rk_cuda_lora_scratch_bytes(v, bwd, M, K, B->ne[0], A->ne[0], x->dtype);
     float *       sc   = need ? cuda_scratch(ctx, (int64_t) ((need + sizeof(float) - 1) / sizeof(float))) : NULL;

@@ -32,7 +32,7 @@
  *                            dA += s g^T x', dx += s g A (beta = 1; with dropout g A goes to scratch and
  *                            lora_keep_kernel applies keep while adding).
  * Every reduction has one owner and a fixed order: the results are bitwise reproducible run to run.
- * Which one the backend runs (host/backend_cuda.c, lora_variant): measured on an H200 at 7B shapes (docs/PERF.md),
+ * Which one the backend runs (rk_cuda_lora_pick, host/backend_cuda.c): measured on an H200 at 7B shapes (docs/PERF.md),
  * the fused forward is 1.5-3.6x slower than the unfused one and the fused backward wins only with dropout, so rk_op
  * takes the unfused forward, and the unfused backward unless dropout > 0 (RK_LORA_VARIANT=1|2 forces either).
  *
@@ -626,6 +626,15 @@ static bwd_plan plan_bwd(int64_t M, int64_t K, int64_t N, int64_t r, size_t es) 
     p.off_dap          = p.off_g + align256((size_t) (M * r) * es);
     p.bytes            = p.off_dap + align256((size_t) (p.ms * r * K) * sizeof(float));
     return p;
+}
+
+/* From bench_lora on an H200 (docs/PERF.md, 7B shapes, r 16): the forward unfused (1.5-3.6x the fused kernel), the
+ * backward unfused without dropout (1.6-2.0x) and fused with it (1.15x at N 4096; 0.95x at N 14336). */
+extern "C" enum rk_lora_variant rk_cuda_lora_pick(bool backward, float dropout) {
+    static int forced = -1;
+    if (forced < 0) forced = rk_env_variant("RK_LORA_VARIANT", 3);
+    if (forced > 0) return forced == 1 ? RK_LORA_FUSED : RK_LORA_UNFUSED;
+    return backward && dropout > 0.0f ? RK_LORA_FUSED : RK_LORA_UNFUSED;
 }
 
 extern "C" size_t rk_cuda_lora_scratch_bytes(enum rk_lora_variant variant, bool backward, int64_t M, int64_t K,

@@ -43,6 +43,13 @@ struct rk_cuda_lora_ws {
 };
 
 /*
+ * The variant the CUDA backend's LORA_FWD / LORA_BWD run (host/backend_cuda.c): RK_LORA_VARIANT=1 (fused) or 2
+ * (unfused) when set (read once); else the measured choice (lora/lora.cu header, docs/PERF.md): unfused, except the
+ * fused backward with dropout > 0. Cannot fail.
+ */
+enum rk_lora_variant rk_cuda_lora_pick(bool backward, float dropout);
+
+/*
  * Device scratch a call needs, in bytes (0: none), for x (M,K), B (N,r), activations of dtype dt:
  *   fused forward: 0;
  *   fused backward: the partial sums of g = dy B (per column split of N), of dB (per 128-row tile of M) and of
