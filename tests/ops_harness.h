@@ -50,18 +50,7 @@ static inline uint64_t run_seed(void) {
     return (s && *s) ? strtoull(s, NULL, 0) : DEFAULT_SEED;
 }
 
-/* RK_TEST_FILTER: '|'-separated substrings; a case runs when its string contains any of them. */
-static inline bool case_selected(const char * name) {
-    const char * f = getenv("RK_TEST_FILTER");
-    if (!f || !*f) return true;
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s", f);
-    char * save = NULL;
-    for (char * tok = strtok_r(buf, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
-        if (*tok && strstr(name, tok)) return true;
-    }
-    return false;
-}
+/* case_selected (RK_TEST_FILTER): tests/test_util.h */
 
 struct rng {
     uint64_t s;

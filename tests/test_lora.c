@@ -837,20 +837,6 @@ TestSuite(lora_cuda, .init = seed_rng);
 
 enum { CASE_PASS = 0, CASE_FAIL, CASE_SKIP };
 
-/* RK_TEST_FILTER: substrings separated by '|', any of which selects a case (as tests/ops_harness.h; the device check's
- * sanitizer filters rely on the alternatives) */
-static bool case_selected(const char * cs) {
-    const char * f = getenv("RK_TEST_FILTER");
-    if (!f || !*f) return true;
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s", f);
-    char * save = NULL;
-    for (char * tok = strtok_r(buf, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
-        if (*tok && strstr(cs, tok)) return true;
-    }
-    return false;
-}
-
 static float round_dt(enum rk_dtype dt, float v) {
     return dt == RK_DTYPE_BF16 ? rk_bf16_to_f32(rk_f32_to_bf16(v)) : dt == RK_DTYPE_F16 ? rk_f16_to_f32(rk_f32_to_f16(v)) : v;
 }

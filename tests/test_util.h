@@ -12,6 +12,20 @@
 #include <string.h>
 #include <unistd.h>
 
+/* RK_TEST_FILTER: substrings separated by '|', any of which selects a parity case by its case string (unset or
+ * empty: every case); the device check's sanitizer runs rely on the alternatives. */
+static inline bool case_selected(const char * name) {
+    const char * f = getenv("RK_TEST_FILTER");
+    if (!f || !*f) return true;
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", f);
+    char * save = NULL;
+    for (char * tok = strtok_r(buf, "|", &save); tok; tok = strtok_r(NULL, "|", &save)) {
+        if (*tok && strstr(name, tok)) return true;
+    }
+    return false;
+}
+
 /* Repository root: $RK_ROOT (set by `make test`) or the current directory. */
 static inline const char * rk_test_root(void) {
     const char * r = getenv("RK_ROOT");
