@@ -275,6 +275,19 @@ for cmd in "${EXTRA[@]}"; do
     [ "$rc" != 0 ] && NOTES+=("$cmd exited $rc$([ $rc = 124 ] && echo ' (timeout)')")
 done
 
+# where a BERT-base fine-tune step's GPU time goes (RK_PROFILE=1: events around every op, summed per op; the step is
+# 0.63x HF's, docs/PERF.md): its RESULT lines are dropped, the events slow the step; the summary shows the table
+if [ -x build/bench/bench_finetune ]; then
+    if out_of_time; then
+        NOTES+=("RK_PROFILE=1 bench_finetune: not run (out of time)")
+    else
+        say "== profile: RK_PROFILE=1 build/bench/bench_finetune --config base --reps 3"
+        { echo "===== RK_PROFILE=1 build/bench/bench_finetune --config base --reps 3 (RESULT lines dropped)"
+          RK_PROFILE=1 timeout "$(tmo 60)" build/bench/bench_finetune --config base --reps 3 2>&1 | grep -av '^RESULT'
+        } >>"$L_BENCH"
+    fi
+fi
+
 # ---- summary ----------------------------------------------------------------------------------------------------
 {
     echo
@@ -287,6 +300,12 @@ done
     echo "  $EMBED_ROW"
     echo "-- benches: ours vs peer (ratio > 1: ours better; throughput ours/peer, times peer/ours)"
     awk -f .ci/result_table.awk "$L_BENCH" "$L_PEER"
+    prof=$(sed -n '/^===== RK_PROFILE=1 build\/bench\/bench_finetune/,$p' "$L_BENCH" |
+        grep -a -E '^ours_finetune|^rk cuda profile|^  [A-Z_+]+ +[0-9]+ calls' | head -n 40)
+    if [ -n "$prof" ]; then
+        echo "-- a BERT-base fine-tune step, GPU time per op (RK_PROFILE=1, 3 steps + warm-ups and the golden check)"
+        echo "$prof" | cut -c1-150 | sed 's/^/  /'
+    fi
     other=$(grep -a -hE 'ours_|peer_' "$L_BENCH" "$L_PEER" | grep -v '^RESULT' | head -n 24)
     if [ -n "$other" ]; then
         echo "-- other bench lines (no RESULT key)"
