@@ -1401,14 +1401,16 @@ extern "C" enum rk_status rk_cuda_attn_fwd_variant(struct rk_tensor * dst, const
                                                        "the sm_75 path and HS 64 or 128 (device sm_%d, HS=%lld)",
                                 variant, cc, (long long) HS);
         }
-        enum rk_status st = HS == 64 ? attn_launch_wg_hs<64>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream)
-                                     : attn_launch_wg_hs<128>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream);
+        const auto launch = [&](int v) {
+            return HS == 64 ? attn_launch_wg_hs<64>(a, v, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream)
+                            : attn_launch_wg_hs<128>(a, v, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream);
+        };
+        enum rk_status st = launch(variant);
         if (st == RK_STATUS_UNSUPPORTED && picked && variant == 11) {
             /* no TMA maps for these strides (or no driver entry point): the wgmma kernel without TMA */
             rk_clear_error();
             variant = 6;
-            st = HS == 64 ? attn_launch_wg_hs<64>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream)
-                          : attn_launch_wg_hs<128>(a, variant, bf16, (int) B, (int) NH, (int) NKV, smem_optin, stream);
+            st      = launch(variant);
         }
         if (st != RK_STATUS_UNSUPPORTED || !picked) return st;
         rk_clear_error(); /* not enough shared memory for the wgmma tiles: the mma.sync kernels */
